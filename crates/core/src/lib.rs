@@ -1,0 +1,18 @@
+//! The PostgreSQL-free heart of pg_evolve.
+//!
+//! Everything here is plain Rust, tested with `cargo test -p evolve-core`; the extension crate
+//! only moves data between PostgreSQL and these functions.
+
+pub mod cache;
+pub mod compat;
+pub mod diff;
+pub mod error;
+pub mod ident;
+pub mod infer;
+pub mod lifecycle;
+pub mod payload;
+pub mod reduce;
+pub mod schema;
+pub mod similarity;
+
+pub use error::{CoreError, SqlState};

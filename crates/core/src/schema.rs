@@ -1,0 +1,737 @@
+//! The schema definition model: parsing with path-aware validation, canonical JSON, the merge of
+//! a global schema with a user's extension, and JSON merge patches.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::error::CoreError;
+use crate::ident::name_problem;
+
+/// Largest definition document accepted, in bytes of JSON text.
+pub const MAX_DEFINITION_BYTES: usize = 1024 * 1024;
+/// Deepest nesting accepted in a definition (defaults may hold objects).
+pub const MAX_DEFINITION_DEPTH: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AttrType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Timestamp,
+    Date,
+    Object,
+    Array,
+}
+
+impl AttrType {
+    pub const ALL: [AttrType; 8] = [
+        AttrType::String,
+        AttrType::Number,
+        AttrType::Integer,
+        AttrType::Boolean,
+        AttrType::Timestamp,
+        AttrType::Date,
+        AttrType::Object,
+        AttrType::Array,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttrType::String => "string",
+            AttrType::Number => "number",
+            AttrType::Integer => "integer",
+            AttrType::Boolean => "boolean",
+            AttrType::Timestamp => "timestamp",
+            AttrType::Date => "date",
+            AttrType::Object => "object",
+            AttrType::Array => "array",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AttrType> {
+        AttrType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The PostgreSQL column type a typed projection uses for this attribute.
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            AttrType::String => "text",
+            AttrType::Number => "double precision",
+            AttrType::Integer => "bigint",
+            AttrType::Boolean => "boolean",
+            AttrType::Timestamp => "timestamptz",
+            AttrType::Date => "date",
+            AttrType::Object | AttrType::Array => "jsonb",
+        }
+    }
+}
+
+/// How observations of one attribute reduce into the snapshot value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergePolicy {
+    /// The most recent observation wins (by observation order).
+    #[default]
+    LastWriteWins,
+    /// The observation from the highest-ranked source wins; ties go to the most recent.
+    SourcePriority,
+    /// The largest value wins.
+    Max,
+    /// The smallest value wins.
+    Min,
+    /// The set union of all values seen (arrays are unioned element-wise).
+    Union,
+}
+
+impl MergePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergePolicy::LastWriteWins => "last_write_wins",
+            MergePolicy::SourcePriority => "source_priority",
+            MergePolicy::Max => "max",
+            MergePolicy::Min => "min",
+            MergePolicy::Union => "union",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MergePolicy> {
+        [
+            MergePolicy::LastWriteWins,
+            MergePolicy::SourcePriority,
+            MergePolicy::Max,
+            MergePolicy::Min,
+            MergePolicy::Union,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    pub attr_type: AttrType,
+    pub description: Option<String>,
+    pub required: bool,
+    pub default: Option<Value>,
+    pub merge_policy: MergePolicy,
+    /// For `source_priority`: sources from highest to lowest rank.
+    pub source_priority: Vec<String>,
+    /// Former names of this attribute (a rename keeps the old name here).
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relationship {
+    pub target: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    pub entity_type: String,
+    pub description: Option<String>,
+    pub attributes: BTreeMap<String, Attribute>,
+    pub relationships: BTreeMap<String, Relationship>,
+}
+
+/// Keys the effective-schema output adds; accepted and ignored on input so that the output of
+/// `active_schema` can be edited and registered again.
+const INFORMATIONAL_KEYS: [&str; 3] = ["version", "user_id", "user_version"];
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn check_name(path: &str, name: &str) -> Result<(), CoreError> {
+    match name_problem(name) {
+        Some(problem) => Err(CoreError::def(path, format!("name \"{name}\" {problem}"))),
+        None => Ok(()),
+    }
+}
+
+fn opt_string(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<String>, CoreError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(CoreError::def(format!("{path}/{key}"), "must be a string")),
+    }
+}
+
+fn string_list(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Vec<String>, CoreError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(CoreError::def(
+                    format!("{path}/{key}/{i}"),
+                    "must be a string",
+                )),
+            })
+            .collect(),
+        Some(_) => Err(CoreError::def(
+            format!("{path}/{key}"),
+            "must be an array of strings",
+        )),
+    }
+}
+
+fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str], path: &str) -> Result<(), CoreError> {
+    for key in obj.keys() {
+        if !allowed.contains(&key.as_str()) {
+            return Err(CoreError::def(
+                format!("{path}/{key}"),
+                format!("unknown key; expected one of {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the size and nesting limits of any document pg_evolve accepts.
+pub fn check_limits(what: &'static str, doc: &Value, text_len: usize) -> Result<(), CoreError> {
+    if text_len > MAX_DEFINITION_BYTES {
+        return Err(CoreError::TooLarge {
+            what,
+            size: text_len,
+            limit: MAX_DEFINITION_BYTES,
+        });
+    }
+    if depth(doc) > MAX_DEFINITION_DEPTH {
+        return Err(CoreError::TooDeep {
+            what,
+            limit: MAX_DEFINITION_DEPTH,
+        });
+    }
+    Ok(())
+}
+
+impl Attribute {
+    fn parse(path: &str, v: &Value) -> Result<Attribute, CoreError> {
+        let obj = v.as_object().ok_or_else(|| {
+            CoreError::def(
+                path,
+                "an attribute must be an object such as {\"type\": \"string\"}",
+            )
+        })?;
+        reject_unknown(
+            obj,
+            &[
+                "type",
+                "description",
+                "required",
+                "default",
+                "merge_policy",
+                "source_priority",
+                "aliases",
+            ],
+            path,
+        )?;
+        let attr_type = match obj.get("type") {
+            None => return Err(CoreError::def(format!("{path}/type"), "is required")),
+            Some(Value::String(s)) => AttrType::parse(s).ok_or_else(|| {
+                CoreError::def(
+                    format!("{path}/type"),
+                    format!(
+                        "unknown type \"{s}\"; expected one of {}",
+                        AttrType::ALL.map(|t| t.as_str()).join(", ")
+                    ),
+                )
+            })?,
+            Some(_) => return Err(CoreError::def(format!("{path}/type"), "must be a string")),
+        };
+        let required = match obj.get("required") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(CoreError::def(
+                    format!("{path}/required"),
+                    "must be a boolean",
+                ))
+            }
+        };
+        let merge_policy = match obj.get("merge_policy") {
+            None | Some(Value::Null) => MergePolicy::LastWriteWins,
+            Some(Value::String(s)) => MergePolicy::parse(s).ok_or_else(|| {
+                CoreError::def(
+                    format!("{path}/merge_policy"),
+                    format!("unknown merge policy \"{s}\"; expected last_write_wins, source_priority, max, min or union"),
+                )
+            })?,
+            Some(_) => return Err(CoreError::def(format!("{path}/merge_policy"), "must be a string")),
+        };
+        let source_priority = string_list(obj, "source_priority", path)?;
+        if merge_policy == MergePolicy::SourcePriority && source_priority.is_empty() {
+            return Err(CoreError::def(
+                format!("{path}/source_priority"),
+                "merge policy source_priority needs a non-empty list of sources, highest rank first",
+            ));
+        }
+        let aliases = string_list(obj, "aliases", path)?;
+        for (i, a) in aliases.iter().enumerate() {
+            check_name(&format!("{path}/aliases/{i}"), a)?;
+        }
+        let default = match obj.get("default") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.clone()),
+        };
+        Ok(Attribute {
+            attr_type,
+            description: opt_string(obj, "description", path)?,
+            required,
+            default,
+            merge_policy,
+            source_priority,
+            aliases,
+        })
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("type".into(), Value::String(self.attr_type.as_str().into()));
+        if let Some(d) = &self.description {
+            m.insert("description".into(), Value::String(d.clone()));
+        }
+        if self.required {
+            m.insert("required".into(), Value::Bool(true));
+        }
+        if let Some(d) = &self.default {
+            m.insert("default".into(), d.clone());
+        }
+        if self.merge_policy != MergePolicy::LastWriteWins {
+            m.insert(
+                "merge_policy".into(),
+                Value::String(self.merge_policy.as_str().into()),
+            );
+        }
+        if !self.source_priority.is_empty() {
+            m.insert(
+                "source_priority".into(),
+                self.source_priority.clone().into(),
+            );
+        }
+        if !self.aliases.is_empty() {
+            m.insert("aliases".into(), self.aliases.clone().into());
+        }
+        Value::Object(m)
+    }
+}
+
+impl Relationship {
+    fn parse(path: &str, v: &Value) -> Result<Relationship, CoreError> {
+        let obj = v.as_object().ok_or_else(|| {
+            CoreError::def(
+                path,
+                "a relationship must be an object such as {\"target\": \"place\"}",
+            )
+        })?;
+        reject_unknown(obj, &["target", "description"], path)?;
+        let target = match obj.get("target") {
+            Some(Value::String(s)) => s.clone(),
+            None => return Err(CoreError::def(format!("{path}/target"), "is required")),
+            Some(_) => return Err(CoreError::def(format!("{path}/target"), "must be a string")),
+        };
+        check_name(&format!("{path}/target"), &target)?;
+        Ok(Relationship {
+            target,
+            description: opt_string(obj, "description", path)?,
+        })
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("target".into(), Value::String(self.target.clone()));
+        if let Some(d) = &self.description {
+            m.insert("description".into(), Value::String(d.clone()));
+        }
+        Value::Object(m)
+    }
+}
+
+impl Definition {
+    /// Parses and validates a definition document. Errors name the offending JSON pointer path.
+    pub fn parse(doc: &Value) -> Result<Definition, CoreError> {
+        let obj = doc
+            .as_object()
+            .ok_or_else(|| CoreError::def("/", "a schema definition must be a JSON object"))?;
+        let mut allowed = vec!["entity_type", "description", "attributes", "relationships"];
+        allowed.extend(INFORMATIONAL_KEYS);
+        reject_unknown(obj, &allowed, "")?;
+        let entity_type = match obj.get("entity_type") {
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => return Err(CoreError::def("/entity_type", "is required")),
+            Some(_) => return Err(CoreError::def("/entity_type", "must be a string")),
+        };
+        check_name("/entity_type", &entity_type)?;
+        let mut attributes = BTreeMap::new();
+        match obj.get("attributes") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(attrs)) => {
+                for (name, v) in attrs {
+                    let path = format!("/attributes/{name}");
+                    check_name(&path, name)?;
+                    attributes.insert(name.clone(), Attribute::parse(&path, v)?);
+                }
+            }
+            Some(_) => {
+                return Err(CoreError::def(
+                    "/attributes",
+                    "must be an object of attributes",
+                ))
+            }
+        }
+        let mut relationships = BTreeMap::new();
+        match obj.get("relationships") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(rels)) => {
+                for (name, v) in rels {
+                    let path = format!("/relationships/{name}");
+                    check_name(&path, name)?;
+                    if attributes.contains_key(name) {
+                        return Err(CoreError::def(
+                            &path,
+                            "a relationship may not share its name with an attribute",
+                        ));
+                    }
+                    relationships.insert(name.clone(), Relationship::parse(&path, v)?);
+                }
+            }
+            Some(_) => {
+                return Err(CoreError::def(
+                    "/relationships",
+                    "must be an object of relationships",
+                ))
+            }
+        }
+        // An alias must not shadow another attribute.
+        for (name, a) in &attributes {
+            for alias in &a.aliases {
+                if alias == name || attributes.contains_key(alias) {
+                    return Err(CoreError::def(
+                        format!("/attributes/{name}/aliases"),
+                        format!("alias \"{alias}\" is already an attribute name"),
+                    ));
+                }
+            }
+        }
+        Ok(Definition {
+            entity_type,
+            description: opt_string(obj, "description", "")?,
+            attributes,
+            relationships,
+        })
+    }
+
+    /// Canonical JSON: keys sorted, defaults omitted.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "entity_type".into(),
+            Value::String(self.entity_type.clone()),
+        );
+        if let Some(d) = &self.description {
+            m.insert("description".into(), Value::String(d.clone()));
+        }
+        m.insert(
+            "attributes".into(),
+            Value::Object(
+                self.attributes
+                    .iter()
+                    .map(|(k, a)| (k.clone(), a.to_json()))
+                    .collect(),
+            ),
+        );
+        m.insert(
+            "relationships".into(),
+            Value::Object(
+                self.relationships
+                    .iter()
+                    .map(|(k, r)| (k.clone(), r.to_json()))
+                    .collect(),
+            ),
+        );
+        Value::Object(m)
+    }
+
+    /// Number of fields (attributes + relationships), as counted by quotas.
+    pub fn field_count(&self) -> usize {
+        self.attributes.len() + self.relationships.len()
+    }
+}
+
+/// Checks that a user's extension respects the global schema: an attribute the global schema
+/// has keeps its type (a user may override descriptions only); a relationship keeps its target.
+pub fn check_extension(global: &Definition, user: &Definition) -> Result<(), CoreError> {
+    for (name, ua) in &user.attributes {
+        if let Some(ga) = global.attributes.get(name) {
+            if ga.attr_type != ua.attr_type {
+                return Err(CoreError::ExtensionViolation {
+                    entity_type: user.entity_type.clone(),
+                    message: format!(
+                        "may not change the type of global attribute \"{name}\" from {} to {}",
+                        ga.attr_type.as_str(),
+                        ua.attr_type.as_str()
+                    ),
+                });
+            }
+        }
+        if global.relationships.contains_key(name) {
+            return Err(CoreError::ExtensionViolation {
+                entity_type: user.entity_type.clone(),
+                message: format!("may not turn global relationship \"{name}\" into an attribute"),
+            });
+        }
+    }
+    for (name, ur) in &user.relationships {
+        if let Some(gr) = global.relationships.get(name) {
+            if gr.target != ur.target {
+                return Err(CoreError::ExtensionViolation {
+                    entity_type: user.entity_type.clone(),
+                    message: format!("may not change the target of global relationship \"{name}\""),
+                });
+            }
+        }
+        if global.attributes.contains_key(name) {
+            return Err(CoreError::ExtensionViolation {
+                entity_type: user.entity_type.clone(),
+                message: format!("may not turn global attribute \"{name}\" into a relationship"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The effective schema a user sees: every global attribute and relationship, the user's own
+/// additions, and the user's description overrides. Call [`check_extension`] first.
+pub fn effective(global: Option<&Definition>, user: Option<&Definition>) -> Option<Definition> {
+    match (global, user) {
+        (None, None) => None,
+        (Some(g), None) => Some(g.clone()),
+        (None, Some(u)) => Some(u.clone()),
+        (Some(g), Some(u)) => {
+            let mut out = g.clone();
+            if u.description.is_some() {
+                out.description = u.description.clone();
+            }
+            for (name, ua) in &u.attributes {
+                match out.attributes.get_mut(name) {
+                    Some(ga) => {
+                        if ua.description.is_some() {
+                            ga.description = ua.description.clone();
+                        }
+                    }
+                    None => {
+                        out.attributes.insert(name.clone(), ua.clone());
+                    }
+                }
+            }
+            for (name, ur) in &u.relationships {
+                match out.relationships.get_mut(name) {
+                    Some(gr) => {
+                        if ur.description.is_some() {
+                            gr.description = ur.description.clone();
+                        }
+                    }
+                    None => {
+                        out.relationships.insert(name.clone(), ur.clone());
+                    }
+                }
+            }
+            Some(out)
+        }
+    }
+}
+
+/// Applies an RFC 7396 JSON merge patch: objects merge recursively, `null` removes a key, any
+/// other value replaces.
+pub fn merge_patch(target: &Value, patch: &Value) -> Value {
+    match patch {
+        Value::Object(p) => {
+            let mut out = match target {
+                Value::Object(t) => t.clone(),
+                _ => Map::new(),
+            };
+            for (k, v) in p {
+                if v.is_null() {
+                    out.remove(k);
+                } else {
+                    let merged = merge_patch(out.get(k).unwrap_or(&Value::Null), v);
+                    out.insert(k.clone(), merged);
+                }
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+/// The attribute and relationship names a patch removes (keys set to `null`).
+pub fn patch_removals(patch: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for section in ["attributes", "relationships"] {
+        if let Some(Value::Object(m)) = patch.get(section) {
+            out.extend(
+                m.iter()
+                    .filter(|(_, v)| v.is_null())
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn quake() -> Value {
+        json!({
+            "entity_type": "earthquake",
+            "description": "A seismic event",
+            "attributes": {
+                "mag": {"type": "number", "description": "Magnitude", "merge_policy": "max"},
+                "place": {"type": "string"},
+                "time": {"type": "timestamp", "required": true}
+            },
+            "relationships": {"near": {"target": "place", "description": "closest named place"}}
+        })
+    }
+
+    #[test]
+    fn parses_and_round_trips() {
+        let d = Definition::parse(&quake()).unwrap();
+        assert_eq!(d.entity_type, "earthquake");
+        assert_eq!(d.attributes["mag"].merge_policy, MergePolicy::Max);
+        assert!(d.attributes["time"].required);
+        assert_eq!(d.field_count(), 4);
+        let again = Definition::parse(&d.to_json()).unwrap();
+        assert_eq!(d, again);
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let cases: Vec<(Value, &str)> = vec![
+            (json!([]), "/"),
+            (json!({"attributes": {}}), "/entity_type"),
+            (json!({"entity_type": 3}), "/entity_type"),
+            (json!({"entity_type": "bad name"}), "/entity_type"),
+            (json!({"entity_type": "e", "attributes": []}), "/attributes"),
+            (
+                json!({"entity_type": "e", "attributes": {"a": "string"}}),
+                "/attributes/a",
+            ),
+            (
+                json!({"entity_type": "e", "attributes": {"a": {}}}),
+                "/attributes/a/type",
+            ),
+            (
+                json!({"entity_type": "e", "attributes": {"a": {"type": "float"}}}),
+                "/attributes/a/type",
+            ),
+            (
+                json!({"entity_type": "e", "attributes": {"a b": {"type": "string"}}}),
+                "/attributes/a b",
+            ),
+            (
+                json!({"entity_type": "e", "attributes": {"a": {"type": "string", "required": "yes"}}}),
+                "/attributes/a/required",
+            ),
+            (
+                json!({"entity_type": "e", "attributes": {"a": {"type": "string", "merge_policy": "sum"}}}),
+                "/attributes/a/merge_policy",
+            ),
+            (
+                json!({"entity_type": "e", "attributes": {"a": {"type": "string", "merge_policy": "source_priority"}}}),
+                "/attributes/a/source_priority",
+            ),
+            (
+                json!({"entity_type": "e", "relationships": {"r": {}}}),
+                "/relationships/r/target",
+            ),
+            (
+                json!({"entity_type": "e", "relationships": {"r": {"target": "x y"}}}),
+                "/relationships/r/target",
+            ),
+            (json!({"entity_type": "e", "color": 1}), "/color"),
+        ];
+        for (doc, path) in cases {
+            match Definition::parse(&doc) {
+                Err(CoreError::InvalidDefinition { path: p, .. }) => assert_eq!(p, path, "{doc}"),
+                other => panic!("{doc}: expected an error at {path}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!([deep]);
+        }
+        assert!(matches!(
+            check_limits("definition", &deep, 10),
+            Err(CoreError::TooDeep { .. })
+        ));
+        assert!(matches!(
+            check_limits("definition", &json!({}), MAX_DEFINITION_BYTES + 1),
+            Err(CoreError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn extension_merges_and_guards() {
+        let g = Definition::parse(&quake()).unwrap();
+        let u = Definition::parse(&json!({
+            "entity_type": "earthquake",
+            "attributes": {
+                "mag": {"type": "number", "description": "Richter magnitude"},
+                "felt": {"type": "integer"}
+            }
+        }))
+        .unwrap();
+        check_extension(&g, &u).unwrap();
+        let e = effective(Some(&g), Some(&u)).unwrap();
+        assert_eq!(
+            e.attributes["mag"].description.as_deref(),
+            Some("Richter magnitude")
+        );
+        assert_eq!(e.attributes["mag"].merge_policy, MergePolicy::Max);
+        assert!(e.attributes.contains_key("felt"));
+        assert!(e.attributes.contains_key("place"));
+        assert_eq!(e.description.as_deref(), Some("A seismic event"));
+
+        let retype = Definition::parse(&json!({
+            "entity_type": "earthquake",
+            "attributes": {"mag": {"type": "string"}}
+        }))
+        .unwrap();
+        let err = check_extension(&g, &retype).unwrap_err();
+        assert_eq!(err.sqlstate().code(), "42P17");
+    }
+
+    #[test]
+    fn merge_patch_rfc7396() {
+        let base = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        let patch = json!({"a": null, "b": {"c": 4}, "e": [1]});
+        assert_eq!(
+            merge_patch(&base, &patch),
+            json!({"b": {"c": 4, "d": 3}, "e": [1]})
+        );
+        assert_eq!(
+            patch_removals(&json!({"attributes": {"x": null, "y": {}}})),
+            vec!["x".to_string()]
+        );
+    }
+}

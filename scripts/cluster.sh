@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A local throwaway PostgreSQL 15 cluster with pg_evolve and pg_cron preloaded, run as the
+# unprivileged `postgres` user (PostgreSQL refuses to run as root).
+#   scripts/cluster.sh start            # idempotent; prints nothing else
+#   scripts/cluster.sh stop
+#   scripts/cluster.sh psql [args...]   # psql into $PG_EVOLVE_DB (default evolve_demo)
+#   scripts/cluster.sh env              # prints PGHOST/PGPORT exports
+set -euo pipefail
+
+BIN=/usr/lib/postgresql/15/bin
+DIR=${PG_EVOLVE_CLUSTER:-/tmp/pg_evolve_cluster}
+PORT=${PG_EVOLVE_PORT:-28815}
+DB=${PG_EVOLVE_DB:-evolve_demo}
+
+as_pg() {
+    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+start() {
+    if [ ! -f "$DIR/data/PG_VERSION" ]; then
+        mkdir -p "$DIR"
+        chown postgres:postgres "$DIR"
+        as_pg "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        cat >>"$DIR/data/postgresql.conf" <<CONF
+port = $PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$DIR'
+shared_preload_libraries = 'pg_evolve,pg_cron'
+cron.database_name = '$DB'
+evolve.worker_database = '$DB'
+max_worker_processes = 16
+fsync = off
+log_min_messages = warning
+CONF
+    fi
+    if ! as_pg "$BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then
+        as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null
+    fi
+    as_pg "$BIN/psql" -h "$DIR" -p "$PORT" -d postgres -Atqc \
+        "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 ||
+        as_pg "$BIN/createdb" -h "$DIR" -p "$PORT" "$DB"
+}
+
+case "${1:-}" in
+start) start ;;
+stop) as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true ;;
+psql) shift; as_pg "$BIN/psql" -h "$DIR" -p "$PORT" -d "$DB" "$@" ;;
+env) echo "export PGHOST=$DIR PGPORT=$PORT PGDATABASE=$DB PGUSER=postgres" ;;
+*) echo "usage: $0 start|stop|psql|env" >&2; exit 2 ;;
+esac

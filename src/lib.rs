@@ -1,0 +1,44 @@
+//! pg_evolve: a living schema registry for JSON data, inside PostgreSQL.
+//!
+//! The pure logic lives in the `evolve-core` crate; these modules move data between it and
+//! PostgreSQL.
+
+use pgrx::prelude::*;
+
+mod cache;
+mod error;
+mod gucs;
+mod jsonb;
+mod registry;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/registry.sql", name = "registry", bootstrap);
+extension_sql_file!(
+    "../sql/registry_cache.sql",
+    name = "registry_cache",
+    requires = ["registry", cache::invalidate_schema_cache]
+);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+    cache::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    // In-backend tests (`cargo pgrx test`); #[pg_schema] needs an inline module.
+    include!("tests.rs");
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_evolve'"]
+    }
+}

@@ -1,0 +1,117 @@
+// In-backend tests (`cargo pgrx test`). Each runs in its own transaction, rolled back after.
+
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+
+fn sql_json(query: &str) -> Option<Value> {
+    Spi::get_one::<pgrx::JsonB>(query).unwrap().map(|j| j.0)
+}
+
+fn register(doc: Value, user: Option<&str>) -> i32 {
+    Spi::get_one_with_args::<i32>(
+        "SELECT evolve.register_schema($1, $2)",
+        &[pgrx::JsonB(doc).into(), user.into()],
+    )
+    .unwrap()
+    .unwrap()
+}
+
+fn quake() -> Value {
+    json!({
+        "entity_type": "earthquake",
+        "description": "A seismic event",
+        "attributes": {
+            "mag": {"type": "number", "description": "Magnitude"},
+            "place": {"type": "string"}
+        },
+        "relationships": {"near": {"target": "place"}}
+    })
+}
+
+#[pg_test]
+fn register_returns_versions() {
+    assert_eq!(register(quake(), None), 1);
+    // The same definition again is not a change.
+    assert_eq!(register(quake(), None), 1);
+    let mut v2 = quake();
+    v2["attributes"]["depth"] = json!({"type": "number"});
+    assert_eq!(register(v2, None), 2);
+    let count = Spi::get_one::<i64>("SELECT count(*) FROM evolve.schema_history").unwrap();
+    assert_eq!(count, Some(2));
+}
+
+#[pg_test]
+fn active_schema_merges_user_extension() {
+    register(quake(), None);
+    register(
+        json!({"entity_type": "earthquake",
+               "attributes": {"felt": {"type": "integer"},
+                              "mag": {"type": "number", "description": "Richter"}}}),
+        Some("ana"),
+    );
+    let global = sql_json("SELECT evolve.active_schema('earthquake')").unwrap();
+    assert!(global["attributes"].get("felt").is_none());
+    assert_eq!(global["version"], json!(1));
+    let ana = sql_json("SELECT evolve.active_schema('earthquake', 'ana')").unwrap();
+    assert_eq!(ana["attributes"]["felt"]["type"], json!("integer"));
+    assert_eq!(ana["attributes"]["mag"]["description"], json!("Richter"));
+    assert_eq!(ana["attributes"]["place"]["type"], json!("string"));
+    assert_eq!(ana["user_version"], json!(1));
+    assert!(sql_json("SELECT evolve.active_schema('nothing')").is_none());
+}
+
+#[pg_test]
+fn cache_sees_changes_in_the_same_transaction() {
+    register(quake(), None);
+    let before = sql_json("SELECT evolve.active_schema('earthquake')").unwrap();
+    assert_eq!(before["version"], json!(1));
+    Spi::run(
+        r#"SELECT evolve.update_schema_incremental('earthquake', '{"attributes":{"depth":{"type":"number"}}}')"#,
+    )
+    .unwrap();
+    let after = sql_json("SELECT evolve.active_schema('earthquake')").unwrap();
+    assert_eq!(after["version"], json!(2));
+    assert_eq!(after["attributes"]["depth"]["type"], json!("number"));
+    let hits = Spi::get_one::<i64>("SELECT hits FROM evolve.cache_stats()").unwrap().unwrap();
+    let _ = sql_json("SELECT evolve.active_schema('earthquake')");
+    let hits_after = Spi::get_one::<i64>("SELECT hits FROM evolve.cache_stats()").unwrap().unwrap();
+    assert_eq!(hits_after, hits + 1);
+}
+
+#[pg_test]
+fn deactivate_and_activate() {
+    register(quake(), None);
+    assert_eq!(Spi::get_one::<bool>("SELECT evolve.deactivate_schema('earthquake')").unwrap(), Some(true));
+    assert!(sql_json("SELECT evolve.active_schema('earthquake')").is_none());
+    assert_eq!(Spi::get_one::<bool>("SELECT evolve.deactivate_schema('earthquake')").unwrap(), Some(false));
+    assert_eq!(Spi::get_one::<bool>("SELECT evolve.activate_schema('earthquake')").unwrap(), Some(true));
+    assert!(sql_json("SELECT evolve.active_schema('earthquake')").is_some());
+}
+
+#[pg_test]
+fn incremental_patch_removes_own_fields() {
+    register(quake(), None);
+    let v = Spi::get_one::<i32>(
+        r#"SELECT evolve.update_schema_incremental('earthquake', '{"attributes":{"place":null}}')"#,
+    )
+    .unwrap();
+    assert_eq!(v, Some(2));
+    let s = sql_json("SELECT evolve.active_schema('earthquake')").unwrap();
+    assert!(s["attributes"].get("place").is_none());
+    let diff = sql_json("SELECT diff FROM evolve.schema_history WHERE version = 2").unwrap();
+    assert_eq!(diff["attributes"]["removed"], json!(["place"]));
+}
+
+#[pg_test]
+#[should_panic(expected = "may not remove global field \"mag\"")]
+fn user_cannot_remove_global_attribute() {
+    register(quake(), None);
+    Spi::run(r#"SELECT evolve.update_schema_incremental('earthquake', '{"attributes":{"mag":null}}', 'ana')"#)
+        .unwrap();
+}
+
+#[pg_test]
+#[should_panic(expected = "invalid schema definition at /attributes/mag/type")]
+fn invalid_definition_names_its_path() {
+    register(json!({"entity_type": "e", "attributes": {"mag": {"type": "float"}}}), None);
+}

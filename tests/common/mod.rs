@@ -1,0 +1,154 @@
+//! A throwaway PostgreSQL 15 cluster per test, with pg_evolve and pg_cron preloaded.
+//!
+//! The cluster runs as the unprivileged `postgres` OS user (via `runuser` when the tests run as
+//! root), listens on a free loopback port and keeps its socket in its own temporary folder.
+//! It is stopped and deleted when the `Cluster` is dropped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL binary as the `postgres` user.
+fn pg_command(bin: &str) -> Command {
+    let path = format!("{BIN}/{bin}");
+    if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Cluster {
+    /// Starts a fresh cluster; `extra_conf` lines are appended to postgresql.conf.
+    pub fn start(name: &str, extra_conf: &[&str]) -> Cluster {
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/pg_evolve_it/{name}-{}-{seq}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if running_as_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres", "/tmp/pg_evolve_it"])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = dir.join("data");
+        let out = pg_command("initdb")
+            .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+            .stdout(Stdio::null())
+            .output()
+            .expect("initdb runs");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let mut conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             shared_preload_libraries = 'pg_evolve,pg_cron'\ncron.database_name = 'postgres'\n\
+             fsync = off\nmax_connections = 100\nmax_worker_processes = 16\n",
+            dir.display()
+        );
+        for line in extra_conf {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).unwrap();
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).unwrap();
+        let cluster = Cluster { dir, port };
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    pub fn pg_ctl_start(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let out = pg_command("pg_ctl")
+            .args(["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "start"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server: mode is smart, fast or immediate.
+    pub fn pg_ctl_stop(&self, mode: &str) {
+        let data = self.dir.join("data");
+        let _ = pg_command("pg_ctl")
+            .args(["-D", data.to_str().unwrap(), "-m", mode, "-w", "stop"])
+            .output();
+    }
+
+    pub fn connect_to(&self, db: &str) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match Client::connect(
+                &format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port),
+                NoTls,
+            ) {
+                Ok(c) => return c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("cannot connect to {db}: {e}"),
+            }
+        }
+    }
+
+    /// Creates a fresh database with vector and pg_evolve installed; returns its name.
+    pub fn fresh_db(&self, name: &str) -> String {
+        let mut admin = self.connect_to("postgres");
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let mut c = self.connect_to(name);
+        c.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve;").unwrap();
+        name.to_string()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.pg_ctl_stop("immediate");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests against real throwaway clusters with the library preloaded: several
+//! sessions, concurrency, invalidation delivery. Run by `scripts/test.sh` after the release
+//! build is installed (`cargo test --features integration --test integration`).
+
+mod common;
+
+mod cache;

@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 mod cache;
 mod error;
+mod governance;
 mod gucs;
 mod jsonb;
 mod registry;
@@ -18,6 +19,11 @@ extension_sql_file!(
     "../sql/registry_cache.sql",
     name = "registry_cache",
     requires = ["registry", cache::invalidate_schema_cache]
+);
+extension_sql_file!(
+    "../sql/governance.sql",
+    name = "governance",
+    requires = ["registry_cache"]
 );
 
 #[pg_guard]

@@ -16,6 +16,7 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use crate::cache;
+use crate::governance;
 use crate::error::{raise, OrRaise};
 use crate::jsonb::RawJsonb;
 
@@ -64,6 +65,7 @@ fn not_found(entity_type: &str, user_id: Option<&str>) -> ! {
 }
 
 /// The head row of one schema scope.
+#[derive(Clone)]
 pub struct Head {
     pub schema_id: i64,
     pub version: i32,
@@ -160,15 +162,36 @@ fn check_extension_rules(client: &SpiClient<'_>, def: &Definition, user_id: Opti
     }
 }
 
-/// Writes a new version of a scope whose head is locked. Returns the version number; a
-/// definition equal to the current one is not a change and returns the current version.
-fn write_version(client: &mut SpiClient<'_>, head: &Head, def: &Definition, user_id: Option<&str>) -> i32 {
+/// Writes a new version of a scope whose head is locked, after every check: the extension
+/// rule, compatibility, the user's quota, and name conflicts for what is new. Returns the
+/// version number; a definition equal to the current one is not a change.
+pub fn write_version(client: &mut SpiClient<'_>, head: &Head, def: &Definition, user_id: Option<&str>) -> i32 {
     let new_doc = def.to_json();
     if head.version > 0 && head.definition == new_doc {
         return head.version;
     }
     check_extension_rules(client, def, user_id);
+    governance::enforce_compatibility(client, head, def);
     let old = (head.version > 0).then(|| parse_stored(&head.definition));
+    if let Some(u) = user_id {
+        let delta = def.field_count() as i64 - old.as_ref().map_or(0, |o| o.field_count() as i64);
+        governance::charge_quota(client, u, head.version == 0, delta);
+    }
+    let global = match user_id {
+        Some(_) => read_head(client, &def.entity_type, None, "")
+            .filter(|g| g.version > 0)
+            .map(|g| parse_stored(&g.definition)),
+        None => None,
+    };
+    let mut status = head.status.clone();
+    // A new type (not a user's extension of a global one) is checked against existing names.
+    if head.version == 0 && global.is_none() {
+        refuse_alias(client, &def.entity_type);
+        if governance::detect_type_conflicts(client, &def.entity_type, user_id) {
+            status = "pending_review".into();
+        }
+    }
+    governance::detect_attribute_conflicts(client, old.as_ref(), def, global.as_ref(), user_id);
     let change = diff(old.as_ref(), def);
     let version = head.version + 1;
     client
@@ -188,17 +211,53 @@ fn write_version(client: &mut SpiClient<'_>, head: &Head, def: &Definition, user
         .or_raise();
     client
         .update(
-            "UPDATE evolve.schemas SET current_version = $2, definition = $3, updated_at = now() \
+            "UPDATE evolve.schemas SET current_version = $2, definition = $3, status = $4, updated_at = now() \
              WHERE schema_id = $1",
             None,
-            &[head.schema_id.into(), version.into(), JsonB(new_doc).into()],
+            &[head.schema_id.into(), version.into(), JsonB(new_doc).into(), status.into()],
         )
         .or_raise();
     cache::invalidate_local();
     version
 }
 
-fn parse_document(doc: &Value) -> Definition {
+/// A name merged into another type (an alias) cannot be registered as a type of its own.
+fn refuse_alias(client: &SpiClient<'_>, entity_type: &str) {
+    let target: Option<String> = client
+        .select(
+            "SELECT entity_type FROM evolve.entity_type_aliases WHERE alias = $1",
+            Some(1),
+            &[entity_type.into()],
+        )
+        .or_raise()
+        .first()
+        .get_one()
+        .unwrap_or(None);
+    if let Some(t) = target {
+        raise(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!("\"{entity_type}\" is an alias of entity type \"{t}\""),
+            None,
+            Some(format!("Register or change \"{t}\" instead.")),
+        );
+    }
+}
+
+/// Resolves an alias to its entity type (the name itself when it is none).
+fn canonical_type(client: &SpiClient<'_>, entity_type: &str) -> Option<String> {
+    client
+        .select(
+            "SELECT entity_type FROM evolve.entity_type_aliases WHERE alias = $1",
+            Some(1),
+            &[entity_type.into()],
+        )
+        .or_raise()
+        .first()
+        .get_one()
+        .unwrap_or(None)
+}
+
+pub fn parse_document(doc: &Value) -> Definition {
     let text_len = serde_json::to_string(doc).map(|s| s.len()).unwrap_or(usize::MAX);
     schema::check_limits("schema definition", doc, text_len).or_raise();
     Definition::parse(doc).or_raise()
@@ -365,6 +424,14 @@ pub fn compute_effective(entity_type: &str, user_id: Option<&str>) -> Option<Val
                 .collect()
         })
     });
+    if rows.is_empty() {
+        // Not a registered type: maybe a name merged into one.
+        if let Some(canonical) = Spi::connect(|c| canonical_type(c, entity_type)) {
+            if canonical != entity_type {
+                return compute_effective(&canonical, user_id);
+            }
+        }
+    }
     effective_document(&rows)
 }
 

@@ -1,0 +1,501 @@
+//! Registry governance: compatibility modes, quotas, near-duplicate names, time travel and diffs.
+
+use evolve_core::compat::{self, CompatMode};
+use evolve_core::diff::diff;
+use evolve_core::schema::Definition;
+use evolve_core::similarity::similar_names;
+use evolve_core::SqlState;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::error::{raise, OrRaise};
+use crate::gucs;
+use crate::jsonb::RawJsonb;
+use crate::registry::{check_entity_type, check_user_id, effective_document, read_head, write_version, Head};
+
+/// The compatibility mode governing a scope: the global schema's, else the scope's own.
+fn mode_of(client: &SpiClient<'_>, entity_type: &str) -> CompatMode {
+    let mode: Option<String> = client
+        .select(
+            "SELECT compatibility FROM evolve.schemas WHERE entity_type = $1 ORDER BY user_id NULLS FIRST LIMIT 1",
+            Some(1),
+            &[entity_type.into()],
+        )
+        .or_raise()
+        .first()
+        .get_one()
+        .or_raise();
+    mode.and_then(|m| CompatMode::parse(&m)).unwrap_or_default()
+}
+
+/// Every reason the new definition is incompatible with the scope's history under its mode.
+pub fn incompatibilities(client: &SpiClient<'_>, head: &Head, def: &Definition) -> (CompatMode, Vec<String>) {
+    let mode = mode_of(client, &def.entity_type);
+    if head.version == 0 || mode == CompatMode::None {
+        return (mode, Vec::new());
+    }
+    let previous: Vec<Definition> = if mode.is_transitive() {
+        client
+            .select(
+                "SELECT definition FROM evolve.schema_history WHERE schema_id = $1 ORDER BY version",
+                None,
+                &[head.schema_id.into()],
+            )
+            .or_raise()
+            .into_iter()
+            .filter_map(|row| row.get::<JsonB>(1).or_raise())
+            .map(|j| Definition::parse(&j.0).or_raise())
+            .collect()
+    } else {
+        vec![Definition::parse(&head.definition).or_raise()]
+    };
+    (mode, compat::check(mode, &previous, def))
+}
+
+/// Refuses an incompatible change, listing every reason.
+pub fn enforce_compatibility(client: &SpiClient<'_>, head: &Head, def: &Definition) {
+    let (mode, reasons) = incompatibilities(client, head, def);
+    if !reasons.is_empty() {
+        raise(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!(
+                "schema change for \"{}\" is not {} compatible ({} problem{})",
+                def.entity_type,
+                mode.as_str(),
+                reasons.len(),
+                if reasons.len() == 1 { "" } else { "s" }
+            ),
+            Some(reasons.join("\n")),
+            Some(format!(
+                "Give new required attributes a default, or change the mode with evolve.set_compatibility('{}', mode).",
+                def.entity_type
+            )),
+        );
+    }
+}
+
+/// Charges a user's quota for a change: `new_scope` adds a schema, `field_delta` fields.
+/// The quota row is locked, so concurrent registrations of one user serialize here.
+pub fn charge_quota(client: &mut SpiClient<'_>, user_id: &str, new_scope: bool, field_delta: i64) {
+    client
+        .update(
+            "INSERT INTO evolve.user_schema_quotas (user_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            None,
+            &[user_id.into()],
+        )
+        .or_raise();
+    let rows = client
+        .select(
+            "SELECT schema_count, max_schemas, total_fields, max_fields FROM evolve.user_schema_quotas \
+             WHERE user_id = $1 FOR UPDATE",
+            Some(1),
+            &[user_id.into()],
+        )
+        .or_raise();
+    let row = rows.first();
+    let int = |n: usize, default: i32| row.get::<i32>(n).or_raise().unwrap_or(default) as i64;
+    let (count, max_schemas, fields, max_fields) = (int(1, 0), int(2, 10), int(3, 0), int(4, 200));
+    let new_count = count + new_scope as i64;
+    let new_fields = (fields + field_delta).max(0);
+    let hint = Some(format!(
+        "Ask an administrator to raise it with evolve.set_quota('{user_id}', max_schemas, max_fields)."
+    ));
+    if new_count > max_schemas {
+        raise(
+            SqlState::ConfigurationLimitExceeded,
+            format!("user \"{user_id}\" has reached the quota of {max_schemas} schemas"),
+            None,
+            hint,
+        );
+    }
+    if new_fields > max_fields {
+        raise(
+            SqlState::ConfigurationLimitExceeded,
+            format!("user \"{user_id}\" would have {new_fields} fields, over the quota of {max_fields}"),
+            None,
+            hint,
+        );
+    }
+    if new_count * 5 >= max_schemas * 4 || new_fields * 5 >= max_fields * 4 {
+        pgrx::warning!(
+            "user \"{user_id}\" is at {new_count} of {max_schemas} schemas and {new_fields} of {max_fields} fields (80 % quota warning)"
+        );
+    }
+    client
+        .update(
+            "UPDATE evolve.user_schema_quotas SET schema_count = $2, total_fields = $3, updated_at = now() \
+             WHERE user_id = $1",
+            None,
+            &[user_id.into(), (new_count as i32).into(), (new_fields as i32).into()],
+        )
+        .or_raise();
+}
+
+fn record_conflict(
+    client: &mut SpiClient<'_>,
+    kind: &str,
+    entity_type: &str,
+    user_id: Option<&str>,
+    new_name: &str,
+    existing: &str,
+    score: f64,
+) {
+    client
+        .update(
+            "INSERT INTO evolve.entity_conflicts (kind, entity_type, user_id, new_name, existing_name, score) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            None,
+            &[kind.into(), entity_type.into(), user_id.into(), new_name.into(), existing.into(), score.into()],
+        )
+        .or_raise();
+}
+
+/// For a new entity type: records every near-duplicate of an existing type (or alias) visible
+/// to the scope. Returns true when the new type must wait for review.
+pub fn detect_type_conflicts(client: &mut SpiClient<'_>, entity_type: &str, user_id: Option<&str>) -> bool {
+    let existing: Vec<String> = client
+        .select(
+            "SELECT DISTINCT entity_type FROM evolve.schemas \
+             WHERE entity_type <> $1 AND current_version > 0 AND (user_id IS NULL OR user_id = $2) \
+             UNION SELECT alias FROM evolve.entity_type_aliases",
+            None,
+            &[entity_type.into(), user_id.into()],
+        )
+        .or_raise()
+        .into_iter()
+        .filter_map(|r| r.get::<String>(1).or_raise())
+        .collect();
+    let matches = similar_names(entity_type, existing.iter().map(String::as_str), gucs::similarity_threshold());
+    for (name, score) in &matches {
+        record_conflict(client, "entity_type", entity_type, user_id, entity_type, name, *score);
+    }
+    !matches.is_empty()
+}
+
+/// For attributes a change adds: records near-duplicates of the type's other attributes.
+pub fn detect_attribute_conflicts(
+    client: &mut SpiClient<'_>,
+    old: Option<&Definition>,
+    new: &Definition,
+    global: Option<&Definition>,
+    user_id: Option<&str>,
+) {
+    let added = diff(old, new).attributes_added;
+    let mut existing: Vec<&str> = new.attributes.keys().map(String::as_str).collect();
+    if let Some(g) = global {
+        existing.extend(g.attributes.keys().map(String::as_str));
+    }
+    for name in &added {
+        let aliases = &new.attributes[name].aliases;
+        let others = existing.iter().copied().filter(|e| e != name && !aliases.iter().any(|a| a == e));
+        for (other, score) in similar_names(name, others, gucs::similarity_threshold()) {
+            if !added.contains(&other) || other < *name {
+                record_conflict(client, "attribute", &new.entity_type, user_id, name, &other, score);
+            }
+        }
+    }
+}
+
+/// Sets an entity type's compatibility mode: NONE, BACKWARD, FORWARD, FULL or their
+/// _TRANSITIVE forms. Applies to the global schema and every user's extension of it.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_compatibility(entity_type: &str, mode: &str) -> String {
+    check_entity_type(entity_type);
+    let Some(m) = CompatMode::parse(mode) else {
+        raise(
+            SqlState::InvalidParameterValue,
+            format!("unknown compatibility mode \"{mode}\""),
+            None,
+            Some("Use NONE, BACKWARD, FORWARD, FULL, BACKWARD_TRANSITIVE, FORWARD_TRANSITIVE or FULL_TRANSITIVE.".into()),
+        );
+    };
+    let updated = Spi::connect_mut(|client| {
+        client
+            .update(
+                "UPDATE evolve.schemas SET compatibility = $2, updated_at = now() WHERE entity_type = $1",
+                None,
+                &[entity_type.into(), m.as_str().into()],
+            )
+            .or_raise()
+            .len()
+    });
+    if updated == 0 {
+        raise(
+            SqlState::UndefinedObject,
+            format!("entity type \"{entity_type}\" does not exist"),
+            None,
+            None,
+        );
+    }
+    m.as_str().to_string()
+}
+
+/// Would this definition be accepted? Lists every compatibility problem (and nothing else:
+/// validation errors are raised as by register_schema).
+#[pg_extern(volatile, parallel_unsafe)]
+fn check_compatibility(
+    definition: JsonB,
+    user_id: default!(Option<String>, "NULL"),
+) -> TableIterator<'static, (name!(compatible, bool), name!(reasons, Vec<String>))> {
+    let user_id = user_id.as_deref();
+    check_user_id(user_id);
+    let def = crate::registry::parse_document(&definition.0);
+    let reasons = Spi::connect(|client| match read_head(client, &def.entity_type, user_id, "") {
+        Some(head) if head.version > 0 => incompatibilities(client, &head, &def).1,
+        _ => Vec::new(),
+    });
+    TableIterator::once((reasons.is_empty(), reasons))
+}
+
+/// Sets a user's limits. Refuses limits below what the user already uses.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_quota(user_id: &str, max_schemas: i32, max_fields: i32) {
+    check_user_id(Some(user_id));
+    if max_schemas < 0 || max_fields < 0 {
+        raise(SqlState::InvalidParameterValue, "quota limits must not be negative", None, None);
+    }
+    Spi::connect_mut(|client| {
+        client
+            .update(
+                "INSERT INTO evolve.user_schema_quotas (user_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                None,
+                &[user_id.into()],
+            )
+            .or_raise();
+        let (count, fields) = client
+            .select(
+                "SELECT schema_count, total_fields FROM evolve.user_schema_quotas WHERE user_id = $1 FOR UPDATE",
+                Some(1),
+                &[user_id.into()],
+            )
+            .or_raise()
+            .first()
+            .get_two::<i32, i32>()
+            .or_raise();
+        let (count, fields) = (count.unwrap_or(0), fields.unwrap_or(0));
+        if max_schemas < count || max_fields < fields {
+            raise(
+                SqlState::InvalidParameterValue,
+                format!(
+                    "user \"{user_id}\" already uses {count} schemas and {fields} fields, more than the new limits"
+                ),
+                None,
+                None,
+            );
+        }
+        client
+            .update(
+                "UPDATE evolve.user_schema_quotas SET max_schemas = $2, max_fields = $3, updated_at = now() \
+                 WHERE user_id = $1",
+                None,
+                &[user_id.into(), max_schemas.into(), max_fields.into()],
+            )
+            .or_raise();
+    })
+}
+
+/// Resolves a name conflict. `keep`: the new name stands (a type pending review becomes active).
+/// `merge`: the new name becomes an alias of the existing one (a pending type is removed and
+/// `active_schema(new_name)` answers with the existing type; an attribute moves into the
+/// existing attribute's aliases in a new version). Returns the conflict's new status.
+#[pg_extern(volatile, parallel_unsafe)]
+fn resolve_conflict(id: i64, action: &str) -> String {
+    let status = match action {
+        "keep" => "kept",
+        "merge" => "merged",
+        _ => raise(
+            SqlState::InvalidParameterValue,
+            format!("unknown action \"{action}\""),
+            None,
+            Some("Use 'keep' or 'merge'.".into()),
+        ),
+    };
+    Spi::connect_mut(|client| {
+        let row = client
+            .select(
+                "SELECT kind, entity_type, user_id, new_name, existing_name, status \
+                 FROM evolve.entity_conflicts WHERE id = $1 FOR UPDATE",
+                Some(1),
+                &[id.into()],
+            )
+            .or_raise();
+        if row.is_empty() {
+            raise(SqlState::UndefinedObject, format!("conflict {id} does not exist"), None, None);
+        }
+        let row = row.first();
+        let kind: String = row.get(1).or_raise().unwrap_or_default();
+        let entity_type: String = row.get(2).or_raise().unwrap_or_default();
+        let user_id: Option<String> = row.get(3).or_raise();
+        let new_name: String = row.get(4).or_raise().unwrap_or_default();
+        let existing: String = row.get(5).or_raise().unwrap_or_default();
+        let current: String = row.get(6).or_raise().unwrap_or_default();
+        if current != "pending" {
+            raise(
+                SqlState::ObjectNotInPrerequisiteState,
+                format!("conflict {id} is already resolved ({current})"),
+                None,
+                None,
+            );
+        }
+        let user_id = user_id.as_deref();
+        match (kind.as_str(), status) {
+            ("entity_type", "kept") => {
+                let others = client
+                    .select(
+                        "SELECT 1 FROM evolve.entity_conflicts WHERE kind = 'entity_type' AND new_name = $1 \
+                         AND status = 'pending' AND id <> $2",
+                        None,
+                        &[new_name.as_str().into(), id.into()],
+                    )
+                    .or_raise()
+                    .len();
+                if others == 0 {
+                    client
+                        .update(
+                            "UPDATE evolve.schemas SET status = 'active', updated_at = now() \
+                             WHERE entity_type = $1 AND status = 'pending_review'",
+                            None,
+                            &[new_name.as_str().into()],
+                        )
+                        .or_raise();
+                }
+            }
+            ("entity_type", _) => {
+                client
+                    .update(
+                        "DELETE FROM evolve.schemas WHERE entity_type = $1 AND status = 'pending_review'",
+                        None,
+                        &[new_name.as_str().into()],
+                    )
+                    .or_raise();
+                client
+                    .update(
+                        "INSERT INTO evolve.entity_type_aliases (alias, entity_type) VALUES ($1, $2) \
+                         ON CONFLICT (alias) DO UPDATE SET entity_type = EXCLUDED.entity_type",
+                        None,
+                        &[new_name.as_str().into(), existing.as_str().into()],
+                    )
+                    .or_raise();
+                // Every other pending conflict of the merged name is settled by the merge.
+                client
+                    .update(
+                        "UPDATE evolve.entity_conflicts SET status = 'merged', resolved_at = now(), \
+                         resolved_by = current_user WHERE kind = 'entity_type' AND new_name = $1 AND status = 'pending'",
+                        None,
+                        &[new_name.as_str().into()],
+                    )
+                    .or_raise();
+            }
+            (_, "merged") => merge_attribute(client, &entity_type, user_id, &new_name, &existing),
+            _ => {}
+        }
+        client
+            .update(
+                "UPDATE evolve.entity_conflicts SET status = $2, resolved_at = now(), resolved_by = current_user \
+                 WHERE id = $1",
+                None,
+                &[id.into(), status.into()],
+            )
+            .or_raise();
+        crate::cache::invalidate_local();
+    });
+    status.to_string()
+}
+
+/// Folds attribute `new_name` into `existing` as an alias, in a new version of the scope.
+fn merge_attribute(client: &mut SpiClient<'_>, entity_type: &str, user_id: Option<&str>, new_name: &str, existing: &str) {
+    let Some(head) = read_head(client, entity_type, user_id, "FOR UPDATE") else {
+        return;
+    };
+    let mut def = Definition::parse(&head.definition).or_raise();
+    if def.attributes.remove(new_name).is_none() {
+        return;
+    }
+    match def.attributes.get_mut(existing) {
+        Some(attr) => {
+            if !attr.aliases.iter().any(|a| a == new_name) {
+                attr.aliases.push(new_name.to_string());
+            }
+        }
+        None => raise(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!("attribute \"{existing}\" is not in the schema of \"{entity_type}\"; cannot merge into it"),
+            None,
+            Some("Resolve with action => 'keep' instead.".into()),
+        ),
+    }
+    write_version(client, &head, &def, user_id);
+}
+
+/// The effective schema of a type as it was at a point in time (by version timestamps; status
+/// changes are not versions and are not considered).
+#[pg_extern(stable, parallel_safe)]
+fn schema_at(
+    entity_type: &str,
+    at: pgrx::datum::TimestampWithTimeZone,
+    user_id: default!(Option<String>, "NULL"),
+) -> Option<RawJsonb> {
+    let user_id = user_id.as_deref();
+    let rows: Vec<(Option<String>, Value, i32)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT DISTINCT ON (schema_id) user_id, definition, version FROM evolve.schema_history \
+                 WHERE entity_type = $1 AND (user_id IS NULL OR user_id = $2) AND created_at <= $3 \
+                 ORDER BY schema_id, version DESC",
+                None,
+                &[entity_type.into(), user_id.into(), at.into()],
+            )
+            .or_raise()
+            .into_iter()
+            .map(|row| {
+                (
+                    row.get::<String>(1).or_raise(),
+                    row.get::<JsonB>(2).or_raise().map(|j| j.0).unwrap_or_default(),
+                    row.get::<i32>(3).or_raise().unwrap_or_default(),
+                )
+            })
+            .collect()
+    });
+    effective_document(&rows).map(RawJsonb::encode)
+}
+
+fn version_definition(client: &SpiClient<'_>, entity_type: &str, user_id: Option<&str>, version: i32) -> Definition {
+    let doc: Option<JsonB> = client
+        .select(
+            "SELECT definition FROM evolve.schema_history WHERE entity_type = $1 \
+             AND user_id IS NOT DISTINCT FROM $2 AND version = $3",
+            Some(1),
+            &[entity_type.into(), user_id.into(), version.into()],
+        )
+        .or_raise()
+        .first()
+        .get_one()
+        .unwrap_or(None);
+    match doc {
+        Some(j) => Definition::parse(&j.0).or_raise(),
+        None => raise(
+            SqlState::UndefinedObject,
+            format!("version {version} of \"{entity_type}\" does not exist"),
+            None,
+            Some("See evolve.schema_versions for the versions that exist.".into()),
+        ),
+    }
+}
+
+/// What changed between two versions of one schema scope.
+#[pg_extern(stable, parallel_safe)]
+fn schema_diff(
+    entity_type: &str,
+    from_version: i32,
+    to_version: i32,
+    user_id: default!(Option<String>, "NULL"),
+) -> JsonB {
+    let user_id = user_id.as_deref();
+    Spi::connect(|client| {
+        let from = version_definition(client, entity_type, user_id, from_version);
+        let to = version_definition(client, entity_type, user_id, to_version);
+        JsonB(diff(Some(&from), &to).to_json())
+    })
+}

@@ -57,7 +57,9 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 pub fn init() {
     // SAFETY: registering a callback with a 'static function pointer is what the API is for;
     // the callback itself neither errors nor accesses catalogs.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
+    };
 }
 
 /// The OID of `evolve.schemas` in the current database.

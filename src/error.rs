@@ -13,13 +13,20 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::ObjectNotInPrerequisiteState => {
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
         }
-        SqlState::ConfigurationLimitExceeded => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        SqlState::ConfigurationLimitExceeded => {
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
+        }
     }
 }
 
 /// Raises an ERROR. Never returns.
 #[track_caller]
-pub fn raise(state: SqlState, message: impl Into<String>, detail: Option<String>, hint: Option<String>) -> ! {
+pub fn raise(
+    state: SqlState,
+    message: impl Into<String>,
+    detail: Option<String>,
+    hint: Option<String>,
+) -> ! {
     let mut report = ErrorReport::new(code(state), message.into(), "pg_evolve");
     if let Some(d) = detail {
         report = report.set_detail(d);

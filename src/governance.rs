@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::error::{raise, OrRaise};
 use crate::gucs;
 use crate::jsonb::RawJsonb;
-use crate::registry::{check_entity_type, check_user_id, effective_document, read_head, write_version, Head};
+use crate::registry::{
+    check_entity_type, check_user_id, effective_document, read_head, write_version, Head,
+};
 
 /// The compatibility mode governing a scope: the global schema's, else the scope's own.
 fn mode_of(client: &SpiClient<'_>, entity_type: &str) -> CompatMode {
@@ -31,7 +33,11 @@ fn mode_of(client: &SpiClient<'_>, entity_type: &str) -> CompatMode {
 }
 
 /// Every reason the new definition is incompatible with the scope's history under its mode.
-pub fn incompatibilities(client: &SpiClient<'_>, head: &Head, def: &Definition) -> (CompatMode, Vec<String>) {
+pub fn incompatibilities(
+    client: &SpiClient<'_>,
+    head: &Head,
+    def: &Definition,
+) -> (CompatMode, Vec<String>) {
     let mode = mode_of(client, &def.entity_type);
     if head.version == 0 || mode == CompatMode::None {
         return (mode, Vec::new());
@@ -113,7 +119,9 @@ pub fn charge_quota(client: &mut SpiClient<'_>, user_id: &str, new_scope: bool, 
     if new_fields > max_fields {
         raise(
             SqlState::ConfigurationLimitExceeded,
-            format!("user \"{user_id}\" would have {new_fields} fields, over the quota of {max_fields}"),
+            format!(
+                "user \"{user_id}\" would have {new_fields} fields, over the quota of {max_fields}"
+            ),
             None,
             hint,
         );
@@ -154,7 +162,11 @@ fn record_conflict(
 
 /// For a new entity type: records every near-duplicate of an existing type (or alias) visible
 /// to the scope. Returns true when the new type must wait for review.
-pub fn detect_type_conflicts(client: &mut SpiClient<'_>, entity_type: &str, user_id: Option<&str>) -> bool {
+pub fn detect_type_conflicts(
+    client: &mut SpiClient<'_>,
+    entity_type: &str,
+    user_id: Option<&str>,
+) -> bool {
     let existing: Vec<String> = client
         .select(
             "SELECT DISTINCT entity_type FROM evolve.schemas \
@@ -167,9 +179,21 @@ pub fn detect_type_conflicts(client: &mut SpiClient<'_>, entity_type: &str, user
         .into_iter()
         .filter_map(|r| r.get::<String>(1).or_raise())
         .collect();
-    let matches = similar_names(entity_type, existing.iter().map(String::as_str), gucs::similarity_threshold());
+    let matches = similar_names(
+        entity_type,
+        existing.iter().map(String::as_str),
+        gucs::similarity_threshold(),
+    );
     for (name, score) in &matches {
-        record_conflict(client, "entity_type", entity_type, user_id, entity_type, name, *score);
+        record_conflict(
+            client,
+            "entity_type",
+            entity_type,
+            user_id,
+            entity_type,
+            name,
+            *score,
+        );
     }
     !matches.is_empty()
 }
@@ -189,10 +213,21 @@ pub fn detect_attribute_conflicts(
     }
     for name in &added {
         let aliases = &new.attributes[name].aliases;
-        let others = existing.iter().copied().filter(|e| e != name && !aliases.iter().any(|a| a == e));
+        let others = existing
+            .iter()
+            .copied()
+            .filter(|e| e != name && !aliases.iter().any(|a| a == e));
         for (other, score) in similar_names(name, others, gucs::similarity_threshold()) {
             if !added.contains(&other) || other < *name {
-                record_conflict(client, "attribute", &new.entity_type, user_id, name, &other, score);
+                record_conflict(
+                    client,
+                    "attribute",
+                    &new.entity_type,
+                    user_id,
+                    name,
+                    &other,
+                    score,
+                );
             }
         }
     }
@@ -242,10 +277,12 @@ fn check_compatibility(
     let user_id = user_id.as_deref();
     check_user_id(user_id);
     let def = crate::registry::parse_document(&definition.0);
-    let reasons = Spi::connect(|client| match read_head(client, &def.entity_type, user_id, "") {
-        Some(head) if head.version > 0 => incompatibilities(client, &head, &def).1,
-        _ => Vec::new(),
-    });
+    let reasons = Spi::connect(
+        |client| match read_head(client, &def.entity_type, user_id, "") {
+            Some(head) if head.version > 0 => incompatibilities(client, &head, &def).1,
+            _ => Vec::new(),
+        },
+    );
     TableIterator::once((reasons.is_empty(), reasons))
 }
 
@@ -254,7 +291,12 @@ fn check_compatibility(
 fn set_quota(user_id: &str, max_schemas: i32, max_fields: i32) {
     check_user_id(Some(user_id));
     if max_schemas < 0 || max_fields < 0 {
-        raise(SqlState::InvalidParameterValue, "quota limits must not be negative", None, None);
+        raise(
+            SqlState::InvalidParameterValue,
+            "quota limits must not be negative",
+            None,
+            None,
+        );
     }
     Spi::connect_mut(|client| {
         client
@@ -312,6 +354,7 @@ fn resolve_conflict(id: i64, action: &str) -> String {
             Some("Use 'keep' or 'merge'.".into()),
         ),
     };
+    crate::registry::writable_transaction();
     Spi::connect_mut(|client| {
         let row = client
             .select(
@@ -322,7 +365,12 @@ fn resolve_conflict(id: i64, action: &str) -> String {
             )
             .or_raise();
         if row.is_empty() {
-            raise(SqlState::UndefinedObject, format!("conflict {id} does not exist"), None, None);
+            raise(
+                SqlState::UndefinedObject,
+                format!("conflict {id} does not exist"),
+                None,
+                None,
+            );
         }
         let row = row.first();
         let kind: String = row.get(1).or_raise().unwrap_or_default();
@@ -405,7 +453,13 @@ fn resolve_conflict(id: i64, action: &str) -> String {
 }
 
 /// Folds attribute `new_name` into `existing` as an alias, in a new version of the scope.
-fn merge_attribute(client: &mut SpiClient<'_>, entity_type: &str, user_id: Option<&str>, new_name: &str, existing: &str) {
+fn merge_attribute(
+    client: &mut SpiClient<'_>,
+    entity_type: &str,
+    user_id: Option<&str>,
+    new_name: &str,
+    existing: &str,
+) {
     let Some(head) = read_head(client, entity_type, user_id, "FOR UPDATE") else {
         return;
     };
@@ -461,7 +515,12 @@ fn schema_at(
     effective_document(&rows).map(RawJsonb::encode)
 }
 
-fn version_definition(client: &SpiClient<'_>, entity_type: &str, user_id: Option<&str>, version: i32) -> Definition {
+fn version_definition(
+    client: &SpiClient<'_>,
+    entity_type: &str,
+    user_id: Option<&str>,
+    version: i32,
+) -> Definition {
     let doc: Option<JsonB> = client
         .select(
             "SELECT definition FROM evolve.schema_history WHERE entity_type = $1 \

@@ -16,8 +16,8 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use crate::cache;
-use crate::governance;
 use crate::error::{raise, OrRaise};
+use crate::governance;
 use crate::jsonb::RawJsonb;
 
 const MAX_USER_ID_LEN: usize = 256;
@@ -29,7 +29,10 @@ pub fn check_user_id(user_id: Option<&str>) {
             raise(
                 SqlState::InvalidParameterValue,
                 format!("invalid user_id {u:?}"),
-                Some("A user_id is 1 to 256 bytes of printable text; NULL means the global scope.".into()),
+                Some(
+                    "A user_id is 1 to 256 bytes of printable text; NULL means the global scope."
+                        .into(),
+                ),
                 None,
             );
         }
@@ -83,12 +86,22 @@ fn scope_predicate(user_id: Option<&str>) -> &'static str {
     }
 }
 
+/// Row locks need a read-write SPI execution: make sure the transaction has an xid, which is
+/// how SPI decides.
+pub fn writable_transaction() {
+    // SAFETY: assigns (or returns) the current transaction id; raises an ERROR if impossible.
+    unsafe { pgrx::pg_sys::GetCurrentTransactionId() };
+}
+
 pub fn read_head(
     client: &SpiClient<'_>,
     entity_type: &str,
     user_id: Option<&str>,
     lock: &str,
 ) -> Option<Head> {
+    if !lock.is_empty() {
+        writable_transaction();
+    }
     let sql = format!(
         "SELECT schema_id, current_version, definition, status FROM evolve.schemas WHERE {} {lock}",
         scope_predicate(user_id)
@@ -99,7 +112,11 @@ pub fn read_head(
     rows.into_iter().next().map(|row| Head {
         schema_id: row.get::<i64>(1).or_raise().unwrap_or_default(),
         version: row.get::<i32>(2).or_raise().unwrap_or_default(),
-        definition: row.get::<JsonB>(3).or_raise().map(|j| j.0).unwrap_or(Value::Null),
+        definition: row
+            .get::<JsonB>(3)
+            .or_raise()
+            .map(|j| j.0)
+            .unwrap_or(Value::Null),
         status: row.get::<String>(4).or_raise().unwrap_or_default(),
     })
 }
@@ -109,7 +126,11 @@ fn parse_stored(doc: &Value) -> Definition {
 }
 
 /// Locks the head of a scope, creating it (at version 0, invisible until commit) if needed.
-fn lock_or_create_head(client: &mut SpiClient<'_>, def: &Definition, user_id: Option<&str>) -> Head {
+fn lock_or_create_head(
+    client: &mut SpiClient<'_>,
+    def: &Definition,
+    user_id: Option<&str>,
+) -> Head {
     client
         .update(
             "INSERT INTO evolve.schemas (entity_type, user_id, current_version, definition) \
@@ -148,13 +169,21 @@ fn check_extension_rules(client: &SpiClient<'_>, def: &Definition, user_id: Opti
                 .or_raise();
             for row in rows {
                 let user: String = row.get(1).or_raise().unwrap_or_default();
-                let ext = parse_stored(&row.get::<JsonB>(2).or_raise().map(|j| j.0).unwrap_or_default());
+                let ext = parse_stored(
+                    &row.get::<JsonB>(2)
+                        .or_raise()
+                        .map(|j| j.0)
+                        .unwrap_or_default(),
+                );
                 if let Err(e) = check_extension(def, &ext) {
                     raise(
                         SqlState::InvalidObjectDefinition,
                         format!("the global change conflicts with the schema of user \"{user}\""),
                         Some(e.to_string()),
-                        Some("Change the user's schema first, or keep the global field's type.".into()),
+                        Some(
+                            "Change the user's schema first, or keep the global field's type."
+                                .into(),
+                        ),
                     );
                 }
             }
@@ -165,7 +194,12 @@ fn check_extension_rules(client: &SpiClient<'_>, def: &Definition, user_id: Opti
 /// Writes a new version of a scope whose head is locked, after every check: the extension
 /// rule, compatibility, the user's quota, and name conflicts for what is new. Returns the
 /// version number; a definition equal to the current one is not a change.
-pub fn write_version(client: &mut SpiClient<'_>, head: &Head, def: &Definition, user_id: Option<&str>) -> i32 {
+pub fn write_version(
+    client: &mut SpiClient<'_>,
+    head: &Head,
+    def: &Definition,
+    user_id: Option<&str>,
+) -> i32 {
     let new_doc = def.to_json();
     if head.version > 0 && head.definition == new_doc {
         return head.version;
@@ -258,7 +292,9 @@ fn canonical_type(client: &SpiClient<'_>, entity_type: &str) -> Option<String> {
 }
 
 pub fn parse_document(doc: &Value) -> Definition {
-    let text_len = serde_json::to_string(doc).map(|s| s.len()).unwrap_or(usize::MAX);
+    let text_len = serde_json::to_string(doc)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     schema::check_limits("schema definition", doc, text_len).or_raise();
     Definition::parse(doc).or_raise()
 }
@@ -306,7 +342,9 @@ fn update_schema_incremental(
             );
         }
     }
-    let text_len = serde_json::to_string(&patch).map(|s| s.len()).unwrap_or(usize::MAX);
+    let text_len = serde_json::to_string(&patch)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     schema::check_limits("schema patch", &patch, text_len).or_raise();
     Spi::connect_mut(|client| {
         let own = read_head(client, entity_type, user_id, "FOR UPDATE");
@@ -417,7 +455,10 @@ pub fn compute_effective(entity_type: &str, user_id: Option<&str>) -> Option<Val
                 .map(|row| {
                     (
                         row.get::<String>(1).or_raise(),
-                        row.get::<JsonB>(2).or_raise().map(|j| j.0).unwrap_or_default(),
+                        row.get::<JsonB>(2)
+                            .or_raise()
+                            .map(|j| j.0)
+                            .unwrap_or_default(),
                         row.get::<i32>(3).or_raise().unwrap_or_default(),
                     )
                 })

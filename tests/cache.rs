@@ -5,13 +5,18 @@ use postgres::Client;
 use crate::common::Cluster;
 
 fn description(c: &mut Client, entity_type: &str) -> Option<String> {
-    c.query_one("SELECT evolve.active_schema($1)->>'description'", &[&entity_type])
-        .unwrap()
-        .get(0)
+    c.query_one(
+        "SELECT evolve.active_schema($1)->>'description'",
+        &[&entity_type],
+    )
+    .unwrap()
+    .get(0)
 }
 
 fn hits(c: &mut Client) -> i64 {
-    c.query_one("SELECT hits FROM evolve.cache_stats()", &[]).unwrap().get(0)
+    c.query_one("SELECT hits FROM evolve.cache_stats()", &[])
+        .unwrap()
+        .get(0)
 }
 
 fn set_description(c: &mut Client, entity_type: &str, text: &str) {
@@ -41,12 +46,19 @@ fn two_sessions_never_read_stale() {
     let mut stale = 0;
     for i in 1..=1000 {
         // B reads twice: the second read must be a cache hit, so the cache is really in play.
-        assert_eq!(description(&mut b, "quake").as_deref(), Some(committed.as_str()));
+        assert_eq!(
+            description(&mut b, "quake").as_deref(),
+            Some(committed.as_str())
+        );
         let before = hits(&mut b);
         if description(&mut b, "quake").as_deref() != Some(committed.as_str()) {
             stale += 1;
         }
-        assert_eq!(hits(&mut b), before + 1, "round {i}: the second read was not a hit");
+        assert_eq!(
+            hits(&mut b),
+            before + 1,
+            "round {i}: the second read was not a hit"
+        );
 
         if i % 2 == 0 {
             committed = format!("v{i}");
@@ -97,7 +109,10 @@ fn invalidation_survives_a_flooded_queue() {
         .unwrap();
         assert_eq!(description(&mut b, t).as_deref(), Some("v0"));
     }
-    let before: i64 = b.query_one("SELECT invalidations FROM evolve.cache_stats()", &[]).unwrap().get(0);
+    let before: i64 = b
+        .query_one("SELECT invalidations FROM evolve.cache_stats()", &[])
+        .unwrap()
+        .get(0);
     for round in 1..=3 {
         let text = format!("v{round}");
         set_description(&mut a, "quake", &text);
@@ -109,9 +124,16 @@ fn invalidation_survives_a_flooded_queue() {
              END LOOP; END $$",
         )
         .unwrap();
-        assert_eq!(description(&mut b, "quake").as_deref(), Some(text.as_str()), "round {round}");
+        assert_eq!(
+            description(&mut b, "quake").as_deref(),
+            Some(text.as_str()),
+            "round {round}"
+        );
         assert_eq!(description(&mut b, "place").as_deref(), Some("v0"));
     }
-    let after: i64 = b.query_one("SELECT invalidations FROM evolve.cache_stats()", &[]).unwrap().get(0);
+    let after: i64 = b
+        .query_one("SELECT invalidations FROM evolve.cache_stats()", &[])
+        .unwrap()
+        .get(0);
     assert!(after > before, "B's cache was never invalidated");
 }

@@ -54,7 +54,10 @@ impl Cluster {
     /// Starts a fresh cluster; `extra_conf` lines are appended to postgresql.conf.
     pub fn start(name: &str, extra_conf: &[&str]) -> Cluster {
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-        let dir = PathBuf::from(format!("/tmp/pg_evolve_it/{name}-{}-{seq}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/tmp/pg_evolve_it/{name}-{}-{seq}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if running_as_root() {
@@ -66,11 +69,24 @@ impl Cluster {
         }
         let data = dir.join("data");
         let out = pg_command("initdb")
-            .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
             .stdout(Stdio::null())
             .output()
             .expect("initdb runs");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let mut conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
@@ -95,7 +111,14 @@ impl Cluster {
         let data = self.dir.join("data");
         let log = self.dir.join("log");
         let out = pg_command("pg_ctl")
-            .args(["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "start"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ])
             .output()
             .expect("pg_ctl runs");
         assert!(
@@ -118,7 +141,10 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match Client::connect(
-                &format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port),
+                &format!(
+                    "host=127.0.0.1 port={} user=postgres dbname={db}",
+                    self.port
+                ),
                 NoTls,
             ) {
                 Ok(c) => return c,
@@ -134,10 +160,15 @@ impl Cluster {
     /// Creates a fresh database with vector and pg_evolve installed; returns its name.
     pub fn fresh_db(&self, name: &str) -> String {
         let mut admin = self.connect_to("postgres");
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
         let mut c = self.connect_to(name);
-        c.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve;").unwrap();
+        c.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve;")
+            .unwrap();
         name.to_string()
     }
 

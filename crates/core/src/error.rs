@@ -76,7 +76,7 @@ impl CoreError {
                 "A definition is {\"entity_type\": name, \"description\": text, \"attributes\": {name: {\"type\": ...}}, \"relationships\": {name: {\"target\": type}}}; see docs/reference.md.".into(),
             ),
             CoreError::TooLarge { .. } | CoreError::TooDeep { .. } => {
-                Some("Split the document or raise the limit setting named in docs/reference.md.".into())
+                Some("Definitions and patches are limited to 1 MiB and 32 levels of nesting; payloads to 8 MiB and 64 levels.".into())
             }
             CoreError::ExtensionViolation { .. } => Some(
                 "A user schema may add attributes and relationships and override descriptions; change the global schema to remove or retype a global field.".into(),

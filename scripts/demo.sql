@@ -56,3 +56,42 @@ SELECT evolve.update_schema_incremental('earthquake',
 SELECT evolve.active_schema('earthquake')->'attributes' ? 'depth' AS sees_depth,
        evolve.active_schema('earthquake')->>'version' AS version;
 SELECT hits, misses, invalidations, entries, capacity FROM evolve.cache_stats();
+
+\echo '\n## 7. Versions: every change is an immutable version with its diff'
+SELECT version, created_by, diff->'attributes'->'added' AS attributes_added
+FROM evolve.schema_versions WHERE entity_type = 'earthquake' AND user_id IS NULL ORDER BY version;
+SELECT evolve.schema_diff('earthquake', 1, 2) AS diff_v1_v2;
+
+\echo '\n## 8. Time travel: the schema as it was before version 2'
+SELECT created_at - interval '1 microsecond' AS before_v2
+FROM evolve.schema_versions WHERE entity_type = 'earthquake' AND user_id IS NULL AND version = 2 \gset
+SELECT evolve.schema_at('earthquake', :'before_v2')->'version' AS version_then,
+       evolve.schema_at('earthquake', :'before_v2')->'attributes' ? 'depth' AS had_depth_then,
+       evolve.active_schema('earthquake')->'attributes' ? 'depth' AS has_depth_now;
+
+\echo '\n## 9. Compatibility (BACKWARD by default): an incompatible change is refused with every reason'
+SELECT * FROM evolve.check_compatibility($${
+  "entity_type": "earthquake",
+  "attributes": {"mag": {"type": "integer"}, "place": {"type": "string"}, "time": {"type": "integer"},
+                 "status": {"type": "string"}, "magType": {"type": "string"}, "depth": {"type": "number"},
+                 "sig": {"type": "integer", "required": true}}}$$);
+\set ON_ERROR_STOP off
+SELECT evolve.register_schema($${
+  "entity_type": "earthquake",
+  "attributes": {"mag": {"type": "integer"}, "place": {"type": "string"}, "time": {"type": "integer"},
+                 "status": {"type": "string"}, "magType": {"type": "string"}, "depth": {"type": "number"},
+                 "sig": {"type": "integer", "required": true}}}$$);
+\set ON_ERROR_STOP on
+
+\echo '\n## 10. Near-duplicate entity types are flagged for review, not activated'
+SELECT evolve.register_schema('{"entity_type": "earthquakes", "description": "plural, by another team"}');
+SELECT evolve.register_schema('{"entity_type": "Earth_Quake", "description": "yet another spelling"}');
+SELECT entity_type, status FROM evolve.schemas WHERE user_id IS NULL ORDER BY entity_type;
+SELECT id, new_name, existing_name, round(score::numeric, 2) AS similarity, status
+FROM evolve.entity_conflicts ORDER BY id;
+SELECT evolve.resolve_conflict(id, action => 'merge')
+FROM evolve.entity_conflicts WHERE new_name = 'Earth_Quake' AND existing_name = 'earthquake';
+SELECT evolve.active_schema('Earth_Quake')->>'entity_type' AS "Earth_Quake resolves to";
+
+\echo '\n## 11. Quotas: a user may hold 10 schemas and 200 fields unless an administrator says otherwise'
+SELECT user_id, schema_count, max_schemas, total_fields, max_fields FROM evolve.user_schema_quotas;

@@ -50,7 +50,6 @@ pub fn incompatibilities(
                 &[head.schema_id.into()],
             )
             .or_raise()
-            .into_iter()
             .filter_map(|row| row.get::<JsonB>(1).or_raise())
             .map(|j| Definition::parse(&j.0).or_raise())
             .collect()
@@ -176,7 +175,6 @@ pub fn detect_type_conflicts(
             &[entity_type.into(), user_id.into()],
         )
         .or_raise()
-        .into_iter()
         .filter_map(|r| r.get::<String>(1).or_raise())
         .collect();
     let matches = similar_names(
@@ -502,7 +500,6 @@ fn schema_at(
                 &[entity_type.into(), user_id.into(), at.into()],
             )
             .or_raise()
-            .into_iter()
             .map(|row| {
                 (
                     row.get::<String>(1).or_raise(),

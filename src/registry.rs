@@ -204,8 +204,8 @@ pub fn write_version(
     if head.version > 0 && head.definition == new_doc {
         return head.version;
     }
-    check_extension_rules(client, def, user_id);
     governance::enforce_compatibility(client, head, def);
+    check_extension_rules(client, def, user_id);
     let old = (head.version > 0).then(|| parse_stored(&head.definition));
     if let Some(u) = user_id {
         let delta = def.field_count() as i64 - old.as_ref().map_or(0, |o| o.field_count() as i64);
@@ -451,7 +451,6 @@ pub fn compute_effective(entity_type: &str, user_id: Option<&str>) -> Option<Val
             client
                 .select(plan, None, &[entity_type.into(), user_id.into()])
                 .or_raise()
-                .into_iter()
                 .map(|row| {
                     (
                         row.get::<String>(1).or_raise(),

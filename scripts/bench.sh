@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The benchmark command: builds the release library, starts a throwaway cluster and prints
+# ratios measured within one run (absolute times on a shared machine mean little).
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+bash "$ROOT/scripts/setup.sh"
+install_release
+export PG_EVOLVE_CLUSTER=/tmp/pg_evolve_bench PG_EVOLVE_PORT=28817 PG_EVOLVE_DB=evolve_bench
+bash "$ROOT/scripts/cluster.sh" stop
+rm -rf "$PG_EVOLVE_CLUSTER"
+bash "$ROOT/scripts/cluster.sh" start
+trap 'bash "$ROOT/scripts/cluster.sh" stop' EXIT
+for f in "$ROOT"/bench/*.sql; do
+    step "bench/$(basename "$f")"
+    bash "$ROOT/scripts/cluster.sh" psql -X -v ON_ERROR_STOP=1 -f - <"$f"
+done

@@ -89,11 +89,12 @@ SELECT evolve.register_schema(('{"entity_type": "e", "attributes": {"a": {"type"
 SELECT evolve.register_schema('{"entity_type": "e"}', '');
 \echo :LAST_ERROR_SQLSTATE
 -- A user may not retype or remove a global field.
-SELECT evolve.register_schema('{"entity_type": "earthquake", "attributes": {"mag": {"type": "string"}}}', 'ana');
+SELECT evolve.register_schema('{"entity_type": "earthquake", "attributes": {"place": {"type": "integer"}}}', 'ana');
 \echo :LAST_ERROR_SQLSTATE
 SELECT evolve.update_schema_incremental('earthquake', '{"attributes": {"mag": null}}', 'ana');
 \echo :LAST_ERROR_SQLSTATE
--- A global change may not contradict a user's extension.
+-- A global change may not contradict a user's extension (compatibility checks off, to show this rule alone).
+SELECT evolve.set_compatibility('earthquake', 'NONE');
 SELECT evolve.update_schema_incremental('earthquake', '{"attributes": {"mag": {"type": "integer"}}}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT evolve.update_schema_incremental('nothing', '{"description": "x"}');

@@ -29,6 +29,24 @@ impl RawJsonb {
     }
 }
 
+impl RawJsonb {
+    /// Decodes jsonb bytes back into a JSON value.
+    pub fn decode(bytes: &[u8]) -> serde_json::Value {
+        // SAFETY: `bytes` are a complete jsonb varlena (made by `encode`); the copy lives in the
+        // current memory context for the duration of the conversion.
+        unsafe {
+            let dst = pg_sys::palloc(bytes.len()) as *mut u8;
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            let value =
+                JsonB::from_polymorphic_datum(pg_sys::Datum::from(dst), false, pg_sys::JSONBOID)
+                    .map(|j| j.0)
+                    .unwrap_or(serde_json::Value::Null);
+            pg_sys::pfree(dst.cast());
+            value
+        }
+    }
+}
+
 // SAFETY: the returned datum is a freshly palloc'd copy of valid jsonb bytes, in the memory
 // context current at return, which is the one PostgreSQL expects results in.
 unsafe impl BoxRet for RawJsonb {

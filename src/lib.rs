@@ -7,9 +7,12 @@ use pgrx::prelude::*;
 
 mod cache;
 mod error;
+mod fragments;
 mod governance;
 mod gucs;
+mod ingest;
 mod jsonb;
+mod maintenance;
 mod registry;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -24,6 +27,28 @@ extension_sql_file!(
     "../sql/governance.sql",
     name = "governance",
     requires = ["registry_cache"]
+);
+extension_sql_file!(
+    "../sql/ingest.sql",
+    name = "ingest",
+    requires = [
+        "governance",
+        fragments::fragment_transition_allowed,
+        ingest::ingest_inbox
+    ]
+);
+extension_sql_file!(
+    "../sql/aggregates.sql",
+    name = "aggregates",
+    requires = [
+        "ingest",
+        fragments::dominant_type,
+        fragments::type_consistency,
+        fragments::count_keys,
+        fragments::count_object,
+        fragments::add_counts,
+        fragments::merge_samples
+    ]
 );
 
 #[pg_guard]

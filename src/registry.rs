@@ -252,6 +252,14 @@ pub fn write_version(
         )
         .or_raise();
     cache::invalidate_local();
+    // Fields that are now declared take their raw fragments with them.
+    for name in change
+        .attributes_added
+        .iter()
+        .chain(&change.relationships_added)
+    {
+        crate::fragments::promote(&def.entity_type, name, user_id);
+    }
     version
 }
 
@@ -492,6 +500,36 @@ pub fn effective_document(rows: &[(Option<String>, Value, i32)]) -> Option<Value
         obj.insert("user_version".into(), u.2.into());
     }
     Some(doc)
+}
+
+/// FNV-1a: a stable 64-bit hash (the schema hash stored with snapshots must not change between
+/// builds).
+fn stable_hash(bytes: &[u8]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// The effective schema as a parsed definition, with its version (the user's when a user
+/// extension exists, else the global one) and a hash that changes whenever it does. Cached.
+pub fn effective_definition(
+    entity_type: &str,
+    user_id: Option<&str>,
+) -> Option<(Definition, i32, i64)> {
+    let key = (entity_type.to_owned(), user_id.map(str::to_owned));
+    let bytes = cache::lookup(key, |(t, u)| {
+        compute_effective(t, u.as_deref()).map(|doc| RawJsonb::encode(doc).0)
+    })?;
+    let doc = RawJsonb::decode(&bytes);
+    let version = doc
+        .get("version")
+        .and_then(Value::as_i64)
+        .or_else(|| doc.get("user_version").and_then(Value::as_i64))
+        .unwrap_or(0) as i32;
+    Some((parse_stored(&doc), version, stable_hash(&bytes)))
 }
 
 /// The effective schema of an entity type: the global schema merged with the user's extension.

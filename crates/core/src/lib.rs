@@ -3,6 +3,7 @@
 //! Everything here is plain Rust, tested with `cargo test -p evolve-core`; the extension crate
 //! only moves data between PostgreSQL and these functions.
 
+pub mod aggregate;
 pub mod cache;
 pub mod compat;
 pub mod diff;

@@ -1,0 +1,240 @@
+//! Raw fragments: lifecycle, promotion into observations, cleanup and archival, and the helper
+//! functions the aggregate triggers and columns use.
+
+use evolve_core::aggregate;
+use evolve_core::infer::conforms;
+use evolve_core::lifecycle::{can_transition, FragmentState};
+use evolve_core::SqlState;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
+
+use crate::error::{raise, OrRaise};
+use crate::gucs;
+use crate::ingest;
+use crate::registry::{check_entity_type, check_user_id};
+
+fn as_map(j: &JsonB) -> Map<String, Value> {
+    j.0.as_object().cloned().unwrap_or_default()
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "_dominant_type")]
+fn dominant_type(type_counts: JsonB) -> String {
+    aggregate::dominant(&as_map(&type_counts)).0
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "_type_consistency")]
+fn type_consistency(type_counts: JsonB) -> f64 {
+    aggregate::dominant(&as_map(&type_counts)).1
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "_count_keys")]
+fn count_keys(counts: JsonB) -> i32 {
+    as_map(&counts).len() as i32
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "_count_object")]
+fn count_object(labels: Vec<Option<String>>, counts: Vec<Option<i64>>) -> JsonB {
+    let pairs = labels
+        .iter()
+        .zip(counts.iter())
+        .map(|(l, n)| (l.as_deref(), n.unwrap_or(0)));
+    JsonB(Value::Object(aggregate::count_object(pairs)))
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "_add_counts")]
+fn add_counts(a: JsonB, b: JsonB) -> JsonB {
+    JsonB(Value::Object(aggregate::add_counts(
+        &as_map(&a),
+        &as_map(&b),
+    )))
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "_merge_samples")]
+fn merge_samples(existing: JsonB, new: JsonB) -> JsonB {
+    let list = |j: &JsonB| j.0.as_array().cloned().unwrap_or_default();
+    JsonB(Value::Array(aggregate::merge_samples(
+        &list(&existing),
+        &list(&new),
+    )))
+}
+
+#[pg_extern(
+    immutable,
+    strict,
+    parallel_safe,
+    name = "_fragment_transition_allowed"
+)]
+fn fragment_transition_allowed(from: &str, to: &str) -> bool {
+    match (FragmentState::parse(from), FragmentState::parse(to)) {
+        (Some(f), Some(t)) => can_transition(f, t),
+        _ => false,
+    }
+}
+
+/// Confidence in [0, 1] that an undeclared key is a real field, from its aggregates only:
+/// `type_consistency × (0.7 × (1 − e^(−frequency_total/10)) + 0.3 × min(unique_sources, 3)/3)`.
+/// NULL when the key has no aggregate.
+#[pg_extern(stable, parallel_safe)]
+fn field_confidence(
+    entity_type: &str,
+    fragment_key: &str,
+    user_id: default!(Option<String>, "NULL"),
+) -> Option<f64> {
+    let row = Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT frequency_total, type_consistency, unique_sources FROM evolve.raw_fragment_aggregates \
+                 WHERE entity_type = $1 AND fragment_key = $2 AND user_id IS NOT DISTINCT FROM $3",
+                Some(1),
+                &[entity_type.into(), fragment_key.into(), user_id.into()],
+            )
+            .or_raise();
+        if rows.is_empty() {
+            return None;
+        }
+        let r = rows.first();
+        Some((
+            r.get::<i64>(1).or_raise().unwrap_or(0),
+            r.get::<f64>(2).or_raise().unwrap_or(0.0),
+            r.get::<i32>(3).or_raise().unwrap_or(0) as i64,
+        ))
+    })?;
+    Some(aggregate::field_confidence(row.0, row.1, row.2))
+}
+
+/// Turns the active fragments of a key into observations of the (now declared) attribute,
+/// updating the snapshots, and marks them promoted, to expire after
+/// `evolve.promoted_fragment_retention`. `user_id` NULL promotes every user's fragments (a global
+/// attribute is in every user's schema). Returns the number of fragments promoted.
+#[pg_extern(volatile, parallel_unsafe)]
+fn promote_fragments(
+    entity_type: &str,
+    fragment_key: &str,
+    user_id: default!(Option<String>, "NULL"),
+) -> i64 {
+    check_entity_type(entity_type);
+    check_user_id(user_id.as_deref());
+    let declared = crate::registry::effective_definition(entity_type, user_id.as_deref())
+        .map(|(def, _, _)| {
+            def.attributes.contains_key(fragment_key)
+                || def.relationships.contains_key(fragment_key)
+        })
+        .unwrap_or(false);
+    if !declared {
+        raise(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!("\"{fragment_key}\" is not declared in the active schema of \"{entity_type}\""),
+            None,
+            Some("Register the attribute first; registering it promotes its fragments automatically.".into()),
+        );
+    }
+    promote(entity_type, fragment_key, user_id.as_deref())
+}
+
+/// Promotion without the declaration check (the caller just declared the key). Only values
+/// that fit the declared type are promoted; the others stay active fragments (a mismatch stays
+/// visible).
+pub fn promote(entity_type: &str, fragment_key: &str, user_id: Option<&str>) -> i64 {
+    let attr_type = crate::registry::effective_definition(entity_type, user_id)
+        .and_then(|(def, _, _)| def.attributes.get(fragment_key).map(|a| a.attr_type));
+    crate::registry::writable_transaction();
+    let rows: Vec<(i64, i64, Value, Option<String>)> = Spi::connect_mut(|client| {
+        let candidates: Vec<(i64, i64, Value, Option<String>)> = client
+            .select(
+                "SELECT fragment_id, entity_id, value, source FROM evolve.raw_fragments \
+                 WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
+                   AND lifecycle_state = 'active' ORDER BY fragment_id FOR UPDATE",
+                None,
+                &[entity_type.into(), fragment_key.into(), user_id.into()],
+            )
+            .or_raise()
+            .map(|r| {
+                (
+                    r.get::<i64>(1).or_raise().unwrap_or(0),
+                    r.get::<i64>(2).or_raise().unwrap_or(0),
+                    r.get::<JsonB>(3).or_raise().map(|j| j.0).unwrap_or(Value::Null),
+                    r.get::<String>(4).or_raise(),
+                )
+            })
+            .filter(|(_, _, value, _)| attr_type.is_none_or(|t| conforms(t, value)))
+            .collect();
+        let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
+        if !ids.is_empty() {
+            client
+                .update(
+                    "UPDATE evolve.raw_fragments SET lifecycle_state = 'promoted', promoted_at = now(), \
+                         expires_at = now() + make_interval(secs => $2) \
+                     WHERE fragment_id = ANY($1)",
+                    None,
+                    &[ids.into(), (gucs::promoted_fragment_retention_secs() as f64).into()],
+                )
+                .or_raise();
+        }
+        candidates
+    });
+    let n = rows.len() as i64;
+    let observations = rows
+        .into_iter()
+        .map(|(_, entity_id, value, source)| ingest::NewObservation {
+            entity_id,
+            attribute: fragment_key.to_string(),
+            value,
+            source,
+            schema_version: None,
+        })
+        .collect();
+    ingest::record_observations(observations);
+    n
+}
+
+/// Deletes expired promoted and pending-deletion fragments, at most `batch_size` per call
+/// (never an active or archived one). Rows locked by another session are skipped, so two
+/// concurrent runs never wait on each other. Returns the number deleted.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cleanup_expired_fragments(batch_size: default!(i32, 10000)) -> i64 {
+    if batch_size <= 0 {
+        raise(
+            SqlState::InvalidParameterValue,
+            "batch_size must be positive",
+            None,
+            None,
+        );
+    }
+    Spi::connect_mut(|client| {
+        client
+            .update(
+                "DELETE FROM evolve.raw_fragments WHERE fragment_id IN ( \
+                     SELECT fragment_id FROM evolve.raw_fragments \
+                     WHERE lifecycle_state IN ('promoted', 'pending_deletion') AND expires_at <= now() \
+                     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)",
+                None,
+                &[batch_size.into()],
+            )
+            .or_raise()
+            .len() as i64
+    })
+}
+
+/// Archives active fragments not seen for `inactive_for` and seen fewer than `min_frequency`
+/// times. An archived fragment becomes active again when its key is seen again.
+#[pg_extern(volatile, parallel_unsafe)]
+fn archive_stale_fragments(
+    inactive_for: default!(pgrx::datum::Interval, "'90 days'"),
+    min_frequency: default!(i32, 3),
+) -> i64 {
+    Spi::connect_mut(|client| {
+        client
+            .update(
+                "UPDATE evolve.raw_fragments SET lifecycle_state = 'archived', archived_at = now() \
+                 WHERE fragment_id IN ( \
+                     SELECT fragment_id FROM evolve.raw_fragments \
+                     WHERE lifecycle_state = 'active' AND last_seen_at < now() - $1 AND frequency < $2 \
+                     ORDER BY fragment_id FOR UPDATE SKIP LOCKED)",
+                None,
+                &[inactive_for.into(), min_frequency.into()],
+            )
+            .or_raise()
+            .len() as i64
+    })
+}

@@ -1,0 +1,697 @@
+//! Ingestion: payloads become entities, observations (declared fields) and raw fragments
+//! (everything else); snapshots are reduced incrementally.
+//!
+//! One batch is handled set-based, with a fixed number of statements whatever its size:
+//! entity upsert (keys sorted, so concurrent batches lock in the same order), observation
+//! insert, snapshot update, fragment upsert (sorted by entity and key).
+
+use std::collections::{BTreeMap, HashMap};
+
+use evolve_core::infer::value_type;
+use evolve_core::payload::{check_payload, split};
+use evolve_core::reduce::{self, Observation, Snapshot};
+use evolve_core::schema::Definition;
+use evolve_core::SqlState;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::error::{raise, OrRaise};
+use crate::registry::effective_definition;
+
+/// One payload to ingest.
+pub struct Input {
+    pub entity_type: Option<String>,
+    pub payload: Option<Value>,
+    pub user_id: Option<String>,
+    pub source: Option<String>,
+    pub entity_key: Option<String>,
+    pub schema_version: Option<i32>,
+}
+
+/// Why a payload was not ingested.
+pub struct Reject {
+    pub state: SqlState,
+    pub message: String,
+}
+
+fn reject<T>(state: SqlState, message: impl Into<String>) -> Result<T, Reject> {
+    Err(Reject {
+        state,
+        message: message.into(),
+    })
+}
+
+/// An observation to record for an existing entity.
+pub struct NewObservation {
+    pub entity_id: i64,
+    pub attribute: String,
+    pub value: Value,
+    pub source: Option<String>,
+    pub schema_version: Option<i32>,
+}
+
+struct Fragment {
+    entity_id: i64,
+    entity_type: String,
+    user_id: Option<String>,
+    key: String,
+    value: Value,
+    source: Option<String>,
+    frequency: i32,
+}
+
+type Scope = (String, Option<String>);
+/// (definition, version, schema hash) of an effective schema.
+type Schema = (Definition, i32, i64);
+
+/// Validates one input against its schema; returns the canonical scope and the payload object.
+fn validate<'a>(
+    input: &'a Input,
+    schemas: &mut HashMap<Scope, Option<Schema>>,
+) -> Result<(Scope, &'a serde_json::Map<String, Value>), Reject> {
+    let Some(entity_type) = input.entity_type.as_deref() else {
+        return reject(
+            SqlState::InvalidParameterValue,
+            "entity_type must not be NULL",
+        );
+    };
+    if let Some(u) = input.user_id.as_deref() {
+        if u.is_empty() || u.len() > 256 || u.chars().any(char::is_control) {
+            return reject(
+                SqlState::InvalidParameterValue,
+                format!("invalid user_id {u:?}"),
+            );
+        }
+    }
+    let Some(payload) = input.payload.as_ref() else {
+        return reject(SqlState::InvalidParameterValue, "payload must not be NULL");
+    };
+    let text_len = serde_json::to_string(payload)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
+    let obj = check_payload(payload, text_len).map_err(|e| Reject {
+        state: e.sqlstate(),
+        message: e.to_string(),
+    })?;
+    let scope = (entity_type.to_string(), input.user_id.clone());
+    let schema = schemas
+        .entry(scope.clone())
+        .or_insert_with(|| effective_definition(entity_type, input.user_id.as_deref()));
+    let Some((def, version, _)) = schema else {
+        return reject(
+            SqlState::UndefinedObject,
+            format!("entity type \"{entity_type}\" has no active schema"),
+        );
+    };
+    if let Some(v) = input.schema_version {
+        if v < 1 || v > *version {
+            return reject(
+                SqlState::InvalidParameterValue,
+                format!(
+                    "schema_version {v} of \"{entity_type}\" does not exist (current: {version})"
+                ),
+            );
+        }
+    }
+    Ok(((def.entity_type.clone(), input.user_id.clone()), obj))
+}
+
+/// Ingests a batch. Each input either yields its entity id or is rejected; the accepted ones are
+/// written in a fixed number of statements.
+pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
+    let mut schemas: HashMap<Scope, Option<Schema>> = HashMap::new();
+    let mut checked: Vec<Result<(Scope, &serde_json::Map<String, Value>), Reject>> =
+        inputs.iter().map(|i| validate(i, &mut schemas)).collect();
+
+    // Keys: the given one, or a fresh `_n`.
+    let missing = checked
+        .iter()
+        .zip(inputs)
+        .filter(|(c, i)| c.is_ok() && i.entity_key.is_none())
+        .count();
+    let mut fresh = if missing > 0 {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT '_' || nextval('evolve.entity_key_seq') FROM generate_series(1, $1)",
+                None,
+                &[(missing as i64).into()],
+            )
+            .or_raise()
+            .map(|r| r.get::<String>(1).or_raise().unwrap_or_default())
+            .collect::<Vec<_>>()
+        })
+        .into_iter()
+    } else {
+        Vec::new().into_iter()
+    };
+    let keys: Vec<Option<String>> = checked
+        .iter()
+        .zip(inputs)
+        .map(|(c, i)| {
+            c.as_ref().ok().map(|_| {
+                i.entity_key
+                    .clone()
+                    .or_else(|| fresh.next())
+                    .unwrap_or_default()
+            })
+        })
+        .collect();
+
+    // Entities: one upsert of the distinct keys, sorted.
+    let mut distinct: BTreeMap<(String, Option<String>, String), i64> = BTreeMap::new();
+    for (c, k) in checked.iter().zip(&keys) {
+        if let (Ok(((t, u), _)), Some(k)) = (c, k) {
+            distinct.insert((t.clone(), u.clone(), k.clone()), 0);
+        }
+    }
+    if !distinct.is_empty() {
+        let (types, users, ks): (Vec<String>, Vec<Option<String>>, Vec<String>) = {
+            let mut t = Vec::with_capacity(distinct.len());
+            let mut u = Vec::with_capacity(distinct.len());
+            let mut k = Vec::with_capacity(distinct.len());
+            for (ty, us, ke) in distinct.keys() {
+                t.push(ty.clone());
+                u.push(us.clone());
+                k.push(ke.clone());
+            }
+            (t, u, k)
+        };
+        let ids: Vec<((String, Option<String>, String), i64)> = Spi::connect_mut(|c| {
+            c.update(
+                "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3 \
+                 ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = now() \
+                 RETURNING entity_id, entity_type, user_id, entity_key",
+                None,
+                &[types.into(), users.into(), ks.into()],
+            )
+            .or_raise()
+            .map(|r| {
+                (
+                    (
+                        r.get::<String>(2).or_raise().unwrap_or_default(),
+                        r.get::<String>(3).or_raise(),
+                        r.get::<String>(4).or_raise().unwrap_or_default(),
+                    ),
+                    r.get::<i64>(1).or_raise().unwrap_or_default(),
+                )
+            })
+            .collect()
+        });
+        distinct.extend(ids);
+    }
+
+    // Split each accepted payload.
+    let mut observations = Vec::new();
+    let mut fragments: BTreeMap<(i64, String), Fragment> = BTreeMap::new();
+    let mut results = Vec::with_capacity(inputs.len());
+    for ((c, k), input) in checked.iter_mut().zip(&keys).zip(inputs) {
+        let result = match c {
+            Err(r) => Err(std::mem::replace(
+                r,
+                Reject {
+                    state: SqlState::InvalidParameterValue,
+                    message: String::new(),
+                },
+            )),
+            Ok(((t, u), obj)) => {
+                let k = k.clone().unwrap_or_default();
+                let entity_id = distinct[&(t.clone(), u.clone(), k)];
+                let (def, version, _) = schemas
+                    [&(input.entity_type.clone().unwrap_or_default(), u.clone())]
+                    .as_ref()
+                    .expect("validated");
+                let parts = split(def, obj);
+                for (attribute, value) in parts.observations {
+                    observations.push(NewObservation {
+                        entity_id,
+                        attribute,
+                        value,
+                        source: input.source.clone(),
+                        schema_version: Some(input.schema_version.unwrap_or(*version)),
+                    });
+                }
+                // Undeclared keys, and declared ones whose value does not fit, become fragments:
+                // nothing is lost, and the mismatch stays visible in the aggregates.
+                let extra = parts
+                    .fragments
+                    .into_iter()
+                    .chain(parts.mismatches.into_iter().map(|(k, v, _)| (k, v)));
+                for (key, value) in extra {
+                    let f = fragments
+                        .entry((entity_id, key.clone()))
+                        .or_insert(Fragment {
+                            entity_id,
+                            entity_type: t.clone(),
+                            user_id: u.clone(),
+                            key,
+                            value: Value::Null,
+                            source: None,
+                            frequency: 0,
+                        });
+                    f.value = value;
+                    f.source = input.source.clone();
+                    f.frequency += 1;
+                }
+                Ok(entity_id)
+            }
+        };
+        results.push(result);
+    }
+    record_observations(observations);
+    upsert_fragments(fragments.into_values().collect());
+    results
+}
+
+fn upsert_fragments(fragments: Vec<Fragment>) {
+    if fragments.is_empty() {
+        return;
+    }
+    let n = fragments.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut users = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut values = Vec::with_capacity(n);
+    let mut value_types = Vec::with_capacity(n);
+    let mut sources = Vec::with_capacity(n);
+    let mut freqs = Vec::with_capacity(n);
+    for f in fragments {
+        ids.push(f.entity_id);
+        types.push(f.entity_type);
+        users.push(f.user_id);
+        value_types.push(value_type(&f.value).to_string());
+        keys.push(f.key);
+        values.push(JsonB(f.value));
+        sources.push(f.source);
+        freqs.push(f.frequency);
+    }
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO evolve.raw_fragments AS f \
+                 (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
+                                  $6::text[], $7::text[], $8::int[]) ORDER BY 1, 4 \
+             ON CONFLICT ON CONSTRAINT raw_fragments_entity_key DO UPDATE SET \
+                 value = EXCLUDED.value, value_type = EXCLUDED.value_type, source = EXCLUDED.source, \
+                 frequency = f.frequency + EXCLUDED.frequency, last_seen_at = now(), \
+                 lifecycle_state = CASE WHEN f.lifecycle_state = 'archived' THEN 'active' ELSE f.lifecycle_state END, \
+                 archived_at = CASE WHEN f.lifecycle_state = 'archived' THEN NULL ELSE f.archived_at END",
+            None,
+            &[
+                ids.into(),
+                types.into(),
+                users.into(),
+                keys.into(),
+                values.into(),
+                value_types.into(),
+                sources.into(),
+                freqs.into(),
+            ],
+        )
+        .or_raise();
+    });
+}
+
+struct EntityState {
+    entity_type: String,
+    user_id: Option<String>,
+    cells: Snapshot,
+    schema_hash: i64,
+    last_computed: i64,
+}
+
+/// Records observations and merges them into their entities' snapshots: incrementally when the
+/// entity's snapshot was reduced with the current schema, by a full recompute otherwise.
+pub fn record_observations(observations: Vec<NewObservation>) {
+    if observations.is_empty() {
+        return;
+    }
+    let mut entity_ids: Vec<i64> = observations.iter().map(|o| o.entity_id).collect();
+    entity_ids.sort_unstable();
+    entity_ids.dedup();
+    crate::registry::writable_transaction();
+    Spi::connect_mut(|client| {
+        // Lock the entities (in id order) before their observations get ids, so ids follow
+        // the order in which snapshots absorb them.
+        let mut states: BTreeMap<i64, EntityState> = client
+            .select(
+                "SELECT entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                        last_computed_observation_id \
+                 FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
+                None,
+                &[entity_ids.clone().into()],
+            )
+            .or_raise()
+            .map(|r| {
+                let cells: Snapshot = r
+                    .get::<JsonB>(4)
+                    .or_raise()
+                    .and_then(|j| serde_json::from_value(j.0).ok())
+                    .unwrap_or_default();
+                (
+                    r.get::<i64>(1).or_raise().unwrap_or_default(),
+                    EntityState {
+                        entity_type: r.get::<String>(2).or_raise().unwrap_or_default(),
+                        user_id: r.get::<String>(3).or_raise(),
+                        cells,
+                        schema_hash: r.get::<i64>(5).or_raise().unwrap_or_default(),
+                        last_computed: r.get::<i64>(6).or_raise().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+
+        let n = observations.len();
+        let mut e = Vec::with_capacity(n);
+        let mut a = Vec::with_capacity(n);
+        let mut v = Vec::with_capacity(n);
+        let mut s = Vec::with_capacity(n);
+        let mut sv = Vec::with_capacity(n);
+        for o in observations {
+            e.push(o.entity_id);
+            a.push(o.attribute);
+            v.push(JsonB(o.value));
+            s.push(o.source);
+            sv.push(o.schema_version);
+        }
+        let mut inserted: Vec<(i64, i64, String, Observation)> = client
+            .update(
+                "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version) \
+                 SELECT entity_id, attribute, value, source, schema_version \
+                 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::int[]) WITH ORDINALITY \
+                      AS u(entity_id, attribute, value, source, schema_version, ord) \
+                 ORDER BY ord \
+                 RETURNING observation_id, entity_id, attribute, value, source",
+                None,
+                &[e.into(), a.into(), v.into(), s.into(), sv.into()],
+            )
+            .or_raise()
+            .map(|r| {
+                let id = r.get::<i64>(1).or_raise().unwrap_or_default();
+                (
+                    id,
+                    r.get::<i64>(2).or_raise().unwrap_or_default(),
+                    r.get::<String>(3).or_raise().unwrap_or_default(),
+                    Observation {
+                        id,
+                        value: r.get::<JsonB>(4).or_raise().map(|j| j.0).unwrap_or(Value::Null),
+                        source: r.get::<String>(5).or_raise(),
+                    },
+                )
+            })
+            .collect();
+        inserted.sort_by_key(|o| o.0);
+
+        let mut schemas: HashMap<Scope, Option<Schema>> = HashMap::new();
+        let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
+        let mut schema_of = |st: &EntityState| {
+            schemas
+                .entry((st.entity_type.clone(), st.user_id.clone()))
+                .or_insert_with(|| effective_definition(&st.entity_type, st.user_id.as_deref()))
+                .as_ref()
+                .map(|(d, _, h)| (d.clone(), *h))
+        };
+        // Entities whose snapshot was reduced with another schema: full recompute.
+        let mut full: Vec<i64> = Vec::new();
+        let mut defs: HashMap<i64, (Definition, i64)> = HashMap::new();
+        for (id, st) in &states {
+            let (def, hash) = schema_of(st).unwrap_or_else(|| (empty.clone(), 0));
+            if hash != st.schema_hash {
+                full.push(*id);
+            }
+            defs.insert(*id, (def, hash));
+        }
+        if !full.is_empty() {
+            for id in &full {
+                if let Some(st) = states.get_mut(id) {
+                    st.cells.clear();
+                    st.last_computed = 0;
+                }
+            }
+            let history = client
+                .select(
+                    "SELECT entity_id, observation_id, attribute, value, source FROM evolve.observations \
+                     WHERE entity_id = ANY($1) ORDER BY entity_id, observation_id",
+                    None,
+                    &[full.clone().into()],
+                )
+                .or_raise();
+            for r in history {
+                let entity_id = r.get::<i64>(1).or_raise().unwrap_or_default();
+                let obs = Observation {
+                    id: r.get::<i64>(2).or_raise().unwrap_or_default(),
+                    value: r
+                        .get::<JsonB>(4)
+                        .or_raise()
+                        .map(|j| j.0)
+                        .unwrap_or(Value::Null),
+                    source: r.get::<String>(5).or_raise(),
+                };
+                let attribute = r.get::<String>(3).or_raise().unwrap_or_default();
+                if let (Some(st), Some((def, _))) =
+                    (states.get_mut(&entity_id), defs.get(&entity_id))
+                {
+                    reduce::apply(def, &mut st.cells, &attribute, &obs);
+                    st.last_computed = st.last_computed.max(obs.id);
+                }
+            }
+        }
+        for (_, entity_id, attribute, obs) in &inserted {
+            if let (Some(st), Some((def, _))) = (states.get_mut(entity_id), defs.get(entity_id)) {
+                if obs.id > st.last_computed {
+                    reduce::apply(def, &mut st.cells, attribute, obs);
+                    st.last_computed = obs.id;
+                }
+            }
+        }
+        write_snapshots(client, &states, &defs);
+    });
+}
+
+fn write_snapshots(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    states: &BTreeMap<i64, EntityState>,
+    defs: &HashMap<i64, (Definition, i64)>,
+) {
+    let mut ids = Vec::with_capacity(states.len());
+    let mut snaps = Vec::with_capacity(states.len());
+    let mut cells = Vec::with_capacity(states.len());
+    let mut hashes = Vec::with_capacity(states.len());
+    let mut lasts = Vec::with_capacity(states.len());
+    for (id, st) in states {
+        ids.push(*id);
+        snaps.push(JsonB(reduce::snapshot_values(&st.cells)));
+        cells.push(JsonB(
+            serde_json::to_value(&st.cells).expect("cells serialize"),
+        ));
+        hashes.push(defs.get(id).map(|d| d.1).unwrap_or(0));
+        lasts.push(st.last_computed);
+    }
+    client
+        .update(
+            "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
+                 last_computed_observation_id = u.l, updated_at = now() \
+             FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
+             WHERE e.entity_id = u.id",
+            None,
+            &[ids.into(), snaps.into(), cells.into(), hashes.into(), lasts.into()],
+        )
+        .or_raise();
+}
+
+/// Ingests one payload and returns its entity's id. `entity_key` identifies the entity within
+/// (entity_type, user_id); without one a new entity is created. Undeclared keys (and declared
+/// ones whose value does not fit the declared type) become raw fragments.
+#[pg_extern(volatile, parallel_unsafe)]
+fn ingest(
+    entity_type: &str,
+    payload: JsonB,
+    user_id: default!(Option<String>, "NULL"),
+    source: default!(Option<String>, "NULL"),
+    entity_key: default!(Option<String>, "NULL"),
+    schema_version: default!(Option<i32>, "NULL"),
+) -> i64 {
+    let input = Input {
+        entity_type: Some(entity_type.to_string()),
+        payload: Some(payload.0),
+        user_id,
+        source,
+        entity_key,
+        schema_version,
+    };
+    match ingest_batch(std::slice::from_ref(&input)).pop() {
+        Some(Ok(id)) => id,
+        Some(Err(r)) => raise(
+            r.state,
+            r.message,
+            None,
+            Some("See docs/reference.md for the payload rules; INSERT into evolve.inbox sets bad rows aside instead.".into()),
+        ),
+        None => unreachable!("one input, one result"),
+    }
+}
+
+/// Routes one statement's inbox rows (called by the inbox trigger). Rejected rows go to
+/// `evolve.inbox_rejects` with their SQLSTATE and message.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe, name = "_ingest_inbox")]
+fn ingest_inbox(
+    ids: Vec<Option<i64>>,
+    entity_types: Vec<Option<String>>,
+    payloads: Vec<Option<JsonB>>,
+    user_ids: Vec<Option<String>>,
+    sources: Vec<Option<String>>,
+    entity_keys: Vec<Option<String>>,
+    schema_versions: Vec<Option<i32>>,
+) {
+    let inputs: Vec<Input> = (0..ids.len())
+        .map(|i| Input {
+            entity_type: entity_types[i].clone(),
+            payload: payloads[i].as_ref().map(|j| j.0.clone()),
+            user_id: user_ids[i].clone(),
+            source: sources[i].clone(),
+            entity_key: entity_keys[i].clone(),
+            schema_version: schema_versions[i],
+        })
+        .collect();
+    let results = ingest_batch(&inputs);
+    let mut rejected: Vec<usize> = Vec::new();
+    let mut states = Vec::new();
+    let mut messages = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        if let Err(r) = r {
+            rejected.push(i);
+            states.push(r.state.code().to_string());
+            messages.push(r.message.clone());
+        }
+    }
+    if rejected.is_empty() {
+        return;
+    }
+    let pick = |v: &Vec<Option<String>>| rejected.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+    let rejected_ids: Vec<Option<i64>> = rejected.iter().map(|&i| ids[i]).collect();
+    let rejected_payloads: Vec<Option<JsonB>> = rejected
+        .iter()
+        .map(|&i| payloads[i].as_ref().map(|j| JsonB(j.0.clone())))
+        .collect();
+    let rejected_versions: Vec<Option<i32>> =
+        rejected.iter().map(|&i| schema_versions[i]).collect();
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO evolve.inbox_rejects \
+                 (inbox_id, entity_type, payload, user_id, source, entity_key, schema_version, sqlstate, error) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], \
+                                  $7::int[], $8::text[], $9::text[])",
+            None,
+            &[
+                rejected_ids.into(),
+                pick(&entity_types).into(),
+                rejected_payloads.into(),
+                pick(&user_ids).into(),
+                pick(&sources).into(),
+                pick(&entity_keys).into(),
+                rejected_versions.into(),
+                states.into(),
+                messages.into(),
+            ],
+        )
+        .or_raise();
+    });
+    pgrx::warning!(
+        "{} of {} inbox rows rejected; see evolve.inbox_rejects",
+        rejected.len(),
+        ids.len()
+    );
+}
+
+/// The entity's snapshot: its attributes' values reduced with their merge policies.
+#[pg_extern(stable, parallel_safe)]
+fn entity(entity_id: i64) -> Option<JsonB> {
+    Spi::get_one_with_args::<JsonB>(
+        "SELECT snapshot FROM evolve.entities WHERE entity_id = $1",
+        &[entity_id.into()],
+    )
+    .or_raise()
+}
+
+/// Recomputes an entity's snapshot from all its observations and returns it.
+#[pg_extern(volatile, parallel_unsafe)]
+fn refresh_snapshot(entity_id: i64) -> JsonB {
+    crate::registry::writable_transaction();
+    Spi::connect_mut(|client| {
+        let st: Vec<(String, Option<String>)> = client
+            .select(
+                "SELECT entity_type, user_id FROM evolve.entities WHERE entity_id = $1 FOR UPDATE",
+                None,
+                &[entity_id.into()],
+            )
+            .or_raise()
+            .map(|r| {
+                (
+                    r.get::<String>(1).or_raise().unwrap_or_default(),
+                    r.get::<String>(2).or_raise(),
+                )
+            })
+            .collect();
+        let Some((t, u)) = st.into_iter().next() else {
+            raise(
+                SqlState::UndefinedObject,
+                format!("entity {entity_id} does not exist"),
+                None,
+                None,
+            );
+        };
+        let (def, _, hash) = effective_definition(&t, u.as_deref()).unwrap_or_else(|| {
+            (
+                Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid"),
+                0,
+                0,
+            )
+        });
+        let mut cells = Snapshot::new();
+        let mut last = 0;
+        let history = client
+            .select(
+                "SELECT observation_id, attribute, value, source FROM evolve.observations \
+                 WHERE entity_id = $1 ORDER BY observation_id",
+                None,
+                &[entity_id.into()],
+            )
+            .or_raise();
+        for r in history {
+            let obs = Observation {
+                id: r.get::<i64>(1).or_raise().unwrap_or_default(),
+                value: r
+                    .get::<JsonB>(3)
+                    .or_raise()
+                    .map(|j| j.0)
+                    .unwrap_or(Value::Null),
+                source: r.get::<String>(4).or_raise(),
+            };
+            reduce::apply(
+                &def,
+                &mut cells,
+                &r.get::<String>(2).or_raise().unwrap_or_default(),
+                &obs,
+            );
+            last = obs.id;
+        }
+        let mut states = BTreeMap::new();
+        states.insert(
+            entity_id,
+            EntityState {
+                entity_type: t,
+                user_id: u,
+                cells,
+                schema_hash: hash,
+                last_computed: last,
+            },
+        );
+        let mut defs = HashMap::new();
+        defs.insert(entity_id, (def, hash));
+        write_snapshots(client, &states, &defs);
+        JsonB(reduce::snapshot_values(&states[&entity_id].cells))
+    })
+}

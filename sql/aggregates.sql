@@ -67,18 +67,23 @@ BEGIN
             sample_values = evolve._merge_samples(a.sample_values, jsonb_build_array(EXCLUDED.sample_values))
     $sql$, delta_sql);
     IF TG_OP <> 'INSERT' THEN
-        -- A removed row may have been the latest sighting: recompute those keys (indexed).
+        -- A removed row may have been the latest sighting: recompute those keys (indexed), and
+        -- drop the keys with no rows left. Only keys this statement touched (and so already
+        -- locked, in order, by the upsert above) are visited: no new lock waits here.
         EXECUTE format($sql$
-            WITH keys AS (SELECT DISTINCT entity_type, user_id, fragment_key FROM (%s) d WHERE sign < 0)
-            UPDATE evolve.raw_fragment_aggregates a
-            SET last_seen_at = (SELECT max(f.last_seen_at) FROM evolve.raw_fragments f
-                                WHERE f.entity_type = a.entity_type AND f.fragment_key = a.fragment_key
-                                  AND f.user_id IS NOT DISTINCT FROM a.user_id)
-            FROM keys k
+            WITH keys AS (SELECT DISTINCT entity_type, user_id, fragment_key FROM (%s) d WHERE sign < 0),
+            recomputed AS (
+                UPDATE evolve.raw_fragment_aggregates a
+                SET last_seen_at = (SELECT max(f.last_seen_at) FROM evolve.raw_fragments f
+                                    WHERE f.entity_type = a.entity_type AND f.fragment_key = a.fragment_key
+                                      AND f.user_id IS NOT DISTINCT FROM a.user_id)
+                FROM keys k
+                WHERE a.entity_type = k.entity_type AND a.fragment_key = k.fragment_key
+                  AND a.user_id IS NOT DISTINCT FROM k.user_id AND a.sample_count > 0)
+            DELETE FROM evolve.raw_fragment_aggregates a USING keys k
             WHERE a.entity_type = k.entity_type AND a.fragment_key = k.fragment_key
-              AND a.user_id IS NOT DISTINCT FROM k.user_id
+              AND a.user_id IS NOT DISTINCT FROM k.user_id AND a.sample_count = 0
         $sql$, delta_sql);
-        DELETE FROM evolve.raw_fragment_aggregates WHERE sample_count = 0;
     END IF;
     RETURN NULL;
 END

@@ -16,6 +16,7 @@ CREATE TABLE evolve.entities (
     last_computed_observation_id bigint NOT NULL DEFAULT 0,
     CONSTRAINT entities_key UNIQUE NULLS NOT DISTINCT (entity_type, user_id, entity_key)
 );
+CREATE INDEX entities_type_key ON evolve.entities (entity_type, entity_key);
 COMMENT ON TABLE evolve.entities IS
     'One row per (entity_type, user_id, entity_key), with its snapshot reduced from its observations.';
 COMMENT ON COLUMN evolve.entities.snapshot_cells IS

@@ -140,11 +140,23 @@ pub fn promote(entity_type: &str, fragment_key: &str, user_id: Option<&str>) -> 
         .and_then(|(def, _, _)| def.attributes.get(fragment_key).map(|a| a.attr_type));
     crate::registry::writable_transaction();
     let rows: Vec<(i64, i64, Value, Option<String>)> = Spi::connect_mut(|client| {
+        // Lock order as in ingestion: entities (by id), then their fragments (by entity, key).
+        client
+            .update(
+                "SELECT 1 FROM evolve.entities WHERE entity_id IN ( \
+                     SELECT entity_id FROM evolve.raw_fragments \
+                     WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
+                       AND lifecycle_state = 'active') \
+                 ORDER BY entity_id FOR UPDATE",
+                None,
+                &[entity_type.into(), fragment_key.into(), user_id.into()],
+            )
+            .or_raise();
         let candidates: Vec<(i64, i64, Value, Option<String>)> = client
             .select(
                 "SELECT fragment_id, entity_id, value, source FROM evolve.raw_fragments \
                  WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
-                   AND lifecycle_state = 'active' ORDER BY fragment_id FOR UPDATE",
+                   AND lifecycle_state = 'active' ORDER BY entity_id FOR UPDATE",
                 None,
                 &[entity_type.into(), fragment_key.into(), user_id.into()],
             )

@@ -178,6 +178,17 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             (t, u, k)
         };
         let ids: Vec<((String, Option<String>, String), i64)> = Spi::connect_mut(|c| {
+            // Existing entities are locked by id first, the order promotion and snapshot refresh
+            // use; the upsert then only waits on brand-new keys.
+            c.update(
+                "SELECT 1 FROM evolve.entities e \
+                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
+                   ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
+                 ORDER BY e.entity_id FOR UPDATE OF e",
+                None,
+                &[types.clone().into(), users.clone().into(), ks.clone().into()],
+            )
+            .or_raise();
             c.update(
                 "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3 \
@@ -288,6 +299,28 @@ fn upsert_fragments(fragments: Vec<Fragment>) {
         freqs.push(f.frequency);
     }
     Spi::connect_mut(|c| {
+        // Lock order everywhere: entities, then fragments (by entity, key), then aggregates
+        // (by key). The upsert below fires the aggregate triggers twice (its INSERT and its
+        // UPDATE statement triggers), each locking aggregate rows in key order: two passes,
+        // which could deadlock with a concurrent single pass. So lock the batch's existing
+        // fragments, then every aggregate key of the batch, each in one sorted pass (missing
+        // aggregate rows are created; the triggers fill them before commit).
+        c.update(
+            "SELECT 1 FROM evolve.raw_fragments WHERE (entity_id, fragment_key) IN \
+                 (SELECT * FROM unnest($1::bigint[], $2::text[])) \
+             ORDER BY entity_id, fragment_key FOR UPDATE",
+            None,
+            &[ids.clone().into(), keys.clone().into()],
+        )
+        .or_raise();
+        c.update(
+            "INSERT INTO evolve.raw_fragment_aggregates AS a (entity_type, user_id, fragment_key, sample_count, frequency_total) \
+             SELECT DISTINCT t, u, k, 0, 0 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) ORDER BY 1, 2, 3 \
+             ON CONFLICT ON CONSTRAINT raw_fragment_aggregates_key DO UPDATE SET sample_count = a.sample_count",
+            None,
+            &[types.clone().into(), users.clone().into(), keys.clone().into()],
+        )
+        .or_raise();
         c.update(
             "INSERT INTO evolve.raw_fragments AS f \
                  (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \

@@ -1,0 +1,212 @@
+//! Ingestion under concurrency, and pg_cron maintenance in a preloaded cluster.
+
+use std::sync::{Arc, Barrier};
+
+use crate::common::Cluster;
+
+/// 8 sessions insert, update, delete and roll back fragments and inbox rows at random; the
+/// trigger-maintained aggregates still equal a recompute afterwards.
+#[test]
+fn aggregates_stay_exact_under_8_concurrent_writers() {
+    let cluster = Arc::new(Cluster::start("aggregates-race", &[]));
+    let db = cluster.fresh_db("aggregates_race");
+    let mut admin = cluster.connect_to(&db);
+    admin
+        .batch_execute(
+            r#"SELECT evolve.register_schema('{"entity_type":"quake","attributes":{"mag":{"type":"number"}}}');
+               INSERT INTO evolve.inbox (entity_type, payload, entity_key, source)
+               SELECT 'quake', jsonb_build_object('mag', i, 'k' || (i % 7), i, 'felt', i % 3), 'e' || (i % 50), 's' || (i % 4)
+               FROM generate_series(1, 500) i;"#,
+        )
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8u64)
+        .map(|s| {
+            let cluster = Arc::clone(&cluster);
+            let barrier = Arc::clone(&barrier);
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut c = cluster.connect_to(&db);
+                c.batch_execute("SET client_min_messages = error").unwrap();
+                barrier.wait();
+                let mut x = s.wrapping_mul(7919) + 1;
+                let mut next = |n: u64| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (x >> 33) % n
+                };
+                for _ in 0..60 {
+                    let statement = match next(5) {
+                        0 => format!(
+                            "INSERT INTO evolve.inbox (entity_type, payload, entity_key, source) \
+                             SELECT 'quake', jsonb_build_object('k' || (i % 7), i, 'felt', 'x' || i), 'e' || ((i * {s}) % 60), 's{s}' \
+                             FROM generate_series(1, {}) i",
+                            1 + next(40)
+                        ),
+                        // Writers of base rows lock them in the canonical order (entity, key), as
+                        // ingestion does; the aggregate upserts then can never deadlock.
+                        1 => format!(
+                            "UPDATE evolve.raw_fragments SET value = to_jsonb({}), value_type = 'integer', frequency = frequency + 1, \
+                             last_seen_at = now() - interval '1 day' * {} WHERE fragment_id IN (SELECT fragment_id \
+                             FROM evolve.raw_fragments WHERE fragment_id % 13 = {} ORDER BY entity_id, fragment_key FOR UPDATE)",
+                            next(100),
+                            next(5),
+                            next(13)
+                        ),
+                        2 => format!(
+                            "DELETE FROM evolve.raw_fragments WHERE fragment_id IN (SELECT fragment_id \
+                             FROM evolve.raw_fragments WHERE fragment_id % 29 = {} ORDER BY entity_id, fragment_key FOR UPDATE)",
+                            next(29)
+                        ),
+                        3 => "UPDATE evolve.raw_fragments SET source = NULL WHERE fragment_id IN (SELECT fragment_id \
+                              FROM evolve.raw_fragments WHERE fragment_id % 17 = 3 ORDER BY entity_id, fragment_key FOR UPDATE)"
+                            .to_string(),
+                        _ => format!(
+                            "INSERT INTO evolve.inbox (entity_type, payload, entity_key) \
+                             SELECT 'quake', jsonb_build_object('k' || (i % 5), NULL), 'e' || (i % 70) FROM generate_series(1, {}) i",
+                            1 + next(20)
+                        ),
+                    };
+                    let rollback = next(4) == 0;
+                    let mut tx = c.transaction().unwrap();
+                    match tx.batch_execute(&statement) {
+                        Ok(()) => {
+                            if rollback {
+                                tx.rollback().unwrap();
+                            } else {
+                                tx.commit().unwrap();
+                            }
+                        }
+                        Err(e) => {
+                            // Deadlocks must not happen; serialization conflicts cannot in READ COMMITTED.
+                            panic!("statement failed: {:?}\n{statement}", e.as_db_error().map(|d| (d.code().code().to_string(), d.message().to_string(), d.detail().map(str::to_string))));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let failed = handles
+        .into_iter()
+        .map(|h| h.join())
+        .filter(Result::is_err)
+        .count();
+    if failed > 0 {
+        let log = cluster.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("Process") || l.contains("deadlock") || l.contains("CONTEXT"))
+            .collect();
+        panic!("{failed} writers failed; server log:\n{}", lines.join("\n"));
+    }
+    let mismatches = admin
+        .query("SELECT * FROM evolve.verify_aggregates()", &[])
+        .unwrap();
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatching aggregate fields",
+        mismatches.len()
+    );
+    let keys: i64 = admin
+        .query_one("SELECT count(*) FROM evolve.raw_fragment_aggregates", &[])
+        .unwrap()
+        .get(0);
+    assert!(keys > 0);
+}
+
+/// schedule_maintenance() creates the pg_cron jobs (idempotently); the job bodies can run twice
+/// at the same time without error or double work.
+#[test]
+fn pg_cron_maintenance() {
+    let cluster = Cluster::start("pg-cron", &[]);
+    // cron.database_name is 'postgres' in test clusters: install there.
+    let mut c = cluster.connect_to("postgres");
+    c.batch_execute(
+        "CREATE EXTENSION vector; CREATE EXTENSION pg_cron; CREATE EXTENSION pg_evolve;",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let rows = c
+            .query(
+                "SELECT jobname, schedule FROM evolve.schedule_maintenance()",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+    }
+    let jobs: Vec<(String, String, String)> = c
+        .query(
+            "SELECT jobname, schedule, command FROM cron.job ORDER BY jobname",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        jobs,
+        vec![
+            (
+                "evolve_archive_stale_fragments".to_string(),
+                "27 4 * * 0".to_string(),
+                "SELECT evolve.archive_stale_fragments()".to_string()
+            ),
+            (
+                "evolve_cleanup_expired_fragments".to_string(),
+                "17 3 * * *".to_string(),
+                "SELECT evolve.cleanup_expired_fragments()".to_string()
+            ),
+        ]
+    );
+    // Expired promoted fragments to clean up, from two sessions at once.
+    c.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type":"quake","attributes":{"mag":{"type":"number"}}}');
+           INSERT INTO evolve.inbox (entity_type, payload, entity_key)
+           SELECT 'quake', jsonb_build_object('felt', i), 'e' || i FROM generate_series(1, 3000) i;
+           SELECT evolve.update_schema_incremental('quake', '{"attributes":{"felt":{"type":"integer"}}}');
+           UPDATE evolve.raw_fragments SET expires_at = now() - interval '1 minute';"#,
+    )
+    .unwrap();
+    let cluster = Arc::new(cluster);
+    let barrier = Arc::new(Barrier::new(2));
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let cluster = Arc::clone(&cluster);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut s = cluster.connect_to("postgres");
+                barrier.wait();
+                let mut total = 0i64;
+                loop {
+                    let n: i64 = s
+                        .query_one("SELECT evolve.cleanup_expired_fragments(700)", &[])
+                        .unwrap()
+                        .get(0);
+                    if n == 0 {
+                        return total;
+                    }
+                    total += n;
+                }
+            })
+        })
+        .collect();
+    let deleted: Vec<i64> = runs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        deleted.iter().sum::<i64>(),
+        3000,
+        "each expired row deleted exactly once: {deleted:?}"
+    );
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM evolve.raw_fragments", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let archived: i64 = c
+        .query_one("SELECT evolve.archive_stale_fragments()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(archived, 0);
+    assert!(c
+        .query("SELECT * FROM evolve.verify_aggregates()", &[])
+        .unwrap()
+        .is_empty());
+}

@@ -95,3 +95,35 @@ SELECT evolve.active_schema('Earth_Quake')->>'entity_type' AS "Earth_Quake resol
 
 \echo '\n## 11. Quotas: a user may hold 10 schemas and 200 fields unless an administrator says otherwise'
 SELECT user_id, schema_count, max_schemas, total_fields, max_fields FROM evolve.user_schema_quotas;
+
+\echo '\n## 12. Ingest the whole feed through the inbox (one INSERT, routed set-based by a statement trigger)'
+INSERT INTO evolve.inbox (entity_type, payload, entity_key, source)
+SELECT 'earthquake', properties || jsonb_build_object('depth', geometry->'coordinates'->2), id, properties->>'net'
+FROM usgs_feed;
+SELECT (SELECT count(*) FROM evolve.entities WHERE entity_type = 'earthquake') AS entities,
+       (SELECT count(*) FROM evolve.observations) AS observations,
+       (SELECT count(*) FROM evolve.raw_fragments) AS raw_fragments,
+       (SELECT count(*) FROM evolve.inbox_rejects) AS rejected;
+
+\echo '\n## 13. What the schema does not declare yet: raw fragment aggregates (maintained by triggers)'
+SELECT fragment_key, sample_count AS entities, dominant_type,
+       round(type_consistency::numeric, 2) AS type_consistency,
+       round(coalesce((type_counts->>'null')::numeric, 0) / sample_count, 3) AS null_rate,
+       unique_sources, round(evolve.field_confidence('earthquake', fragment_key)::numeric, 2) AS confidence,
+       left(sample_values::text, 40) AS samples
+FROM evolve.raw_fragment_aggregates WHERE entity_type = 'earthquake' AND user_id IS NULL
+ORDER BY null_rate, fragment_key;
+SELECT count(*) AS aggregate_mismatches FROM evolve.verify_aggregates();
+
+\echo '\n## 14. A snapshot reduced from observations (mag merges with max)'
+SELECT evolve.entity(entity_id) AS snapshot FROM evolve.entities WHERE entity_key = 'ci37868143';
+
+\echo '\n## 15. Declaring felt promotes its fragments into observations (they expire after 30 days)'
+SELECT evolve.update_schema_incremental('earthquake',
+  '{"attributes": {"felt": {"type": "integer", "description": "Number of felt reports"}}}') AS version;
+SELECT lifecycle_state, count(*) FROM evolve.raw_fragments WHERE fragment_key = 'felt' GROUP BY 1;
+SELECT count(*) AS entities_with_felt FROM evolve.entities WHERE snapshot ? 'felt';
+
+\echo '\n## 16. Maintenance jobs in pg_cron (cleanup daily, archival weekly)'
+CREATE EXTENSION IF NOT EXISTS pg_cron;
+SELECT * FROM evolve.schedule_maintenance();

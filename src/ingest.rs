@@ -62,14 +62,15 @@ struct Fragment {
 }
 
 type Scope = (String, Option<String>);
+/// (entity_type, user_id, entity_key): what identifies an entity.
+type EntityKey = (String, Option<String>, String);
+/// An input that passed validation: its canonical scope and payload object.
+type Checked<'a> = Result<(Scope, &'a serde_json::Map<String, Value>), Reject>;
 /// (definition, version, schema hash) of an effective schema.
 type Schema = (Definition, i32, i64);
 
 /// Validates one input against its schema; returns the canonical scope and the payload object.
-fn validate<'a>(
-    input: &'a Input,
-    schemas: &mut HashMap<Scope, Option<Schema>>,
-) -> Result<(Scope, &'a serde_json::Map<String, Value>), Reject> {
+fn validate<'a>(input: &'a Input, schemas: &mut HashMap<Scope, Option<Schema>>) -> Checked<'a> {
     let Some(entity_type) = input.entity_type.as_deref() else {
         return reject(
             SqlState::InvalidParameterValue,
@@ -121,8 +122,7 @@ fn validate<'a>(
 /// written in a fixed number of statements.
 pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     let mut schemas: HashMap<Scope, Option<Schema>> = HashMap::new();
-    let mut checked: Vec<Result<(Scope, &serde_json::Map<String, Value>), Reject>> =
-        inputs.iter().map(|i| validate(i, &mut schemas)).collect();
+    let mut checked: Vec<Checked> = inputs.iter().map(|i| validate(i, &mut schemas)).collect();
 
     // Keys: the given one, or a fresh `_n`.
     let missing = checked
@@ -159,7 +159,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         .collect();
 
     // Entities: one upsert of the distinct keys, sorted.
-    let mut distinct: BTreeMap<(String, Option<String>, String), i64> = BTreeMap::new();
+    let mut distinct: BTreeMap<EntityKey, i64> = BTreeMap::new();
     for (c, k) in checked.iter().zip(&keys) {
         if let (Ok(((t, u), _)), Some(k)) = (c, k) {
             distinct.insert((t.clone(), u.clone(), k.clone()), 0);
@@ -177,7 +177,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             }
             (t, u, k)
         };
-        let ids: Vec<((String, Option<String>, String), i64)> = Spi::connect_mut(|c| {
+        let ids: Vec<(EntityKey, i64)> = Spi::connect_mut(|c| {
             // Existing entities are locked by id first, the order promotion and snapshot refresh
             // use; the upsert then only waits on brand-new keys.
             c.update(

@@ -72,19 +72,32 @@ fn cache_sees_changes_in_the_same_transaction() {
     let after = sql_json("SELECT evolve.active_schema('earthquake')").unwrap();
     assert_eq!(after["version"], json!(2));
     assert_eq!(after["attributes"]["depth"]["type"], json!("number"));
-    let hits = Spi::get_one::<i64>("SELECT hits FROM evolve.cache_stats()").unwrap().unwrap();
+    let hits = Spi::get_one::<i64>("SELECT hits FROM evolve.cache_stats()")
+        .unwrap()
+        .unwrap();
     let _ = sql_json("SELECT evolve.active_schema('earthquake')");
-    let hits_after = Spi::get_one::<i64>("SELECT hits FROM evolve.cache_stats()").unwrap().unwrap();
+    let hits_after = Spi::get_one::<i64>("SELECT hits FROM evolve.cache_stats()")
+        .unwrap()
+        .unwrap();
     assert_eq!(hits_after, hits + 1);
 }
 
 #[pg_test]
 fn deactivate_and_activate() {
     register(quake(), None);
-    assert_eq!(Spi::get_one::<bool>("SELECT evolve.deactivate_schema('earthquake')").unwrap(), Some(true));
+    assert_eq!(
+        Spi::get_one::<bool>("SELECT evolve.deactivate_schema('earthquake')").unwrap(),
+        Some(true)
+    );
     assert!(sql_json("SELECT evolve.active_schema('earthquake')").is_none());
-    assert_eq!(Spi::get_one::<bool>("SELECT evolve.deactivate_schema('earthquake')").unwrap(), Some(false));
-    assert_eq!(Spi::get_one::<bool>("SELECT evolve.activate_schema('earthquake')").unwrap(), Some(true));
+    assert_eq!(
+        Spi::get_one::<bool>("SELECT evolve.deactivate_schema('earthquake')").unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        Spi::get_one::<bool>("SELECT evolve.activate_schema('earthquake')").unwrap(),
+        Some(true)
+    );
     assert!(sql_json("SELECT evolve.active_schema('earthquake')").is_some());
 }
 
@@ -113,7 +126,10 @@ fn user_cannot_remove_global_attribute() {
 #[pg_test]
 #[should_panic(expected = "invalid schema definition at /attributes/mag/type")]
 fn invalid_definition_names_its_path() {
-    register(json!({"entity_type": "e", "attributes": {"mag": {"type": "float"}}}), None);
+    register(
+        json!({"entity_type": "e", "attributes": {"mag": {"type": "float"}}}),
+        None,
+    );
 }
 
 /// A small deterministic generator, so the property test needs no extra dependency.
@@ -121,7 +137,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -179,4 +198,48 @@ fn incremental_snapshot_equals_full_recompute() {
     assert_eq!(entities, Some(12));
     let verify = Spi::get_one::<i64>("SELECT count(*) FROM evolve.verify_aggregates()").unwrap();
     assert_eq!(verify, Some(0));
+}
+
+/// Every pair of distinct lifecycle states through the trigger: exactly the legal ones pass.
+#[pg_test]
+fn fragment_lifecycle_transitions() {
+    register(
+        json!({"entity_type": "quake", "attributes": {"mag": {"type": "number"}}}),
+        None,
+    );
+    Spi::run(r#"SELECT evolve.ingest('quake', '{"felt": 1}', entity_key => 'a')"#).unwrap();
+    Spi::run(
+        "CREATE TEMP TABLE outcomes (from_state text, to_state text, allowed boolean);
+         DO $$
+         DECLARE f text; t text;
+         BEGIN
+           FOR f, t IN SELECT a, b FROM unnest(ARRAY['active','promoted','archived','pending_deletion']) a,
+                                       unnest(ARRAY['active','promoted','archived','pending_deletion']) b
+                       WHERE a <> b LOOP
+             ALTER TABLE evolve.raw_fragments DISABLE TRIGGER raw_fragments_lifecycle;
+             UPDATE evolve.raw_fragments SET lifecycle_state = f;
+             ALTER TABLE evolve.raw_fragments ENABLE TRIGGER raw_fragments_lifecycle;
+             BEGIN
+               UPDATE evolve.raw_fragments SET lifecycle_state = t;
+               INSERT INTO outcomes VALUES (f, t, true);
+             EXCEPTION WHEN object_not_in_prerequisite_state THEN
+               INSERT INTO outcomes VALUES (f, t, false);
+             END;
+           END LOOP;
+         END $$;",
+    )
+    .unwrap();
+    let allowed = Spi::get_one::<String>(
+        "SELECT string_agg(from_state || '>' || to_state, ',' ORDER BY from_state, to_state)
+         FROM outcomes WHERE allowed",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        allowed,
+        "active>archived,active>promoted,archived>active,archived>pending_deletion,\
+         promoted>active,promoted>pending_deletion"
+    );
+    let total = Spi::get_one::<i64>("SELECT count(*) FROM outcomes").unwrap();
+    assert_eq!(total, Some(12));
 }

@@ -127,3 +127,20 @@ SELECT count(*) AS entities_with_felt FROM evolve.entities WHERE snapshot ? 'fel
 \echo '\n## 16. Maintenance jobs in pg_cron (cleanup daily, archival weekly)'
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 SELECT * FROM evolve.schedule_maintenance();
+
+\echo '\n## 17. Old producers: a payload in an older shape is migrated on the way in'
+-- Version 4 renames magType to magnitude_type (the old name stays an alias: the rename step is derived).
+SELECT evolve.update_schema_incremental('earthquake',
+  '{"attributes": {"magType": null, "magnitude_type": {"type": "string", "aliases": ["magType"]}}}') AS version;
+-- Old producers also sent magnitudes as strings: cast on the way from version 3 to 4.
+SELECT evolve.register_migration('earthquake', 3, 4,
+  '[{"rename": {"from": "magType", "to": "magnitude_type"}}, {"cast": {"key": "mag", "to": "number"}}]') AS steps;
+SELECT from_version, to_version, derived, steps FROM evolve.migration_paths WHERE entity_type = 'earthquake' ORDER BY 1;
+SELECT evolve.migrate_payload('earthquake', '{"mag": "4.6", "magType": "mb", "place": "Fiji"}', 3) AS migrated;
+SELECT evolve.ingest('earthquake', '{"mag": "4.6", "magType": "mb", "place": "Fiji region"}',
+                     entity_key => 'old-producer-1', schema_version => 3, source => 'legacy') > 0 AS ingested;
+SELECT snapshot FROM evolve.entities WHERE entity_key = 'old-producer-1';
+\echo 'A payload that cannot be migrated is logged (and, by default, ingested as far as it fits):'
+SELECT evolve.ingest('earthquake', '{"mag": "strong", "magType": "ml", "place": "Nowhere"}',
+                     entity_key => 'old-producer-2', schema_version => 3, source => 'legacy') > 0 AS ingested;
+SELECT from_version, to_version, failing_step, error, strategy FROM evolve.migration_failures;

@@ -16,6 +16,10 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::ConfigurationLimitExceeded => {
             PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
         }
+        SqlState::DataException => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+        SqlState::UndefinedFunction => PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
+        SqlState::InvalidFunctionDefinition => PgSqlErrorCode::ERRCODE_INVALID_FUNCTION_DEFINITION,
+        SqlState::InsufficientPrivilege => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
     }
 }
 
@@ -68,5 +72,50 @@ impl<T> OrRaise<T> for Result<T, pgrx::spi::Error> {
             Ok(v) => v,
             Err(e) => pgrx::error!("pg_evolve internal query failed: {e}"),
         }
+    }
+}
+
+/// The five-character SQLSTATE of a caught error.
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    let packed = code as isize as u32;
+    (0..5)
+        .map(|i| (((packed >> (6 * i)) & 0x3F) as u8 + b'0') as char)
+        .collect()
+}
+
+/// Runs `f` inside a subtransaction: on error everything it did is rolled back and the error
+/// is returned as (SQLSTATE, message) instead of aborting the transaction.
+pub fn in_subtransaction<R>(
+    f: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> Result<R, (String, String)> {
+    use pgrx::pg_sys;
+    use pgrx::pg_sys::panic::CaughtError;
+    use pgrx::PgTryBuilder;
+    // SAFETY: the standard PL pattern: begin an internal subtransaction, and on both paths
+    // restore the caller's memory context and resource owner after ending it.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let result = PgTryBuilder::new(move || Ok(f()))
+            .catch_others(|e| {
+                Err(match e {
+                    CaughtError::PostgresError(r)
+                    | CaughtError::ErrorReport(r)
+                    | CaughtError::RustPanic { ereport: r, .. } => {
+                        (sqlstate_text(r.sql_error_code()), r.message().to_string())
+                    }
+                })
+            })
+            .execute();
+        if result.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        result
     }
 }

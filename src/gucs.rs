@@ -10,6 +10,24 @@ static SCHEMA_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 static SCHEMA_CACHE_TTL: GucSetting<i32> = GucSetting::<i32>::new(300);
 static SIMILARITY_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.85);
 static PROMOTED_FRAGMENT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
+/// What happens to a payload whose schema conflict (older version, mismatched types) cannot
+/// be resolved by its migration path.
+#[derive(pgrx::PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MigrationStrategy {
+    /// Raise an error (SQLSTATE 22000).
+    #[name = c"reject"]
+    Reject,
+    /// Ingest what fits; the rest becomes raw fragments.
+    #[name = c"fragment"]
+    Fragment,
+    /// Try built-in coercions, then fall back to fragments.
+    #[name = c"auto"]
+    Auto,
+}
+
+static MIGRATION_STRATEGY: GucSetting<MigrationStrategy> =
+    GucSetting::<MigrationStrategy>::new(MigrationStrategy::Fragment);
+static MAX_MIGRATION_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 static WORKER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
@@ -61,6 +79,24 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_enum_guc(
+        c"evolve.migration_strategy",
+        c"What to do with a payload whose schema conflict cannot be migrated: reject, fragment or auto.",
+        c"reject raises SQLSTATE 22000; fragment ingests what fits and keeps the rest as raw fragments; auto tries built-in coercions first.",
+        &MIGRATION_STRATEGY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"evolve.max_migration_attempts",
+        c"Attempts (migration, then built-in coercions) the auto strategy makes before falling back to fragments.",
+        c"",
+        &MAX_MIGRATION_ATTEMPTS,
+        1,
+        100,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"evolve.worker_database",
         c"Database the background worker connects to.",
@@ -100,4 +136,12 @@ pub fn worker_database() -> Option<String> {
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.is_empty())
+}
+
+pub fn migration_strategy() -> MigrationStrategy {
+    MIGRATION_STRATEGY.get()
+}
+
+pub fn max_migration_attempts() -> u32 {
+    MAX_MIGRATION_ATTEMPTS.get().max(1) as u32
 }

@@ -17,7 +17,10 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::error::{raise, OrRaise};
+use crate::gucs::{self, MigrationStrategy};
+use crate::migration;
 use crate::registry::effective_definition;
+use evolve_core::migrate;
 
 /// One payload to ingest.
 pub struct Input {
@@ -118,11 +121,124 @@ fn validate<'a>(input: &'a Input, schemas: &mut HashMap<Scope, Option<Schema>>) 
     Ok(((def.entity_type.clone(), input.user_id.clone()), obj))
 }
 
+/// Schema conflicts: a payload written against an older version is migrated along the version
+/// graph; declared values of the wrong type are coerced (auto) or refused (reject). Returns the
+/// payload to split for each input (None: the original); rejections replace their `checked` entry.
+fn resolve_conflicts(
+    inputs: &[Input],
+    checked: &mut [Checked],
+    schemas: &HashMap<Scope, Option<Schema>>,
+) -> Vec<Option<serde_json::Map<String, Value>>> {
+    let strategy = gucs::migration_strategy();
+    let strategy_name = match strategy {
+        MigrationStrategy::Reject => "reject",
+        MigrationStrategy::Fragment => "fragment",
+        MigrationStrategy::Auto => "auto",
+    };
+    let mut paths = migration::Paths::default();
+    let mut out = Vec::with_capacity(inputs.len());
+    for (input, c) in inputs.iter().zip(checked.iter_mut()) {
+        let Ok(((t, u), obj)) = c else {
+            out.push(None);
+            continue;
+        };
+        let (def, current, _) = schemas
+            [&(input.entity_type.clone().unwrap_or_default(), u.clone())]
+            .as_ref()
+            .expect("validated");
+        let mut payload: Option<serde_json::Map<String, Value>> = None;
+        let mut rejection: Option<String> = None;
+        if let Some(from) = input.schema_version.filter(|v| v < current) {
+            let mut attempt_payload = (*obj).clone();
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let result = match paths.get(t, from, *current) {
+                    Ok(steps) => migration::apply(steps, &attempt_payload, from, *current),
+                    Err(message) => Err(migration::Failure {
+                        from_version: from,
+                        to_version: *current,
+                        failing_step: None,
+                        step: None,
+                        message: message.clone(),
+                        sqlstate: "42704".into(),
+                    }),
+                };
+                match result {
+                    Ok(migrated) => {
+                        payload = Some(migrated);
+                        break;
+                    }
+                    Err(failure) => {
+                        migration::record_failure(
+                            t,
+                            u.as_deref(),
+                            input.entity_key.as_deref(),
+                            &Value::Object((*obj).clone()),
+                            &failure,
+                            strategy_name,
+                        );
+                        let retry = strategy == MigrationStrategy::Auto
+                            && attempts < gucs::max_migration_attempts()
+                            && migration::version_definition(t, from).is_some_and(|old| {
+                                let before = attempt_payload.clone();
+                                migrate::coerce(&old, &mut attempt_payload);
+                                attempt_payload != before
+                            });
+                        if !retry {
+                            if strategy == MigrationStrategy::Reject {
+                                rejection = Some(migration::rejection_message(t, &failure));
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // Declared values of the wrong type at the current version.
+        let current_payload = payload.as_ref().unwrap_or(obj);
+        let mismatches = split(def, current_payload).mismatches;
+        if rejection.is_none() && !mismatches.is_empty() {
+            match strategy {
+                MigrationStrategy::Reject => {
+                    let names: Vec<String> = mismatches
+                        .iter()
+                        .map(|(k, v, ty)| {
+                            format!("{k} (expected {}, got {})", ty.as_str(), value_type(v))
+                        })
+                        .collect();
+                    rejection = Some(format!(
+                        "payload for \"{t}\" does not match its schema: {}",
+                        names.join(", ")
+                    ));
+                }
+                MigrationStrategy::Auto => {
+                    let mut coerced = current_payload.clone();
+                    migrate::coerce(def, &mut coerced);
+                    payload = Some(coerced);
+                }
+                MigrationStrategy::Fragment => {}
+            }
+        }
+        if let Some(message) = rejection {
+            *c = Err(Reject {
+                state: SqlState::DataException,
+                message,
+            });
+            out.push(None);
+        } else {
+            out.push(payload);
+        }
+    }
+    out
+}
+
 /// Ingests a batch. Each input either yields its entity id or is rejected; the accepted ones are
 /// written in a fixed number of statements.
 pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     let mut schemas: HashMap<Scope, Option<Schema>> = HashMap::new();
     let mut checked: Vec<Checked> = inputs.iter().map(|i| validate(i, &mut schemas)).collect();
+    let transformed = resolve_conflicts(inputs, &mut checked, &schemas);
 
     // Keys: the given one, or a fresh `_n`.
     let missing = checked
@@ -217,7 +333,9 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     let mut observations = Vec::new();
     let mut fragments: BTreeMap<(i64, String), Fragment> = BTreeMap::new();
     let mut results = Vec::with_capacity(inputs.len());
-    for ((c, k), input) in checked.iter_mut().zip(&keys).zip(inputs) {
+    for (((c, k), input), transformed) in
+        checked.iter_mut().zip(&keys).zip(inputs).zip(&transformed)
+    {
         let result = match c {
             Err(r) => Err(std::mem::replace(
                 r,
@@ -233,14 +351,18 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                     [&(input.entity_type.clone().unwrap_or_default(), u.clone())]
                     .as_ref()
                     .expect("validated");
-                let parts = split(def, obj);
+                let parts = split(def, transformed.as_ref().unwrap_or(obj));
                 for (attribute, value) in parts.observations {
                     observations.push(NewObservation {
                         entity_id,
                         attribute,
                         value,
                         source: input.source.clone(),
-                        schema_version: Some(input.schema_version.unwrap_or(*version)),
+                        schema_version: Some(if transformed.is_some() {
+                            *version
+                        } else {
+                            input.schema_version.unwrap_or(*version)
+                        }),
                     });
                 }
                 // Undeclared keys, and declared ones whose value does not fit, become fragments:

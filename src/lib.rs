@@ -13,6 +13,7 @@ mod gucs;
 mod ingest;
 mod jsonb;
 mod maintenance;
+mod migration;
 mod registry;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -36,6 +37,11 @@ extension_sql_file!(
         fragments::fragment_transition_allowed,
         ingest::ingest_inbox
     ]
+);
+extension_sql_file!(
+    "../sql/migration.sql",
+    name = "migration",
+    requires = ["ingest"]
 );
 extension_sql_file!(
     "../sql/aggregates.sql",

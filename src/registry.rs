@@ -226,6 +226,9 @@ pub fn write_version(
         }
     }
     governance::detect_attribute_conflicts(client, old.as_ref(), def, global.as_ref(), user_id);
+    if let (None, Some(old)) = (user_id, old.as_ref()) {
+        crate::migration::record_derived_edge(&def.entity_type, old, def, head.version);
+    }
     let change = diff(old.as_ref(), def);
     let version = head.version + 1;
     client

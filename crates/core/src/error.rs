@@ -19,6 +19,14 @@ pub enum SqlState {
     ObjectNotInPrerequisiteState,
     /// 53400 configuration_limit_exceeded: a user's quota is exhausted.
     ConfigurationLimitExceeded,
+    /// 22000 data_exception: a payload's schema conflict could not be resolved (reject strategy).
+    DataException,
+    /// 42883 undefined_function: a migration step names a function that does not exist.
+    UndefinedFunction,
+    /// 42P13 invalid_function_definition: a migration function is not jsonb → jsonb.
+    InvalidFunctionDefinition,
+    /// 42501 insufficient_privilege.
+    InsufficientPrivilege,
 }
 
 impl SqlState {
@@ -30,6 +38,10 @@ impl SqlState {
             SqlState::InvalidObjectDefinition => "42P17",
             SqlState::ObjectNotInPrerequisiteState => "55000",
             SqlState::ConfigurationLimitExceeded => "53400",
+            SqlState::DataException => "22000",
+            SqlState::UndefinedFunction => "42883",
+            SqlState::InvalidFunctionDefinition => "42P13",
+            SqlState::InsufficientPrivilege => "42501",
         }
     }
 }

@@ -1,0 +1,388 @@
+//! Conflict-driven migration of incoming payloads across schema versions.
+//!
+//! A payload ingested with a `schema_version` older than the entity type's current global
+//! version is a schema conflict: the shortest path of registered steps through the version
+//! graph (`evolve.migrations`) is applied to it before it is split. User functions named by
+//! steps run inside a subtransaction. When migration fails, the failure is recorded in
+//! `evolve.migration_failures` and `evolve.migration_strategy` decides: reject, fragment
+//! (ingest the payload as it is: what fits becomes observations, the rest raw fragments) or
+//! auto (built-in coercions, then retry, up to `evolve.max_migration_attempts`, then fragment).
+
+use std::collections::HashMap;
+
+use evolve_core::migrate::{self, Step, StepError};
+use evolve_core::schema::Definition;
+use evolve_core::SqlState;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
+
+use crate::error::{in_subtransaction, raise, OrRaise};
+use crate::registry::check_entity_type;
+
+/// Why a payload could not be migrated. (Built only on the failure path, so its size is moot.)
+pub struct Failure {
+    pub from_version: i32,
+    pub to_version: i32,
+    pub failing_step: Option<i32>,
+    pub step: Option<Value>,
+    pub message: String,
+    pub sqlstate: String,
+}
+
+impl Failure {
+    fn describe(&self, entity_type: &str) -> String {
+        match self.failing_step {
+            Some(i) => format!(
+                "migration of \"{entity_type}\" payload from version {} to {} failed at step {i}: {}",
+                self.from_version, self.to_version, self.message
+            ),
+            None => format!(
+                "migration of \"{entity_type}\" payload from version {} to {} failed: {}",
+                self.from_version, self.to_version, self.message
+            ),
+        }
+    }
+}
+
+/// The steps of the shortest path between two versions, edge by edge. Cached per batch by the
+/// caller (all payloads of one version share it).
+pub fn path_steps(entity_type: &str, from: i32, to: i32) -> Result<Vec<Step>, String> {
+    let edges: Vec<(i32, i32, Value)> =
+        Spi::connect(|c| {
+            c.select(
+            "SELECT from_version, to_version, steps FROM evolve.migrations WHERE entity_type = $1",
+            None,
+            &[entity_type.into()],
+        )
+        .or_raise()
+        .map(|r| {
+            (
+                r.get::<i32>(1).or_raise().unwrap_or(0),
+                r.get::<i32>(2).or_raise().unwrap_or(0),
+                r.get::<JsonB>(3).or_raise().map(|j| j.0).unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+        });
+    let pairs: Vec<(i32, i32)> = edges.iter().map(|e| (e.0, e.1)).collect();
+    let Some(path) = migrate::shortest_path(&pairs, from, to) else {
+        return Err(format!("no migration path from version {from} to {to}"));
+    };
+    let mut steps = Vec::new();
+    for (a, b) in path {
+        let doc = &edges
+            .iter()
+            .find(|e| e.0 == a && e.1 == b)
+            .expect("edge on the path")
+            .2;
+        if doc.as_array().is_some_and(|s| s.is_empty()) {
+            continue;
+        }
+        steps.extend(migrate::parse_steps(doc).map_err(|e| e.to_string())?);
+    }
+    Ok(steps)
+}
+
+/// Calls a user function jsonb → jsonb (inside the caller's subtransaction).
+fn call_function(name: &str, payload: Value) -> Result<Value, String> {
+    let regproc = format!("{name}(jsonb)");
+    let sql = Spi::get_one_with_args::<String>(
+        "SELECT format('SELECT %s($1)', to_regprocedure($1)::oid::regproc)",
+        &[regproc.as_str().into()],
+    )
+    .map_err(|e| e.to_string())?
+    .ok_or_else(|| format!("function {name}(jsonb) does not exist"))?;
+    Spi::get_one_with_args::<JsonB>(&sql, &[JsonB(payload).into()])
+        .map_err(|e| e.to_string())?
+        .map(|j| j.0)
+        .ok_or_else(|| format!("function {name} returned NULL"))
+}
+
+#[allow(clippy::result_large_err)]
+/// Applies migration steps to a payload. Function steps run in one subtransaction, so a
+/// failing function leaves nothing behind.
+pub fn apply(
+    steps: &[Step],
+    payload: &Map<String, Value>,
+    from: i32,
+    to: i32,
+) -> Result<Map<String, Value>, Failure> {
+    let has_function = steps.iter().any(|s| matches!(s, Step::Function { .. }));
+    let run = |p: Map<String, Value>| -> Result<Map<String, Value>, StepError> {
+        let mut p = p;
+        migrate::apply_steps(&mut p, steps, &mut call_function)?;
+        Ok(p)
+    };
+    let to_failure = |e: StepError| Failure {
+        from_version: from,
+        to_version: to,
+        failing_step: Some(e.index as i32 + 1),
+        step: serde_json::from_str(&e.step).ok(),
+        message: e.message,
+        sqlstate: "22000".into(),
+    };
+    if !has_function {
+        return run(payload.clone()).map_err(to_failure);
+    }
+    let input = payload.clone();
+    match in_subtransaction(move || run(input)) {
+        Ok(result) => result.map_err(to_failure),
+        Err((sqlstate, message)) => Err(Failure {
+            from_version: from,
+            to_version: to,
+            failing_step: None,
+            step: None,
+            message,
+            sqlstate,
+        }),
+    }
+}
+
+/// Records a failed migration.
+pub fn record_failure(
+    entity_type: &str,
+    user_id: Option<&str>,
+    entity_key: Option<&str>,
+    payload: &Value,
+    failure: &Failure,
+    strategy: &str,
+) {
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO evolve.migration_failures \
+                 (entity_type, user_id, entity_key, payload, from_version, to_version, failing_step, step, error, sqlstate, strategy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            None,
+            &[
+                entity_type.into(),
+                user_id.into(),
+                entity_key.into(),
+                JsonB(payload.clone()).into(),
+                failure.from_version.into(),
+                failure.to_version.into(),
+                failure.failing_step.into(),
+                failure.step.clone().map(JsonB).into(),
+                failure.message.as_str().into(),
+                failure.sqlstate.as_str().into(),
+                strategy.into(),
+            ],
+        )
+        .or_raise();
+    });
+}
+
+/// A migration failure turned into an ingest rejection (reject strategy).
+pub fn rejection_message(entity_type: &str, failure: &Failure) -> String {
+    failure.describe(entity_type)
+}
+
+/// Per-batch cache of migration paths, keyed by (entity_type, from, to).
+#[derive(Default)]
+pub struct Paths(HashMap<(String, i32, i32), Result<Vec<Step>, String>>);
+
+impl Paths {
+    pub fn get(&mut self, entity_type: &str, from: i32, to: i32) -> &Result<Vec<Step>, String> {
+        self.0
+            .entry((entity_type.to_string(), from, to))
+            .or_insert_with(|| path_steps(entity_type, from, to))
+    }
+}
+
+/// The definition of a global version (for coercions at that version).
+pub fn version_definition(entity_type: &str, version: i32) -> Option<Definition> {
+    Spi::get_one_with_args::<JsonB>(
+        "SELECT definition FROM evolve.schema_history WHERE entity_type = $1 AND user_id IS NULL AND version = $2",
+        &[entity_type.into(), version.into()],
+    )
+    .ok()
+    .flatten()
+    .and_then(|j| Definition::parse(&j.0).ok())
+}
+
+/// Records the derived edge from a new global version's predecessor (renames via aliases,
+/// widened types, defaults); a registered migration for the same edge is kept.
+pub fn record_derived_edge(entity_type: &str, old: &Definition, new: &Definition, from: i32) {
+    let steps = migrate::derive_steps(old, new);
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO evolve.migrations (entity_type, from_version, to_version, steps, derived) \
+             VALUES ($1, $2, $3, $4, true) ON CONFLICT DO NOTHING",
+            None,
+            &[
+                entity_type.into(),
+                from.into(),
+                (from + 1).into(),
+                JsonB(migrate::steps_to_json(&steps)).into(),
+            ],
+        )
+        .or_raise();
+    });
+}
+
+fn check_function(name: &str) {
+    let row = Spi::connect(|c| {
+        let rows = c
+            .select(
+                "SELECT p.prorettype = 'jsonb'::regtype, has_function_privilege(p.oid, 'EXECUTE') \
+                 FROM pg_proc p WHERE p.oid = to_regprocedure($1)",
+                Some(1),
+                &[format!("{name}(jsonb)").as_str().into()],
+            )
+            .or_raise();
+        if rows.is_empty() {
+            return None;
+        }
+        let r = rows.first();
+        Some((
+            r.get::<bool>(1).or_raise().unwrap_or(false),
+            r.get::<bool>(2).or_raise().unwrap_or(false),
+        ))
+    });
+    match row {
+        None => raise(
+            SqlState::UndefinedFunction,
+            format!("migration function {name}(jsonb) does not exist"),
+            None,
+            Some("A function step names a SQL function taking and returning jsonb.".into()),
+        ),
+        Some((false, _)) => raise(
+            SqlState::InvalidFunctionDefinition,
+            format!("migration function {name}(jsonb) must return jsonb"),
+            None,
+            None,
+        ),
+        Some((true, false)) => raise(
+            SqlState::InsufficientPrivilege,
+            format!("permission denied to execute migration function {name}(jsonb)"),
+            None,
+            Some("Grant EXECUTE on it to the role registering the migration.".into()),
+        ),
+        Some((true, true)) => {}
+    }
+}
+
+fn global_version_exists(entity_type: &str, version: i32) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM evolve.schema_history WHERE entity_type = $1 AND user_id IS NULL AND version = $2)",
+        &[entity_type.into(), version.into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
+}
+
+fn current_global_version(entity_type: &str) -> Option<i32> {
+    Spi::get_one_with_args::<i32>(
+        "SELECT current_version FROM evolve.schemas WHERE entity_type = $1 AND user_id IS NULL AND current_version > 0",
+        &[entity_type.into()],
+    )
+    .or_raise()
+}
+
+/// Registers (or replaces) the steps migrating payloads of `from_version` to `to_version`.
+/// Steps: rename, add, drop, cast, nest, unnest, function (a jsonb → jsonb SQL function the
+/// caller may execute). Returns the number of steps.
+#[pg_extern(volatile, parallel_unsafe)]
+fn register_migration(entity_type: &str, from_version: i32, to_version: i32, steps: JsonB) -> i32 {
+    check_entity_type(entity_type);
+    for v in [from_version, to_version] {
+        if !global_version_exists(entity_type, v) {
+            raise(
+                SqlState::UndefinedObject,
+                format!("version {v} of \"{entity_type}\" does not exist"),
+                None,
+                Some(
+                    "Migrations connect versions of the global schema; see evolve.schema_versions."
+                        .into(),
+                ),
+            );
+        }
+    }
+    if from_version == to_version {
+        raise(
+            SqlState::InvalidParameterValue,
+            "from_version and to_version must differ",
+            None,
+            None,
+        );
+    }
+    let parsed = match migrate::parse_steps(&steps.0) {
+        Ok(p) => p,
+        Err(evolve_core::CoreError::InvalidDefinition { path, message }) => raise(
+            SqlState::InvalidParameterValue,
+            format!("invalid migration steps at {path}: {message}"),
+            None,
+            Some("Steps are a JSON array of {\"rename\"|\"add\"|\"drop\"|\"cast\"|\"nest\"|\"unnest\": {...}} or {\"function\": \"schema.fn\"}; see docs/reference.md.".into()),
+        ),
+        Err(e) => crate::error::raise_core(e),
+    };
+    for step in &parsed {
+        if let Step::Function { name } = step {
+            check_function(name);
+        }
+    }
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO evolve.migrations (entity_type, from_version, to_version, steps, derived) \
+             VALUES ($1, $2, $3, $4, false) \
+             ON CONFLICT (entity_type, from_version, to_version) DO UPDATE \
+             SET steps = EXCLUDED.steps, derived = false, created_at = now(), created_by = current_user",
+            None,
+            &[
+                entity_type.into(),
+                from_version.into(),
+                to_version.into(),
+                JsonB(migrate::steps_to_json(&parsed)).into(),
+            ],
+        )
+        .or_raise();
+    });
+    parsed.len() as i32
+}
+
+/// Dry run: the payload migrated from `from_version` to `to_version` (default: the current
+/// version), without ingesting or recording anything. Raises SQLSTATE 22000 when a step fails.
+#[pg_extern(volatile, parallel_unsafe)]
+fn migrate_payload(
+    entity_type: &str,
+    payload: JsonB,
+    from_version: i32,
+    to_version: default!(Option<i32>, "NULL"),
+) -> JsonB {
+    check_entity_type(entity_type);
+    let Some(current) = current_global_version(entity_type) else {
+        raise(
+            SqlState::UndefinedObject,
+            format!("entity type \"{entity_type}\" has no global schema"),
+            None,
+            None,
+        );
+    };
+    let to = to_version.unwrap_or(current);
+    let Some(obj) = payload.0.as_object() else {
+        raise(
+            SqlState::InvalidParameterValue,
+            "a payload must be a JSON object",
+            None,
+            None,
+        );
+    };
+    let steps = match path_steps(entity_type, from_version, to) {
+        Ok(s) => s,
+        Err(e) => raise(
+            SqlState::UndefinedObject,
+            e,
+            None,
+            Some("Register the missing step with evolve.register_migration.".into()),
+        ),
+    };
+    match apply(&steps, obj, from_version, to) {
+        Ok(p) => JsonB(Value::Object(p)),
+        Err(f) => raise(
+            SqlState::DataException,
+            f.describe(entity_type),
+            f.step.map(|s| format!("failing step: {s}")),
+            None,
+        ),
+    }
+}

@@ -28,6 +28,24 @@ pub enum MigrationStrategy {
 static MIGRATION_STRATEGY: GucSetting<MigrationStrategy> =
     GucSetting::<MigrationStrategy>::new(MigrationStrategy::Fragment);
 static MAX_MIGRATION_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// What `semantic_search` does while its entity type has an active re-embedding job.
+#[derive(pgrx::PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SearchDuringReembed {
+    #[name = c"allow"]
+    Allow,
+    #[name = c"warn"]
+    Warn,
+    #[name = c"block"]
+    Block,
+}
+
+static SEARCH_DURING_REEMBED: GucSetting<SearchDuringReembed> =
+    GucSetting::<SearchDuringReembed>::new(SearchDuringReembed::Warn);
+static EMBED_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(100);
+static WORKER_NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static MAX_EMBED_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
+static EMBED_RETRY_BACKOFF: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static EMBEDDING_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static WORKER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
@@ -97,6 +115,62 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_enum_guc(
+        c"evolve.search_during_reembed",
+        c"semantic_search() on a type with an active re-embedding job: allow, warn or block.",
+        c"",
+        &SEARCH_DURING_REEMBED,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"evolve.embed_batch_size",
+        c"Entities re-embedded per batch (one transaction each).",
+        c"",
+        &EMBED_BATCH_SIZE,
+        1,
+        100_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"evolve.worker_naptime",
+        c"How long the re-embedding worker sleeps when the queue is empty.",
+        c"",
+        &WORKER_NAPTIME,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"evolve.max_embed_attempts",
+        c"Failed embedding attempts after which an entity is parked (see evolve.failed_embeddings).",
+        c"",
+        &MAX_EMBED_ATTEMPTS,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"evolve.embed_retry_backoff",
+        c"Delay before the first retry of a failed embedding; doubles with every further attempt.",
+        c"",
+        &EMBED_RETRY_BACKOFF,
+        0,
+        86_400_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"evolve.embedding_function",
+        c"A SQL function (text → vector) used instead of the built-in embedder.",
+        c"Empty: the built-in feature-hashing embedder. Changing it changes every content hash, so the next job re-embeds everything it touches; apply an embedding_function_changed change to re-embed all.",
+        &EMBEDDING_FUNCTION,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"evolve.worker_database",
         c"Database the background worker connects to.",
@@ -130,7 +204,6 @@ pub fn promoted_fragment_retention_secs() -> i64 {
     PROMOTED_FRAGMENT_RETENTION.get() as i64
 }
 
-#[allow(dead_code)]
 pub fn worker_database() -> Option<String> {
     WORKER_DATABASE
         .get()
@@ -144,4 +217,31 @@ pub fn migration_strategy() -> MigrationStrategy {
 
 pub fn max_migration_attempts() -> u32 {
     MAX_MIGRATION_ATTEMPTS.get().max(1) as u32
+}
+
+pub fn search_during_reembed() -> SearchDuringReembed {
+    SEARCH_DURING_REEMBED.get()
+}
+
+pub fn embed_batch_size() -> i64 {
+    EMBED_BATCH_SIZE.get().max(1) as i64
+}
+
+pub fn worker_naptime_ms() -> u64 {
+    WORKER_NAPTIME.get().max(10) as u64
+}
+
+pub fn max_embed_attempts() -> i32 {
+    MAX_EMBED_ATTEMPTS.get().max(1)
+}
+
+pub fn embed_retry_backoff_ms() -> i64 {
+    EMBED_RETRY_BACKOFF.get().max(0) as i64
+}
+
+pub fn embedding_function() -> Option<String> {
+    EMBEDDING_FUNCTION
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
 }

@@ -6,6 +6,7 @@
 use pgrx::prelude::*;
 
 mod cache;
+mod embedding;
 mod error;
 mod fragments;
 mod governance;
@@ -15,6 +16,7 @@ mod jsonb;
 mod maintenance;
 mod migration;
 mod registry;
+mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -57,10 +59,22 @@ extension_sql_file!(
     ]
 );
 
+extension_sql_file!(
+    "../sql/embedding.sql",
+    name = "embedding",
+    requires = [
+        "aggregates",
+        "migration",
+        embedding::reembed_batch,
+        embedding::embed_builtin
+    ]
+);
+
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     cache::init();
+    worker::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -66,6 +66,7 @@ fn measured_rate() -> Option<f64> {
 /// Dry run of a change: per entity type, how many entities it affects, at what priority, how
 /// long re-embedding them should take (at the measured rate of completed jobs, or 200/s before
 /// any job completed), and up to 5 of them.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn analyze_impact(
     change: JsonB,
@@ -200,19 +201,19 @@ fn apply_change(change: JsonB) -> i64 {
 
 /// Enqueues entities for a job. An entity already queued by another job moves to this one (it is
 /// embedded once, at the latest version); the other job's total shrinks accordingly.
+///
+/// Lock order, here and in a batch: queue rows (by entity), then job rows (by id).
 fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
     Spi::connect_mut(|client| {
-        client
+        let previous: Vec<i64> = client
             .update(
-                "WITH moved AS ( \
-                     SELECT q.job_id, count(*) AS n FROM evolve.embedding_queue q \
-                     WHERE q.entity_id = ANY($1) AND q.job_id <> $2 GROUP BY q.job_id) \
-                 UPDATE evolve.schema_migration_jobs j SET total_entities = j.total_entities - m.n, updated_at = now() \
-                 FROM moved m WHERE j.id = m.job_id",
+                "SELECT job_id FROM evolve.embedding_queue WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
                 None,
-                &[ids.to_vec().into(), job_id.into()],
+                &[ids.to_vec().into()],
             )
-            .or_raise();
+            .or_raise()
+            .map(|r| r.get::<i64>(1).or_raise().unwrap_or(0))
+            .collect();
         let n = client
             .update(
                 "INSERT INTO evolve.embedding_queue (entity_id, job_id, priority_rank) \
@@ -225,6 +226,20 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
             )
             .or_raise()
             .len() as i64;
+        let mut jobs: Vec<i64> = previous.iter().copied().filter(|j| *j != job_id).collect();
+        jobs.push(job_id);
+        jobs.sort_unstable();
+        jobs.dedup();
+        lock_jobs(client, &jobs);
+        client
+            .update(
+                "UPDATE evolve.schema_migration_jobs j SET total_entities = j.total_entities - m.n, updated_at = now() \
+                 FROM (SELECT job, count(*) AS n FROM unnest($1::bigint[]) AS job WHERE job <> $2 GROUP BY job) m \
+                 WHERE j.id = m.job",
+                None,
+                &[previous.into(), job_id.into()],
+            )
+            .or_raise();
         client
             .update(
                 "UPDATE evolve.schema_migration_jobs SET total_entities = total_entities + $2 WHERE id = $1",
@@ -233,22 +248,33 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
             )
             .or_raise();
         // Jobs left with nothing to do are complete.
-        finish_jobs(client);
+        finish_jobs(client, &jobs);
     });
 }
 
-/// Marks jobs with no queued entities left: completed, or failed when some are parked.
-fn finish_jobs(client: &mut pgrx::spi::SpiClient<'_>) {
+/// Locks job rows in id order (the one order every writer of jobs uses).
+fn lock_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
+    client
+        .update(
+            "SELECT 1 FROM evolve.schema_migration_jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            None,
+            &[jobs.to_vec().into()],
+        )
+        .or_raise();
+}
+
+/// Marks the given jobs with no queued entities left: completed, or failed when some are parked.
+fn finish_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
     client
         .update(
             "UPDATE evolve.schema_migration_jobs j SET \
                  status = CASE WHEN EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id) \
                                THEN 'failed' ELSE 'completed' END, \
                  completed_at = now(), updated_at = now(), started_at = coalesce(j.started_at, now()) \
-             WHERE j.status IN ('queued', 'running') \
+             WHERE j.id = ANY($1) AND j.status IN ('queued', 'running') \
                AND NOT EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'queued')",
             None,
-            &[],
+            &[jobs.to_vec().into()],
         )
         .or_raise();
 }
@@ -391,7 +417,7 @@ pub fn reembed_batch() -> i32 {
             .collect()
     });
     let embedder = embedder_id();
-    let mut schemas: HashMap<(String, Option<String>), Option<(Definition, i32, i64)>> =
+    let mut schemas: HashMap<(String, Option<String>), Option<crate::registry::Effective>> =
         HashMap::new();
     // (entity, job, vector text or None when unchanged, version, hash)
     let mut done: Vec<(i64, i64, Option<String>, i32, i64)> = Vec::new();
@@ -434,7 +460,16 @@ pub fn reembed_batch() -> i32 {
 }
 
 fn write_batch(done: &[(i64, i64, Option<String>, i32, i64)], failed: &[(i64, i64, i32, String)]) {
+    let mut jobs: Vec<i64> = done
+        .iter()
+        .map(|d| d.1)
+        .chain(failed.iter().map(|f| f.1))
+        .collect();
+    jobs.sort_unstable();
+    jobs.dedup();
     Spi::connect_mut(|client| {
+        // The batch's queue rows are locked (taken FOR UPDATE); now its jobs, in id order.
+        lock_jobs(client, &jobs);
         let embedded: Vec<&(i64, i64, Option<String>, i32, i64)> =
             done.iter().filter(|d| d.2.is_some()).collect();
         if !embedded.is_empty() {
@@ -521,7 +556,7 @@ fn write_batch(done: &[(i64, i64, Option<String>, i32, i64)], failed: &[(i64, i6
                 )
                 .or_raise();
         }
-        finish_jobs(client);
+        finish_jobs(client, &jobs);
     });
 }
 

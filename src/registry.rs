@@ -516,6 +516,9 @@ fn stable_hash(bytes: &[u8]) -> i64 {
     h as i64
 }
 
+/// An effective schema: its definition, version and hash.
+pub type Effective = (Definition, i32, i64);
+
 /// The effective schema as a parsed definition, with its version (the user's when a user
 /// extension exists, else the global one) and a hash that changes whenever it does. Cached.
 pub fn effective_definition(

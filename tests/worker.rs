@@ -1,0 +1,323 @@
+//! Re-embedding by the background worker: end to end, crash recovery, poison entities,
+//! priorities. Each test runs its own preloaded cluster.
+
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+
+use crate::common::Cluster;
+
+const SCHEMA: &str = r#"{"entity_type": "earthquake", "description": "A seismic event",
+  "attributes": {"mag": {"type": "number", "description": "Magnitude"}, "place": {"type": "string"},
+                 "time": {"type": "integer"}, "felt": {"type": "integer"}}}"#;
+
+/// Loads the USGS feed shipped in data/ (1,707 earthquakes) through the inbox.
+fn load_usgs(c: &mut Client) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/usgs-earthquakes-week.geojson"
+    ))
+    .expect("the USGS feed is in data/");
+    c.execute("SELECT evolve.register_schema($1::text::jsonb)", &[&SCHEMA])
+        .unwrap();
+    c.execute(
+        "INSERT INTO evolve.inbox (entity_type, payload, entity_key, source) \
+         SELECT 'earthquake', f->'properties', f->>'id', f->'properties'->>'net' \
+         FROM jsonb_array_elements($1::text::jsonb->'features') AS f",
+        &[&text],
+    )
+    .unwrap();
+}
+
+fn worker_cluster(name: &str, extra: &[&str]) -> (Cluster, String) {
+    let mut conf = vec![
+        "evolve.worker_database = 'worker_db'",
+        "evolve.worker_naptime = 100ms",
+    ];
+    conf.extend_from_slice(extra);
+    let cluster = Cluster::start(name, &conf);
+    let db = cluster.fresh_db("worker_db");
+    (cluster, db)
+}
+
+fn wait_for(c: &mut Client, sql: &str, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(row) = c.query_one(sql, &[]) {
+            if row.get::<_, bool>(0) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn connect_retrying(cluster: &Cluster, db: &str) -> Client {
+    cluster.connect_to(db)
+}
+
+/// apply_change on the USGS data; the worker drains the queue; every affected entity's
+/// embedding carries the new version; progress reaches 100 %.
+#[test]
+fn worker_reembeds_usgs_after_a_change() {
+    let (cluster, db) = worker_cluster("worker-e2e", &[]);
+    let mut c = cluster.connect_to(&db);
+    load_usgs(&mut c);
+    let job: i64 = c
+        .query_one(
+            r#"SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake",
+                                            "description": "A seismic event reported by the USGS"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    wait_for(
+        &mut c,
+        &format!("SELECT status = 'completed' FROM evolve.schema_migration_jobs WHERE id = {job}"),
+        "the job to complete",
+        Duration::from_secs(120),
+    );
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT p.percent::float8, p.processed_entities, p.total_entities, \
+                        (SELECT count(*) FROM evolve.entity_embeddings x WHERE x.schema_version = j.schema_version), \
+                        (SELECT count(*) FROM evolve.embedding_queue) \
+                 FROM evolve.migration_progress p JOIN evolve.schema_migration_jobs j ON j.id = p.job_id WHERE p.job_id = {job}"
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, f64>(0), 100.0);
+    assert_eq!(row.get::<_, i64>(1), 1707);
+    assert_eq!(row.get::<_, i64>(2), 1707);
+    assert_eq!(
+        row.get::<_, i64>(3),
+        1707,
+        "every embedding at the new version"
+    );
+    assert_eq!(row.get::<_, i64>(4), 0);
+    let hits: i64 = c
+        .query_one(
+            "SELECT count(*) FROM evolve.semantic_search('earthquake', 'Alaska', 5)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(hits, 5);
+}
+
+/// Immediate shutdowns and a kill -9 of the worker in the middle of a job: after restarts the
+/// job completes, each entity embedded exactly once at the latest version, nothing lost.
+#[test]
+fn worker_survives_crashes_mid_job() {
+    // A slow embedder, so the job is still running when we crash it.
+    let (cluster, db) = worker_cluster(
+        "worker-crash",
+        &[
+            "evolve.embed_batch_size = 20",
+            "evolve.embedding_function = 'public.slow_embed'",
+        ],
+    );
+    let mut c = cluster.connect_to(&db);
+    c.batch_execute(
+        "CREATE FUNCTION public.slow_embed(t text) RETURNS vector LANGUAGE sql AS \
+         $$ SELECT evolve.embed(t) FROM (SELECT pg_sleep(0.002)) s $$;",
+    )
+    .unwrap();
+    load_usgs(&mut c);
+    let mut job = 0i64;
+    for round in 0..3 {
+        let mut c = connect_retrying(&cluster, &db);
+        job = c
+            .query_one(
+                &format!(
+                    r#"SELECT evolve.apply_change('{{"kind": "entity_type_description_changed", "entity_type": "earthquake",
+                                                     "description": "round {round}"}}')"#
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        wait_for(
+            &mut c,
+            &format!("SELECT processed_entities > 100 FROM evolve.schema_migration_jobs WHERE id = {job}"),
+            "some progress",
+            Duration::from_secs(60),
+        );
+        if round == 1 {
+            // kill -9 of the worker: the postmaster restarts every backend (crash recovery).
+            let pid: i32 = c
+                .query_one(
+                    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_evolve re-embedding worker'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            drop(c);
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(3));
+        } else {
+            drop(c);
+            cluster.pg_ctl_stop("immediate");
+            cluster.pg_ctl_start();
+        }
+    }
+    let mut c = connect_retrying(&cluster, &db);
+    wait_for(
+        &mut c,
+        "SELECT bool_and(status = 'completed') FROM evolve.schema_migration_jobs WHERE total_entities > 0 OR status <> 'completed'",
+        "every job to complete",
+        Duration::from_secs(180),
+    );
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT j.processed_entities, j.total_entities, \
+                        (SELECT count(*) FROM evolve.entity_embeddings x WHERE x.schema_version = j.schema_version AND x.job_id = j.id), \
+                        (SELECT count(*) FROM evolve.embedding_queue) \
+                 FROM evolve.schema_migration_jobs j WHERE j.id = {job}"
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        row.get::<_, i64>(1),
+        "processed == total"
+    );
+    assert_eq!(
+        row.get::<_, i64>(2),
+        1707,
+        "every entity at the latest version, by the latest job"
+    );
+    assert_eq!(row.get::<_, i64>(3), 0, "queue drained");
+}
+
+/// An embedding function that fails for some entities: they are retried, then parked; the rest
+/// of the job finishes.
+#[test]
+fn poison_entities_are_parked() {
+    let (cluster, db) = worker_cluster(
+        "worker-poison",
+        &[
+            "evolve.embedding_function = 'public.picky'",
+            "evolve.max_embed_attempts = 2",
+            "evolve.embed_retry_backoff = 50ms",
+        ],
+    );
+    let mut c = cluster.connect_to(&db);
+    c.batch_execute(
+        "CREATE FUNCTION public.picky(t text) RETURNS vector LANGUAGE plpgsql AS $$ \
+         BEGIN IF t LIKE '%Alaska%' THEN RAISE EXCEPTION 'cannot embed Alaska'; END IF; \
+         RETURN evolve.embed(t); END $$;",
+    )
+    .unwrap();
+    load_usgs(&mut c);
+    let poison: i64 = c
+        .query_one(
+            "SELECT count(*) FROM evolve.entities WHERE snapshot->>'place' LIKE '%Alaska%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(poison > 0);
+    let job: i64 = c
+        .query_one(
+            r#"SELECT evolve.apply_change('{"kind": "attribute_description_changed", "entity_type": "earthquake",
+                                            "attribute": "mag", "description": "Richter magnitude"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    wait_for(
+        &mut c,
+        &format!("SELECT status = 'failed' FROM evolve.schema_migration_jobs WHERE id = {job}"),
+        "the job to end with parked entities",
+        Duration::from_secs(120),
+    );
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT processed_entities, total_entities, error_count, \
+                        (SELECT count(*) FROM evolve.failed_embeddings WHERE job_id = {job}) \
+                 FROM evolve.schema_migration_jobs WHERE id = {job}"
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(3),
+        poison,
+        "the poison entities are parked"
+    );
+    assert_eq!(
+        row.get::<_, i64>(0),
+        row.get::<_, i64>(1) - poison,
+        "the rest finished"
+    );
+    assert_eq!(row.get::<_, i64>(2), 2 * poison, "two attempts each");
+    let requeued: i64 = c
+        .query_one(&format!("SELECT evolve.retry_failed({job})"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(requeued, poison);
+}
+
+/// A high-priority job enqueued after a low one is served first.
+#[test]
+fn high_priority_is_served_first() {
+    let cluster = Cluster::start("worker-priority", &[]);
+    let db = cluster.fresh_db("priority");
+    let mut c = cluster.connect_to(&db);
+    c.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type": "station", "attributes": {"name": {"type": "string"}},
+                                           "relationships": {"near": {"target": "place"}}}');
+           SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {"mag": {"type": "number"}}}');
+           INSERT INTO evolve.inbox (entity_type, payload, entity_key)
+           SELECT 'station', jsonb_build_object('name', 's' || i, 'near', 'p' || i), 's' || i FROM generate_series(1, 50) i;
+           INSERT INTO evolve.inbox (entity_type, payload, entity_key)
+           SELECT 'quake', jsonb_build_object('mag', i), 'q' || i FROM generate_series(1, 50) i;"#,
+    )
+    .unwrap();
+    let low: i64 = c
+        .query_one(
+            r#"SELECT evolve.apply_change('{"kind": "relationship_deleted", "entity_type": "station", "relationship": "near"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let high: i64 = c
+        .query_one(
+            r#"SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "quake", "description": "x"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.batch_execute("SET evolve.embed_batch_size = 30").unwrap();
+    let taken: i32 = c
+        .query_one("SELECT evolve._reembed_batch()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(taken, 30);
+    let rows = c
+        .query(
+            &format!("SELECT id, priority, processed_entities FROM evolve.schema_migration_jobs WHERE id IN ({low}, {high}) ORDER BY id"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(1), "low");
+    assert_eq!(rows[0].get::<_, i64>(2), 0, "the low job waits");
+    assert_eq!(rows[1].get::<_, String>(1), "high");
+    assert_eq!(rows[1].get::<_, i64>(2), 30, "the high job is served first");
+    // Without the worker, CALL run_reembedding() does the rest.
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM evolve.embedding_queue", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}

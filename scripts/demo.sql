@@ -144,3 +144,32 @@ SELECT snapshot FROM evolve.entities WHERE entity_key = 'old-producer-1';
 SELECT evolve.ingest('earthquake', '{"mag": "strong", "magType": "ml", "place": "Nowhere"}',
                      entity_key => 'old-producer-2', schema_version => 3, source => 'legacy') > 0 AS ingested;
 SELECT from_version, to_version, failing_step, error, strategy FROM evolve.migration_failures;
+
+\echo '\n## 18. Impact of a change, before applying it'
+SELECT kind, entity_type, affected_entities, priority, round(estimated_seconds::numeric, 2) AS estimated_seconds, sample_entity_ids
+FROM evolve.analyze_impact('{"kind": "entity_type_description_changed", "entity_type": "earthquake",
+                             "description": "An earthquake, quarry blast or explosion located by the USGS network"}');
+
+\echo '\n## 19. Apply it: a new version, a job, the background worker re-embeds every earthquake into pgvector'
+SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake",
+                             "description": "An earthquake, quarry blast or explosion located by the USGS network"}') AS job \gset
+DO $$
+DECLARE
+    p record;
+    waited int := 0;
+BEGIN
+    LOOP
+        SELECT * INTO p FROM evolve.migration_progress ORDER BY job_id DESC LIMIT 1;
+        RAISE NOTICE '[%] % % / % (%)', rpad(repeat('#', (p.percent / 5)::int), 20, '.'),
+            lpad(p.percent::text, 5), p.processed_entities, p.total_entities, p.status;
+        EXIT WHEN p.status IN ('completed', 'failed') OR waited >= 120;
+        PERFORM pg_sleep(0.25);
+        waited := waited + 1;
+    END LOOP;
+END $$;
+SELECT job_id, status, percent, processed_entities, total_entities, error_count, rate_per_second
+FROM evolve.migration_progress WHERE job_id = :job;
+
+\echo '\n## 20. Semantic search over the embeddings'
+SELECT entity_key, round(distance::numeric, 3) AS distance, snapshot->>'place' AS place, snapshot->>'mag' AS mag
+FROM evolve.semantic_search('earthquake', 'quarry blast in Washington', 5);

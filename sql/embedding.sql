@@ -47,7 +47,7 @@ CREATE TABLE evolve.embedding_queue (
 );
 CREATE INDEX embedding_queue_next ON evolve.embedding_queue (priority_rank DESC, job_id, entity_id)
     WHERE state = 'queued';
-CREATE INDEX embedding_queue_job ON evolve.embedding_queue (job_id);
+CREATE INDEX embedding_queue_job ON evolve.embedding_queue (job_id) WHERE state = 'queued';
 COMMENT ON TABLE evolve.embedding_queue IS
     'Entities waiting to be (re-)embedded, one row per entity; taken in batches with FOR UPDATE SKIP LOCKED, highest priority first. Rows in state failed are parked after evolve.max_embed_attempts.';
 

@@ -264,15 +264,16 @@ fn lock_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
 }
 
 /// Marks the given jobs with no queued entities left: completed, or failed when some are parked.
+/// A job whose processed count reached its total is complete without looking at the queue.
 fn finish_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
     client
         .update(
             "UPDATE evolve.schema_migration_jobs j SET \
-                 status = CASE WHEN EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id) \
-                               THEN 'failed' ELSE 'completed' END, \
+                 status = CASE WHEN j.processed_entities < j.total_entities THEN 'failed' ELSE 'completed' END, \
                  completed_at = now(), updated_at = now(), started_at = coalesce(j.started_at, now()) \
              WHERE j.id = ANY($1) AND j.status IN ('queued', 'running') \
-               AND NOT EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'queued')",
+               AND (j.processed_entities >= j.total_entities \
+                    OR NOT EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'queued'))",
             None,
             &[jobs.to_vec().into()],
         )

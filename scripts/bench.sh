@@ -6,7 +6,8 @@ set -euo pipefail
 
 bash "$ROOT/scripts/setup.sh"
 install_release
-export PG_EVOLVE_CLUSTER=/tmp/pg_evolve_bench PG_EVOLVE_PORT=28817 PG_EVOLVE_DB=evolve_bench
+# No background worker: the re-embedding benchmark runs the worker's batches itself.
+export PG_EVOLVE_CLUSTER=/tmp/pg_evolve_bench PG_EVOLVE_PORT=28817 PG_EVOLVE_DB=evolve_bench PG_EVOLVE_WORKER_DB=
 bash "$ROOT/scripts/cluster.sh" stop
 rm -rf "$PG_EVOLVE_CLUSTER"
 bash "$ROOT/scripts/cluster.sh" start

@@ -11,6 +11,8 @@ BIN=/usr/lib/postgresql/15/bin
 DIR=${PG_EVOLVE_CLUSTER:-/tmp/pg_evolve_cluster}
 PORT=${PG_EVOLVE_PORT:-28815}
 DB=${PG_EVOLVE_DB:-evolve_demo}
+# The database the re-embedding worker serves; empty: no worker.
+WORKER_DB=${PG_EVOLVE_WORKER_DB-$DB}
 
 as_pg() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
@@ -27,7 +29,7 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$DIR'
 shared_preload_libraries = 'pg_evolve,pg_cron'
 cron.database_name = '$DB'
-evolve.worker_database = '$DB'
+evolve.worker_database = '$WORKER_DB'
 max_worker_processes = 16
 fsync = off
 log_min_messages = warning

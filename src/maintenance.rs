@@ -1,4 +1,4 @@
-//! pg_cron jobs for fragment cleanup and archival.
+//! pg_cron jobs for fragment cleanup and archival, and re-embedding without the worker.
 
 use evolve_core::SqlState;
 use pgrx::prelude::*;
@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use crate::error::{raise, OrRaise};
 
 /// The jobs pg_evolve schedules: (name, cron schedule, command).
-const JOBS: [(&str, &str, &str); 2] = [
+const JOBS: [(&str, &str, &str); 3] = [
     (
         "evolve_cleanup_expired_fragments",
         "17 3 * * *",
@@ -17,10 +17,17 @@ const JOBS: [(&str, &str, &str); 2] = [
         "27 4 * * 0",
         "SELECT evolve.archive_stale_fragments()",
     ),
+    // Re-embedding where no background worker runs; with the worker it finds the queue empty.
+    (
+        "evolve_run_reembedding",
+        "* * * * *",
+        "CALL evolve.run_reembedding(50)",
+    ),
 ];
 
 /// Creates (or updates) the pg_cron jobs: cleanup of expired fragments daily at 03:17, archival
-/// of stale fragments weekly on Sunday at 04:27. Idempotent: jobs are keyed by name.
+/// of stale fragments weekly on Sunday at 04:27, and re-embedding (up to 50 batches) every
+/// minute. Idempotent: jobs are keyed by name.
 #[pg_extern(volatile, parallel_unsafe)]
 fn schedule_maintenance() -> TableIterator<
     'static,

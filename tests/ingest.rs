@@ -131,7 +131,7 @@ fn pg_cron_maintenance() {
                 &[],
             )
             .unwrap();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 3);
     }
     let jobs: Vec<(String, String, String)> = c
         .query(
@@ -154,6 +154,11 @@ fn pg_cron_maintenance() {
                 "evolve_cleanup_expired_fragments".to_string(),
                 "17 3 * * *".to_string(),
                 "SELECT evolve.cleanup_expired_fragments()".to_string()
+            ),
+            (
+                "evolve_run_reembedding".to_string(),
+                "* * * * *".to_string(),
+                "CALL evolve.run_reembedding(50)".to_string()
             ),
         ]
     );

@@ -172,4 +172,4 @@ FROM evolve.migration_progress WHERE job_id = :job;
 
 \echo '\n## 20. Semantic search over the embeddings'
 SELECT entity_key, round(distance::numeric, 3) AS distance, snapshot->>'place' AS place, snapshot->>'mag' AS mag
-FROM evolve.semantic_search('earthquake', 'quarry blast in Washington', 5);
+FROM evolve.semantic_search('earthquake', 'near Amboy, Washington', 5);

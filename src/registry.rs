@@ -505,15 +505,9 @@ pub fn effective_document(rows: &[(Option<String>, Value, i32)]) -> Option<Value
     Some(doc)
 }
 
-/// FNV-1a: a stable 64-bit hash (the schema hash stored with snapshots must not change between
-/// builds).
+/// The schema hash stored with snapshots (stable across builds).
 fn stable_hash(bytes: &[u8]) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h as i64
+    evolve_core::hash::fnv1a64(&[bytes]) as i64
 }
 
 /// An effective schema: its definition, version and hash.

@@ -54,29 +54,15 @@
 
 use serde_json::{Map, Value};
 
+use crate::hash::fnv1a64;
 use crate::schema::Definition;
 
 /// Dimension of the built-in embedder's vectors.
 pub const DEFAULT_DIM: usize = 256;
 
-const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
 const WEIGHT_UNIGRAM: f64 = 1.0;
 const WEIGHT_BIGRAM: f64 = 0.5;
 const WEIGHT_TRIGRAM: f64 = 0.25;
-
-/// 64-bit FNV-1a over the concatenation of `parts`.
-fn fnv1a64(parts: &[&[u8]]) -> u64 {
-    let mut h = FNV_OFFSET_BASIS;
-    for part in parts {
-        for &b in *part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(FNV_PRIME);
-        }
-    }
-    h
-}
 
 /// Lower-cased tokens: maximal runs of alphanumeric characters.
 fn tokens(text: &str) -> Vec<String> {

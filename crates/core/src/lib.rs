@@ -9,6 +9,7 @@ pub mod compat;
 pub mod diff;
 pub mod embed;
 pub mod error;
+pub mod hash;
 pub mod ident;
 pub mod impact;
 pub mod infer;

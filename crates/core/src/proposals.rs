@@ -375,22 +375,16 @@ pub fn references(
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
+/// FNV-1a over the parts joined by the unit separator (0x1f).
 fn fnv1a(parts: &[&str]) -> u64 {
-    let mut h = FNV_OFFSET;
+    let mut bytes: Vec<&[u8]> = Vec::with_capacity(parts.len() * 2);
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
-            h ^= 0x1f;
-            h = h.wrapping_mul(FNV_PRIME);
+            bytes.push(b"\x1f");
         }
-        for b in part.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(FNV_PRIME);
-        }
+        bytes.push(part.as_bytes());
     }
-    h
+    crate::hash::fnv1a64(&bytes)
 }
 
 /// A stable identity of a proposal: FNV-1a 64 of the parts joined by U+001F, 16 hex digits.

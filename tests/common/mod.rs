@@ -61,11 +61,15 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if running_as_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres", "/tmp/pg_evolve_it"])
-                .status()
-                .unwrap();
-            assert!(ok.success());
+            // Only this cluster's folder (and the shared parent, not recursively): other tests
+            // create and delete their own folders concurrently.
+            for path in ["/tmp/pg_evolve_it", dir.to_str().unwrap()] {
+                let ok = Command::new("chown")
+                    .args(["postgres:postgres", path])
+                    .status()
+                    .unwrap();
+                assert!(ok.success(), "chown {path}");
+            }
         }
         let data = dir.join("data");
         let out = pg_command("initdb")

@@ -341,18 +341,7 @@ fn embed_builtin(text: &str) -> String {
 fn embed_text(text: &str) -> Result<String, String> {
     match gucs::embedding_function() {
         None => Ok(vector_literal(&embed::embed(text, DEFAULT_DIM))),
-        Some(f) => {
-            let regproc = format!("{f}(text)");
-            let sql = Spi::get_one_with_args::<String>(
-                "SELECT format('SELECT %s($1)::text', to_regprocedure($1)::oid::regproc)",
-                &[regproc.as_str().into()],
-            )
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("embedding function {f}(text) does not exist"))?;
-            Spi::get_one_with_args::<String>(&sql, &[text.into()])
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("embedding function {f} returned NULL"))
-        }
+        Some(f) => crate::userfn::call::<&str, String>(&f, "text", "::text", text),
     }
 }
 
@@ -369,6 +358,8 @@ struct Item {
     entity_type: String,
     user_id: Option<String>,
     snapshot: Value,
+    /// Content hash of the entity's current embedding, if it has one.
+    stored_hash: Option<i64>,
 }
 
 /// One batch of re-embedding, in the caller's transaction: takes up to `evolve.embed_batch_size`
@@ -389,8 +380,9 @@ pub fn reembed_batch() -> i32 {
                      WHERE state = 'queued' AND next_attempt_at <= now() \
                      ORDER BY priority_rank DESC, job_id, entity_id \
                      LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 SELECT p.entity_id, p.job_id, p.attempts, e.entity_type, e.user_id, e.snapshot \
+                 SELECT p.entity_id, p.job_id, p.attempts, e.entity_type, e.user_id, e.snapshot, x.content_hash \
                  FROM picked p JOIN evolve.entities e USING (entity_id) \
+                 LEFT JOIN evolve.entity_embeddings x USING (entity_id) \
                  ORDER BY p.priority_rank DESC, p.job_id, p.entity_id",
                 None,
                 &[gucs::embed_batch_size().into()],
@@ -407,24 +399,13 @@ pub fn reembed_batch() -> i32 {
                     .or_raise()
                     .map(|j| j.0)
                     .unwrap_or(Value::Null),
+                stored_hash: r.get::<i64>(7).or_raise(),
             })
             .collect()
     });
     if items.is_empty() {
         return 0;
     }
-    let ids: Vec<i64> = items.iter().map(|i| i.entity_id).collect();
-    let existing: HashMap<i64, i64> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT entity_id, content_hash FROM evolve.entity_embeddings WHERE entity_id = ANY($1)",
-                None,
-                &[ids.clone().into()],
-            )
-            .or_raise()
-            .map(|r| (r.get::<i64>(1).or_raise().unwrap_or(0), r.get::<i64>(2).or_raise().unwrap_or(0)))
-            .collect()
-    });
     let embedder = embedder_id();
     let mut schemas: HashMap<(String, Option<String>), Option<crate::registry::Effective>> =
         HashMap::new();
@@ -446,7 +427,7 @@ pub fn reembed_batch() -> i32 {
         };
         let text = embed::enriched_text(&def, item.snapshot.as_object().unwrap_or(&Map::new()));
         let hash = embed::content_hash(&format!("{embedder}\n{text}"));
-        if existing.get(&item.entity_id) == Some(&hash) {
+        if item.stored_hash == Some(hash) {
             done.push((item.entity_id, item.job_id, None, version, hash));
             continue;
         }

@@ -199,7 +199,6 @@ pub fn similarity_threshold() -> f64 {
     SIMILARITY_THRESHOLD.get()
 }
 
-#[allow(dead_code)]
 pub fn promoted_fragment_retention_secs() -> i64 {
     PROMOTED_FRAGMENT_RETENTION.get() as i64
 }

@@ -81,7 +81,7 @@ fn validate<'a>(input: &'a Input, schemas: &mut HashMap<Scope, Option<Schema>>) 
         );
     };
     if let Some(u) = input.user_id.as_deref() {
-        if u.is_empty() || u.len() > 256 || u.chars().any(char::is_control) {
+        if !evolve_core::ident::is_valid_user_id(u) {
             return reject(
                 SqlState::InvalidParameterValue,
                 format!("invalid user_id {u:?}"),
@@ -187,7 +187,7 @@ fn resolve_conflicts(
                             });
                         if !retry {
                             if strategy == MigrationStrategy::Reject {
-                                rejection = Some(migration::rejection_message(t, &failure));
+                                rejection = Some(failure.describe(t));
                             }
                             break;
                         }
@@ -195,10 +195,16 @@ fn resolve_conflicts(
                 }
             }
         }
-        // Declared values of the wrong type at the current version.
+        // Declared values of the wrong type at the current version: under fragment (the
+        // default) they simply become fragments when the payload is split, so only the other
+        // strategies look at them here.
         let current_payload = payload.as_ref().unwrap_or(obj);
-        let mismatches = split(def, current_payload).mismatches;
-        if rejection.is_none() && !mismatches.is_empty() {
+        let mismatches = if strategy == MigrationStrategy::Fragment || rejection.is_some() {
+            Vec::new()
+        } else {
+            split(def, current_payload).mismatches
+        };
+        if !mismatches.is_empty() {
             match strategy {
                 MigrationStrategy::Reject => {
                     let names: Vec<String> = mismatches

@@ -16,6 +16,7 @@ mod jsonb;
 mod maintenance;
 mod migration;
 mod registry;
+mod userfn;
 mod worker;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -31,7 +31,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn describe(&self, entity_type: &str) -> String {
+    /// The message a rejection (or a dry run) reports.
+    pub fn describe(&self, entity_type: &str) -> String {
         match self.failing_step {
             Some(i) => format!(
                 "migration of \"{entity_type}\" payload from version {} to {} failed at step {i}: {}",
@@ -86,17 +87,7 @@ pub fn path_steps(entity_type: &str, from: i32, to: i32) -> Result<Vec<Step>, St
 
 /// Calls a user function jsonb → jsonb (inside the caller's subtransaction).
 fn call_function(name: &str, payload: Value) -> Result<Value, String> {
-    let regproc = format!("{name}(jsonb)");
-    let sql = Spi::get_one_with_args::<String>(
-        "SELECT format('SELECT %s($1)', to_regprocedure($1)::oid::regproc)",
-        &[regproc.as_str().into()],
-    )
-    .map_err(|e| e.to_string())?
-    .ok_or_else(|| format!("function {name}(jsonb) does not exist"))?;
-    Spi::get_one_with_args::<JsonB>(&sql, &[JsonB(payload).into()])
-        .map_err(|e| e.to_string())?
-        .map(|j| j.0)
-        .ok_or_else(|| format!("function {name} returned NULL"))
+    crate::userfn::call::<JsonB, JsonB>(name, "jsonb", "", JsonB(payload)).map(|j| j.0)
 }
 
 #[allow(clippy::result_large_err)]
@@ -170,11 +161,6 @@ pub fn record_failure(
         )
         .or_raise();
     });
-}
-
-/// A migration failure turned into an ingest rejection (reject strategy).
-pub fn rejection_message(entity_type: &str, failure: &Failure) -> String {
-    failure.describe(entity_type)
 }
 
 /// Per-batch cache of migration paths, keyed by (entity_type, from, to).

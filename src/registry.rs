@@ -20,12 +20,10 @@ use crate::error::{raise, OrRaise};
 use crate::governance;
 use crate::jsonb::RawJsonb;
 
-const MAX_USER_ID_LEN: usize = 256;
-
 /// Checks a user id argument: NULL means global; otherwise 1–256 bytes without control characters.
 pub fn check_user_id(user_id: Option<&str>) {
     if let Some(u) = user_id {
-        if u.is_empty() || u.len() > MAX_USER_ID_LEN || u.chars().any(char::is_control) {
+        if !evolve_core::ident::is_valid_user_id(u) {
             raise(
                 SqlState::InvalidParameterValue,
                 format!("invalid user_id {u:?}"),
@@ -268,17 +266,7 @@ pub fn write_version(
 
 /// A name merged into another type (an alias) cannot be registered as a type of its own.
 fn refuse_alias(client: &SpiClient<'_>, entity_type: &str) {
-    let target: Option<String> = client
-        .select(
-            "SELECT entity_type FROM evolve.entity_type_aliases WHERE alias = $1",
-            Some(1),
-            &[entity_type.into()],
-        )
-        .or_raise()
-        .first()
-        .get_one()
-        .unwrap_or(None);
-    if let Some(t) = target {
+    if let Some(t) = canonical_type(client, entity_type) {
         raise(
             SqlState::ObjectNotInPrerequisiteState,
             format!("\"{entity_type}\" is an alias of entity type \"{t}\""),
@@ -288,7 +276,7 @@ fn refuse_alias(client: &SpiClient<'_>, entity_type: &str) {
     }
 }
 
-/// Resolves an alias to its entity type (the name itself when it is none).
+/// The entity type an alias was merged into; `None` when the name is no alias.
 fn canonical_type(client: &SpiClient<'_>, entity_type: &str) -> Option<String> {
     client
         .select(

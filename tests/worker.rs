@@ -53,10 +53,6 @@ fn wait_for(c: &mut Client, sql: &str, what: &str, timeout: Duration) {
     }
 }
 
-fn connect_retrying(cluster: &Cluster, db: &str) -> Client {
-    cluster.connect_to(db)
-}
-
 /// apply_change on the USGS data; the worker drains the queue; every affected entity's
 /// embedding carries the new version; progress reaches 100 %.
 #[test]
@@ -129,7 +125,7 @@ fn worker_survives_crashes_mid_job() {
     load_usgs(&mut c);
     let mut job = 0i64;
     for round in 0..3 {
-        let mut c = connect_retrying(&cluster, &db);
+        let mut c = cluster.connect_to(&db);
         job = c
             .query_one(
                 &format!(
@@ -166,7 +162,7 @@ fn worker_survives_crashes_mid_job() {
             cluster.pg_ctl_start();
         }
     }
-    let mut c = connect_retrying(&cluster, &db);
+    let mut c = cluster.connect_to(&db);
     wait_for(
         &mut c,
         "SELECT bool_and(status = 'completed') FROM evolve.schema_migration_jobs WHERE total_entities > 0 OR status <> 'completed'",

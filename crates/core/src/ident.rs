@@ -29,6 +29,16 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Longest user id accepted, in bytes.
+pub const MAX_USER_ID_LEN: usize = 256;
+
+/// A user id is 1 to 256 bytes of text without control characters.
+pub fn is_valid_user_id(user_id: &str) -> bool {
+    !user_id.is_empty()
+        && user_id.len() <= MAX_USER_ID_LEN
+        && !user_id.chars().any(char::is_control)
+}
+
 /// Turns any key seen in data (`Beak Length (mm)`, `"; DROP TABLE x; --`, unicode, 200 chars)
 /// into a valid lower-case name: runs of other characters become one underscore, a leading digit
 /// gets a `f_` prefix, the result is cut to 63 bytes. Deterministic; the mapping is kept by the
@@ -73,6 +83,16 @@ mod tests {
         for bad in ["", "1a", "a-b", "a b", "é", "a;b", &"a".repeat(64), "\"x\""] {
             assert!(!is_valid_name(bad), "{bad}");
             assert!(name_problem(bad).is_some());
+        }
+    }
+
+    #[test]
+    fn user_ids() {
+        assert!(is_valid_user_id("ana"));
+        assert!(is_valid_user_id("tenant 42 / ünï"));
+        assert!(is_valid_user_id(&"u".repeat(256)));
+        for bad in ["", "a\nb", "tab\there", &"u".repeat(257)] {
+            assert!(!is_valid_user_id(bad), "{bad:?}");
         }
     }
 

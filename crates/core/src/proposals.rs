@@ -142,28 +142,8 @@ pub struct KeyStats {
     pub sample_values: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Priority {
-    High,
-    Medium,
-    Low,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "high",
-            Priority::Medium => "medium",
-            Priority::Low => "low",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Priority> {
-        [Priority::High, Priority::Medium, Priority::Low]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-    }
-}
+/// Proposals share the high/medium/low scale of impact analysis.
+pub use crate::impact::Priority;
 
 /// The evidence behind an attribute proposal; see the module documentation for every rule.
 #[derive(Debug, Clone, PartialEq)]

@@ -26,6 +26,7 @@ CREATE TABLE evolve.schema_migration_jobs (
     processed_entities bigint NOT NULL DEFAULT 0 CHECK (processed_entities >= 0),
     unchanged_entities bigint NOT NULL DEFAULT 0,
     error_count        bigint NOT NULL DEFAULT 0,
+    parked_entities    bigint NOT NULL DEFAULT 0 CHECK (parked_entities >= 0),
     created_at         timestamptz NOT NULL DEFAULT now(),
     started_at         timestamptz,
     completed_at       timestamptz,
@@ -47,7 +48,9 @@ CREATE TABLE evolve.embedding_queue (
 );
 CREATE INDEX embedding_queue_next ON evolve.embedding_queue (priority_rank DESC, job_id, entity_id)
     WHERE state = 'queued';
-CREATE INDEX embedding_queue_job ON evolve.embedding_queue (job_id) WHERE state = 'queued';
+-- Only parked rows are looked up by job (retry_failed, failed_embeddings); a job's queued rows
+-- are never scanned: its counters (processed + parked = total) tell when it is done.
+CREATE INDEX embedding_queue_parked ON evolve.embedding_queue (job_id) WHERE state = 'failed';
 COMMENT ON TABLE evolve.embedding_queue IS
     'Entities waiting to be (re-)embedded, one row per entity; taken in batches with FOR UPDATE SKIP LOCKED, highest priority first. Rows in state failed are parked after evolve.max_embed_attempts.';
 
@@ -63,7 +66,7 @@ SELECT j.id AS job_id, j.status, j.kind, j.entity_types, j.priority,
        CASE WHEN j.total_entities = 0 THEN 100.0
             ELSE round(100.0 * j.processed_entities / j.total_entities, 1) END AS percent,
        j.unchanged_entities, j.error_count,
-       (SELECT count(*) FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'failed') AS parked,
+       j.parked_entities AS parked,
        r.rate AS rate_per_second,
        CASE WHEN j.status IN ('queued', 'running') AND r.rate > 0
             THEN make_interval(secs => (j.total_entities - j.processed_entities) / r.rate) END AS eta,

@@ -1,5 +1,6 @@
 //! Impact analysis of schema changes and re-embedding of the affected entities into pgvector.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use evolve_core::embed::{self, DEFAULT_DIM};
@@ -205,14 +206,21 @@ fn apply_change(change: JsonB) -> i64 {
 /// Lock order, here and in a batch: queue rows (by entity), then job rows (by id).
 fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
     Spi::connect_mut(|client| {
-        let previous: Vec<i64> = client
+        // (job, was parked) of the entities already queued, which move to this job.
+        let previous: Vec<(i64, bool)> = client
             .update(
-                "SELECT job_id FROM evolve.embedding_queue WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
+                "SELECT job_id, state = 'failed' FROM evolve.embedding_queue \
+                 WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
                 None,
                 &[ids.to_vec().into()],
             )
             .or_raise()
-            .map(|r| r.get::<i64>(1).or_raise().unwrap_or(0))
+            .map(|r| {
+                (
+                    r.get::<i64>(1).or_raise().unwrap_or(0),
+                    r.get::<bool>(2).or_raise().unwrap_or(false),
+                )
+            })
             .collect();
         let n = client
             .update(
@@ -226,18 +234,28 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
             )
             .or_raise()
             .len() as i64;
-        let mut jobs: Vec<i64> = previous.iter().copied().filter(|j| *j != job_id).collect();
+        let mut jobs: Vec<i64> = previous
+            .iter()
+            .map(|p| p.0)
+            .filter(|j| *j != job_id)
+            .collect();
         jobs.push(job_id);
         jobs.sort_unstable();
         jobs.dedup();
         lock_jobs(client, &jobs);
         client
             .update(
-                "UPDATE evolve.schema_migration_jobs j SET total_entities = j.total_entities - m.n, updated_at = now() \
-                 FROM (SELECT job, count(*) AS n FROM unnest($1::bigint[]) AS job WHERE job <> $2 GROUP BY job) m \
+                "UPDATE evolve.schema_migration_jobs j SET total_entities = j.total_entities - m.n, \
+                     parked_entities = j.parked_entities - m.parked, updated_at = now() \
+                 FROM (SELECT job, count(*) AS n, count(*) FILTER (WHERE parked) AS parked \
+                       FROM unnest($1::bigint[], $2::bool[]) AS u(job, parked) WHERE job <> $3 GROUP BY job) m \
                  WHERE j.id = m.job",
                 None,
-                &[previous.into(), job_id.into()],
+                &[
+                    previous.iter().map(|p| p.0).collect::<Vec<_>>().into(),
+                    previous.iter().map(|p| p.1).collect::<Vec<_>>().into(),
+                    job_id.into(),
+                ],
             )
             .or_raise();
         client
@@ -254,30 +272,44 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
 
 /// Locks job rows in id order (the one order every writer of jobs uses).
 fn lock_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
-    client
-        .update(
-            "SELECT 1 FROM evolve.schema_migration_jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            None,
-            &[jobs.to_vec().into()],
-        )
-        .or_raise();
+    crate::plans::execute(
+        client,
+        "SELECT 1 FROM evolve.schema_migration_jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[jobs.to_vec().into()],
+    );
 }
 
 /// Marks the given jobs with no queued entities left: completed, or failed when some are parked.
-/// A job whose processed count reached its total is complete without looking at the queue.
+/// Every entity of a job is processed, parked or still queued, so the counters tell it without
+/// looking at the queue.
 fn finish_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
-    client
-        .update(
+    crate::plans::execute(
+        client,
+        "UPDATE evolve.schema_migration_jobs j SET \
+             status = CASE WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
+             completed_at = now(), updated_at = now(), started_at = coalesce(j.started_at, now()) \
+         WHERE j.id = ANY($1) AND j.status IN ('queued', 'running') \
+           AND j.processed_entities + j.parked_entities >= j.total_entities",
+        &[jobs.to_vec().into()],
+    );
+}
+
+/// When the queue has nothing to hand out: completes the jobs whose counters cannot tell it,
+/// those that lost queued entities to a delete (the queue row goes with its entity); the
+/// entities gone leave the job's total.
+fn sweep_jobs() {
+    Spi::connect_mut(|client| {
+        crate::plans::execute(
+            client,
             "UPDATE evolve.schema_migration_jobs j SET \
-                 status = CASE WHEN j.processed_entities < j.total_entities THEN 'failed' ELSE 'completed' END, \
+                 total_entities = j.processed_entities + j.parked_entities, \
+                 status = CASE WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
                  completed_at = now(), updated_at = now(), started_at = coalesce(j.started_at, now()) \
-             WHERE j.id = ANY($1) AND j.status IN ('queued', 'running') \
-               AND (j.processed_entities >= j.total_entities \
-                    OR NOT EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'queued'))",
-            None,
-            &[jobs.to_vec().into()],
-        )
-        .or_raise();
+             WHERE j.status IN ('queued', 'running') \
+               AND NOT EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'queued')",
+            &[],
+        );
+    });
 }
 
 /// The text an entity is embedded from (see docs: snapshot + semantic descriptions).
@@ -315,33 +347,30 @@ fn enriched_text(entity_id: i64) -> Option<String> {
     ))
 }
 
-fn vector_literal(v: &[f32]) -> String {
-    let mut s = String::with_capacity(v.len() * 10 + 2);
-    s.push('[');
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&x.to_string());
-    }
-    s.push(']');
-    s
-}
-
 /// The built-in deterministic embedder: feature hashing of words, word pairs and character
-/// trigrams, L2-normalized, 256 dimensions (as text in pgvector's input format; `evolve.embed`
-/// returns it as a vector).
+/// trigrams, L2-normalized, 256 dimensions, as `real[]` (`evolve.embed` casts it to a vector;
+/// no text round trip).
 #[pg_extern(immutable, strict, parallel_safe, name = "_embed_builtin")]
-fn embed_builtin(text: &str) -> String {
-    vector_literal(&embed::embed(text, DEFAULT_DIM))
+fn embed_builtin(text: &str) -> Vec<f32> {
+    embed::embed(text, DEFAULT_DIM)
 }
 
 /// Embeds one text with the configured embedder: the built-in one, or the function named by
-/// `evolve.embedding_function` (its result as vector text).
-fn embed_text(text: &str) -> Result<String, String> {
+/// `evolve.embedding_function` (its vector read as `real[]`, checked to have the column's
+/// dimension so one bad result fails its entity, not the batch).
+fn embed_text(text: &str) -> Result<Vec<f32>, String> {
     match gucs::embedding_function() {
-        None => Ok(vector_literal(&embed::embed(text, DEFAULT_DIM))),
-        Some(f) => crate::userfn::call::<&str, String>(&f, "text", "::text", text),
+        None => Ok(embed::embed(text, DEFAULT_DIM)),
+        Some(f) => {
+            let v = crate::userfn::call::<&str, Vec<f32>>(&f, "text", "::real[]", text)?;
+            if v.len() != DEFAULT_DIM {
+                return Err(format!(
+                    "embedding function {f} returned {} dimensions, expected {DEFAULT_DIM}",
+                    v.len()
+                ));
+            }
+            Ok(v)
+        }
     }
 }
 
@@ -360,6 +389,78 @@ struct Item {
     snapshot: Value,
     /// Content hash of the entity's current embedding, if it has one.
     stored_hash: Option<i64>,
+    cursor: PickCursor,
+}
+
+/// Where the last batch of this backend stopped in the queue's order. The next batch resumes
+/// there with an index range scan instead of walking again over the index entries of the rows
+/// already taken (dead until vacuumed). It is only a shortcut: when the resumed scan finds
+/// nothing, or a job was created since (it may rank higher), the scan starts from the top, so
+/// rows left behind (retries, rows locked by another worker, a rolled-back batch) are taken then.
+#[derive(Clone, Copy)]
+struct PickCursor {
+    rank: i32,
+    job_id: i64,
+    entity_id: i64,
+    newest_job: i64,
+}
+
+thread_local! {
+    static PICK_CURSOR: Cell<Option<PickCursor>> = const { Cell::new(None) };
+}
+
+/// The batch query: queue rows picked alone (index order, LIMIT, SKIP LOCKED), then looked up
+/// one by one (`LATERAL … OFFSET 0` keeps them per-row index probes), so the kept generic plan,
+/// which cannot know the LIMIT, stays an index scan of the queue plus ~batch-size probes.
+macro_rules! pick_sql {
+    ($cond:literal) => {
+        concat!(
+            "WITH picked AS ( \
+                 SELECT entity_id, job_id, attempts, priority_rank FROM evolve.embedding_queue \
+                 WHERE state = 'queued' AND next_attempt_at <= now() ",
+            $cond,
+            " ORDER BY priority_rank DESC, job_id, entity_id \
+                 LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             SELECT p.entity_id, p.job_id, p.attempts, e.entity_type, e.user_id, e.snapshot, x.content_hash, \
+                    p.priority_rank, (SELECT max(id) FROM evolve.schema_migration_jobs) \
+             FROM picked p \
+             CROSS JOIN LATERAL (SELECT entity_type, user_id, snapshot FROM evolve.entities \
+                                 WHERE entity_id = p.entity_id OFFSET 0) e \
+             LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
+                                WHERE entity_id = p.entity_id OFFSET 0) x ON true \
+             ORDER BY p.priority_rank DESC, p.job_id, p.entity_id"
+        )
+    };
+}
+
+fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> {
+    Spi::connect_mut(|client| {
+        crate::plans::execute(client, sql, args)
+            .map(|r| {
+                let entity_id = r.get::<i64>(1).or_raise().unwrap_or(0);
+                let job_id = r.get::<i64>(2).or_raise().unwrap_or(0);
+                Item {
+                    entity_id,
+                    job_id,
+                    attempts: r.get::<i32>(3).or_raise().unwrap_or(0),
+                    entity_type: r.get::<String>(4).or_raise().unwrap_or_default(),
+                    user_id: r.get::<String>(5).or_raise(),
+                    snapshot: r
+                        .get::<JsonB>(6)
+                        .or_raise()
+                        .map(|j| j.0)
+                        .unwrap_or(Value::Null),
+                    stored_hash: r.get::<i64>(7).or_raise(),
+                    cursor: PickCursor {
+                        rank: r.get::<i32>(8).or_raise().unwrap_or(0),
+                        job_id,
+                        entity_id,
+                        newest_job: r.get::<i64>(9).or_raise().unwrap_or(0),
+                    },
+                }
+            })
+            .collect()
+    })
 }
 
 /// One batch of re-embedding, in the caller's transaction: takes up to `evolve.embed_batch_size`
@@ -370,65 +471,60 @@ struct Item {
 #[pg_extern(volatile, parallel_unsafe, name = "_reembed_batch")]
 pub fn reembed_batch() -> i32 {
     crate::registry::writable_transaction();
-    let items: Vec<Item> = Spi::connect_mut(|client| {
-        client
-            .update(
-                // Pick the queue rows alone (index order, LIMIT, SKIP LOCKED), then join: the
-                // plan stays an index scan of the queue whatever the statistics say.
-                "WITH picked AS ( \
-                     SELECT entity_id, job_id, attempts, priority_rank FROM evolve.embedding_queue \
-                     WHERE state = 'queued' AND next_attempt_at <= now() \
-                     ORDER BY priority_rank DESC, job_id, entity_id \
-                     LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 SELECT p.entity_id, p.job_id, p.attempts, e.entity_type, e.user_id, e.snapshot, x.content_hash \
-                 FROM picked p JOIN evolve.entities e USING (entity_id) \
-                 LEFT JOIN evolve.entity_embeddings x USING (entity_id) \
-                 ORDER BY p.priority_rank DESC, p.job_id, p.entity_id",
-                None,
-                &[gucs::embed_batch_size().into()],
-            )
-            .or_raise()
-            .map(|r| Item {
-                entity_id: r.get::<i64>(1).or_raise().unwrap_or(0),
-                job_id: r.get::<i64>(2).or_raise().unwrap_or(0),
-                attempts: r.get::<i32>(3).or_raise().unwrap_or(0),
-                entity_type: r.get::<String>(4).or_raise().unwrap_or_default(),
-                user_id: r.get::<String>(5).or_raise(),
-                snapshot: r
-                    .get::<JsonB>(6)
-                    .or_raise()
-                    .map(|j| j.0)
-                    .unwrap_or(Value::Null),
-                stored_hash: r.get::<i64>(7).or_raise(),
-            })
-            .collect()
-    });
+    let limit = gucs::embed_batch_size();
+    let mut items = match PICK_CURSOR.get() {
+        Some(c) => pick(
+            pick_sql!(
+                "AND priority_rank = $2 AND (job_id, entity_id) > ($3, $4) \
+                       AND $5 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
+            ),
+            &[
+                limit.into(),
+                c.rank.into(),
+                c.job_id.into(),
+                c.entity_id.into(),
+                c.newest_job.into(),
+            ],
+        ),
+        None => Vec::new(),
+    };
     if items.is_empty() {
+        items = pick(pick_sql!(""), &[limit.into()]);
+    }
+    PICK_CURSOR.set(items.last().map(|i| i.cursor));
+    if items.is_empty() {
+        sweep_jobs();
         return 0;
     }
     let embedder = embedder_id();
     let mut schemas: HashMap<(String, Option<String>), Option<crate::registry::Effective>> =
         HashMap::new();
-    // (entity, job, vector text or None when unchanged, version, hash)
-    let mut done: Vec<(i64, i64, Option<String>, i32, i64)> = Vec::new();
+    let mut done: Vec<Done> = Vec::new();
     let mut failed: Vec<(i64, i64, i32, String)> = Vec::new();
     let user_function = gucs::embedding_function().is_some();
     for item in &items {
         let schema = schemas
             .entry((item.entity_type.clone(), item.user_id.clone()))
             .or_insert_with(|| effective_definition(&item.entity_type, item.user_id.as_deref()));
+        let fallback;
         let (def, version) = match schema {
-            Some((d, v, _)) => (d.clone(), *v),
-            None => (
-                Definition::parse(&serde_json::json!({"entity_type": item.entity_type}))
-                    .expect("valid"),
-                0,
-            ),
+            Some((d, v, _)) => (&*d, *v),
+            None => {
+                fallback = Definition::parse(&serde_json::json!({"entity_type": item.entity_type}))
+                    .expect("valid");
+                (&fallback, 0)
+            }
         };
-        let text = embed::enriched_text(&def, item.snapshot.as_object().unwrap_or(&Map::new()));
+        let text = embed::enriched_text(def, item.snapshot.as_object().unwrap_or(&Map::new()));
         let hash = embed::content_hash(&format!("{embedder}\n{text}"));
         if item.stored_hash == Some(hash) {
-            done.push((item.entity_id, item.job_id, None, version, hash));
+            done.push(Done {
+                entity_id: item.entity_id,
+                job_id: item.job_id,
+                vector: None,
+                version,
+                hash,
+            });
             continue;
         }
         let result = if user_function {
@@ -441,7 +537,13 @@ pub fn reembed_batch() -> i32 {
             embed_text(&text)
         };
         match result {
-            Ok(v) => done.push((item.entity_id, item.job_id, Some(v), version, hash)),
+            Ok(v) => done.push(Done {
+                entity_id: item.entity_id,
+                job_id: item.job_id,
+                vector: Some(v),
+                version,
+                hash,
+            }),
             Err(e) => failed.push((item.entity_id, item.job_id, item.attempts, e)),
         }
     }
@@ -449,102 +551,141 @@ pub fn reembed_batch() -> i32 {
     items.len() as i32
 }
 
-fn write_batch(done: &[(i64, i64, Option<String>, i32, i64)], failed: &[(i64, i64, i32, String)]) {
+/// A `real[]` argument built with one `construct_array` call (pgrx's generic conversion adds
+/// each element through a guarded call, which dominated the write of a batch's vectors).
+fn float4_array(values: &[f32]) -> pgrx::datum::DatumWithOid<'static> {
+    let mut elems: Vec<pg_sys::Datum> = values
+        .iter()
+        .map(|v| pg_sys::Datum::from(v.to_bits()))
+        .collect();
+    // SAFETY: `elems` holds `values.len()` by-value float4 datums; construct_array copies them
+    // into a new array palloc'd in the current memory context, which outlives the statement.
+    let array = unsafe {
+        pg_sys::construct_array(
+            elems.as_mut_ptr(),
+            elems.len() as i32,
+            pg_sys::FLOAT4OID,
+            4,
+            true,
+            b'i' as std::ffi::c_char,
+        )
+    };
+    // SAFETY: the datum is a valid float4[] of the oid given.
+    unsafe { pgrx::datum::DatumWithOid::new(pg_sys::Datum::from(array), pg_sys::FLOAT4ARRAYOID) }
+}
+
+/// An entity of a batch that needs no retry: embedded (`vector`) or unchanged (`None`).
+struct Done {
+    entity_id: i64,
+    job_id: i64,
+    vector: Option<Vec<f32>>,
+    version: i32,
+    hash: i64,
+}
+
+fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
     let mut jobs: Vec<i64> = done
         .iter()
-        .map(|d| d.1)
+        .map(|d| d.job_id)
         .chain(failed.iter().map(|f| f.1))
         .collect();
     jobs.sort_unstable();
     jobs.dedup();
+    let (embedded, unchanged): (Vec<&Done>, Vec<&Done>) =
+        done.iter().partition(|d| d.vector.is_some());
     Spi::connect_mut(|client| {
         // The batch's queue rows are locked (taken FOR UPDATE); now its jobs, in id order.
         lock_jobs(client, &jobs);
-        let embedded: Vec<&(i64, i64, Option<String>, i32, i64)> =
-            done.iter().filter(|d| d.2.is_some()).collect();
         if !embedded.is_empty() {
-            client
-                .update(
-                    "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
-                     SELECT id, v::vector, ver, h, j FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[], $5::bigint[]) \
-                          AS u(id, v, ver, h, j) ORDER BY id \
-                     ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
-                         schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                         job_id = EXCLUDED.job_id, embedded_at = now()",
-                    None,
-                    &[
-                        embedded.iter().map(|d| d.0).collect::<Vec<_>>().into(),
-                        embedded.iter().map(|d| d.2.clone().unwrap_or_default()).collect::<Vec<_>>().into(),
-                        embedded.iter().map(|d| d.3).collect::<Vec<_>>().into(),
-                        embedded.iter().map(|d| d.4).collect::<Vec<_>>().into(),
-                        embedded.iter().map(|d| d.1).collect::<Vec<_>>().into(),
-                    ],
-                )
-                .or_raise();
+            // The vectors travel as one flat real[] (no text formatting or parsing), sliced per
+            // entity and cast to vector by pgvector.
+            let flat: Vec<f32> = embedded
+                .iter()
+                .flat_map(|d| d.vector.iter().flatten().copied())
+                .collect();
+            let flat = float4_array(&flat);
+            crate::plans::execute(
+                client,
+                "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
+                 SELECT u.id, ($2)[(u.o - 1) * $6 + 1 : u.o * $6]::vector, u.ver, u.h, u.j \
+                 FROM unnest($1, $3, $4, $5) WITH ORDINALITY AS u(id, ver, h, j, o) ORDER BY u.id \
+                 ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                     schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
+                     job_id = EXCLUDED.job_id, embedded_at = now()",
+                &[
+                    embedded.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
+                    flat,
+                    embedded.iter().map(|d| d.version).collect::<Vec<_>>().into(),
+                    embedded.iter().map(|d| d.hash).collect::<Vec<_>>().into(),
+                    embedded.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
+                    (DEFAULT_DIM as i32).into(),
+                ],
+            );
         }
-        let unchanged: Vec<&(i64, i64, Option<String>, i32, i64)> =
-            done.iter().filter(|d| d.2.is_none()).collect();
         if !unchanged.is_empty() {
-            client
-                .update(
-                    "UPDATE evolve.entity_embeddings x SET schema_version = u.ver, job_id = u.j \
-                     FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS u(id, ver, j) WHERE x.entity_id = u.id",
-                    None,
-                    &[
-                        unchanged.iter().map(|d| d.0).collect::<Vec<_>>().into(),
-                        unchanged.iter().map(|d| d.3).collect::<Vec<_>>().into(),
-                        unchanged.iter().map(|d| d.1).collect::<Vec<_>>().into(),
-                    ],
-                )
-                .or_raise();
+            crate::plans::execute(
+                client,
+                "UPDATE evolve.entity_embeddings x SET schema_version = u.ver, job_id = u.j \
+                 FROM unnest($1, $2, $3) AS u(id, ver, j) WHERE x.entity_id = u.id",
+                &[
+                    unchanged
+                        .iter()
+                        .map(|d| d.entity_id)
+                        .collect::<Vec<_>>()
+                        .into(),
+                    unchanged
+                        .iter()
+                        .map(|d| d.version)
+                        .collect::<Vec<_>>()
+                        .into(),
+                    unchanged
+                        .iter()
+                        .map(|d| d.job_id)
+                        .collect::<Vec<_>>()
+                        .into(),
+                ],
+            );
         }
         if !done.is_empty() {
-            client
-                .update(
-                    "WITH gone AS (DELETE FROM evolve.embedding_queue WHERE entity_id = ANY($1) RETURNING job_id), \
-                     per_job AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id) \
-                     UPDATE evolve.schema_migration_jobs j SET processed_entities = j.processed_entities + p.n, \
-                         status = 'running', started_at = coalesce(j.started_at, now()), updated_at = now() \
-                     FROM per_job p WHERE j.id = p.job_id",
-                    None,
-                    &[done.iter().map(|d| d.0).collect::<Vec<_>>().into()],
-                )
-                .or_raise();
-            client
-                .update(
-                    "UPDATE evolve.schema_migration_jobs j SET unchanged_entities = j.unchanged_entities + u.n \
-                     FROM (SELECT job, count(*) AS n FROM unnest($1::bigint[]) AS job GROUP BY job) u WHERE j.id = u.job",
-                    None,
-                    &[unchanged.iter().map(|d| d.1).collect::<Vec<_>>().into()],
-                )
-                .or_raise();
+            // Queue rows removed and job counters advanced in one statement.
+            crate::plans::execute(
+                client,
+                "WITH gone AS (DELETE FROM evolve.embedding_queue WHERE entity_id = ANY($1) RETURNING job_id), \
+                 per_job AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id), \
+                 same AS (SELECT job, count(*) AS n FROM unnest($2) AS job GROUP BY job) \
+                 UPDATE evolve.schema_migration_jobs j SET processed_entities = j.processed_entities + p.n, \
+                     unchanged_entities = j.unchanged_entities + coalesce(s.n, 0), \
+                     status = 'running', started_at = coalesce(j.started_at, now()), updated_at = now() \
+                 FROM per_job p LEFT JOIN same s ON s.job = p.job_id WHERE j.id = p.job_id",
+                &[
+                    done.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
+                    unchanged.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
+                ],
+            );
         }
         if !failed.is_empty() {
-            client
-                .update(
-                    "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS f(id, err)) \
+            crate::plans::execute(
+                client,
+                "WITH f AS (SELECT * FROM unnest($1, $2) AS f(id, err)), \
+                 retried AS ( \
                      UPDATE evolve.embedding_queue q SET attempts = q.attempts + 1, last_error = f.err, \
-                         next_attempt_at = now() + make_interval(secs => $3::float8 / 1000 * power(2, q.attempts)), \
+                         next_attempt_at = now() + make_interval(secs => $3 / 1000 * power(2, q.attempts)), \
                          state = CASE WHEN q.attempts + 1 >= $4 THEN 'failed' ELSE 'queued' END \
-                     FROM f WHERE q.entity_id = f.id",
-                    None,
-                    &[
-                        failed.iter().map(|f| f.0).collect::<Vec<_>>().into(),
-                        failed.iter().map(|f| f.3.clone()).collect::<Vec<_>>().into(),
-                        (gucs::embed_retry_backoff_ms() as f64).into(),
-                        gucs::max_embed_attempts().into(),
-                    ],
-                )
-                .or_raise();
-            client
-                .update(
-                    "UPDATE evolve.schema_migration_jobs j SET error_count = j.error_count + u.n, status = 'running', \
-                         started_at = coalesce(j.started_at, now()), updated_at = now() \
-                     FROM (SELECT job, count(*) AS n FROM unnest($1::bigint[]) AS job GROUP BY job) u WHERE j.id = u.job",
-                    None,
-                    &[failed.iter().map(|f| f.1).collect::<Vec<_>>().into()],
-                )
-                .or_raise();
+                     FROM f WHERE q.entity_id = f.id \
+                     RETURNING q.job_id, q.state = 'failed' AS parked) \
+                 UPDATE evolve.schema_migration_jobs j SET error_count = j.error_count + u.n, \
+                     parked_entities = j.parked_entities + u.parked, status = 'running', \
+                     started_at = coalesce(j.started_at, now()), updated_at = now() \
+                 FROM (SELECT job_id, count(*) AS n, count(*) FILTER (WHERE parked) AS parked \
+                       FROM retried GROUP BY job_id) u \
+                 WHERE j.id = u.job_id",
+                &[
+                    failed.iter().map(|f| f.0).collect::<Vec<_>>().into(),
+                    failed.iter().map(|f| f.3.clone()).collect::<Vec<_>>().into(),
+                    (gucs::embed_retry_backoff_ms() as f64).into(),
+                    gucs::max_embed_attempts().into(),
+                ],
+            );
         }
         finish_jobs(client, &jobs);
     });
@@ -566,10 +707,11 @@ fn retry_failed(job_id: i64) -> i64 {
         if n > 0 {
             client
                 .update(
-                    "UPDATE evolve.schema_migration_jobs SET status = 'running', completed_at = NULL, updated_at = now() \
+                    "UPDATE evolve.schema_migration_jobs SET status = 'running', completed_at = NULL, \
+                         parked_entities = parked_entities - $2, updated_at = now() \
                      WHERE id = $1",
                     None,
-                    &[job_id.into()],
+                    &[job_id.into(), n.into()],
                 )
                 .or_raise();
         }
@@ -638,7 +780,7 @@ fn semantic_search(
                  FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
                  WHERE e.entity_type = $2 ORDER BY x.embedding <=> $1::vector LIMIT $3",
                 None,
-                &[q.as_str().into(), entity_type.into(), (k as i64).into()],
+                &[q.into(), entity_type.into(), (k as i64).into()],
             )
             .or_raise()
             .map(|r| {

@@ -15,6 +15,7 @@ mod ingest;
 mod jsonb;
 mod maintenance;
 mod migration;
+mod plans;
 mod registry;
 mod userfn;
 mod worker;

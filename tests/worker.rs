@@ -256,11 +256,84 @@ fn poison_entities_are_parked() {
         "the rest finished"
     );
     assert_eq!(row.get::<_, i64>(2), 2 * poison, "two attempts each");
+    let parked: i64 = c
+        .query_one(
+            &format!("SELECT parked FROM evolve.migration_progress WHERE job_id = {job}"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        parked, poison,
+        "the progress view counts the parked entities"
+    );
+    // Fixed embedder: the retried entities complete the job.
+    c.batch_execute(
+        "CREATE OR REPLACE FUNCTION public.picky(t text) RETURNS vector LANGUAGE sql AS $$ SELECT evolve.embed(t) $$",
+    )
+    .unwrap();
     let requeued: i64 = c
         .query_one(&format!("SELECT evolve.retry_failed({job})"), &[])
         .unwrap()
         .get(0);
     assert_eq!(requeued, poison);
+    wait_for(
+        &mut c,
+        &format!("SELECT status = 'completed' FROM evolve.schema_migration_jobs WHERE id = {job}"),
+        "the retried entities to complete the job",
+        Duration::from_secs(120),
+    );
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT processed_entities = total_entities, parked_entities \
+                 FROM evolve.schema_migration_jobs WHERE id = {job}"
+            ),
+            &[],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "every entity processed");
+    assert_eq!(row.get::<_, i64>(1), 0, "nothing parked any more");
+}
+
+/// Entities deleted while queued (their queue rows go with them) do not leave a job running
+/// forever: when the queue has nothing to hand out, the job completes without them.
+#[test]
+fn deleted_queued_entities_do_not_strand_a_job() {
+    let cluster = Cluster::start("worker-deleted", &[]);
+    let db = cluster.fresh_db("deleted");
+    let mut c = cluster.connect_to(&db);
+    c.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {"mag": {"type": "number"}}}');
+           INSERT INTO evolve.inbox (entity_type, payload, entity_key)
+           SELECT 'quake', jsonb_build_object('mag', i), 'q' || i FROM generate_series(1, 30) i;"#,
+    )
+    .unwrap();
+    let job: i64 = c
+        .query_one(
+            r#"SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "quake", "description": "x"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.batch_execute("DELETE FROM evolve.entities WHERE entity_key IN ('q1', 'q2', 'q3')")
+        .unwrap();
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT status, processed_entities, total_entities FROM evolve.schema_migration_jobs WHERE id = {job}"
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "completed");
+    assert_eq!(row.get::<_, i64>(1), 27);
+    assert_eq!(
+        row.get::<_, i64>(2),
+        27,
+        "the deleted entities left the job"
+    );
 }
 
 /// A high-priority job enqueued after a low one is served first.

@@ -1,0 +1,38 @@
+//! Statements of hot loops, prepared once per backend and kept (`SPI_keepplan`).
+//!
+//! A kept plan is revalidated by PostgreSQL's plan cache when what it reads changes, so keeping
+//! one is safe across DDL; what it saves is the parse and plan of every execution.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgOid;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+
+use crate::error::OrRaise;
+
+thread_local! {
+    static PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+/// Executes `sql` (which may change data) through its kept plan, preparing it on first use with
+/// the argument types of `args`.
+pub fn execute<'conn>(
+    client: &mut SpiClient<'conn>,
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+) -> SpiTupleTable<'conn> {
+    // Taken out of the map while it runs, so a statement that re-enters (a trigger) cannot
+    // find the map borrowed; an error drops it (`SPI_freeplan`) and the next call prepares again.
+    let plan = match PLANS.with(|plans| plans.borrow_mut().remove(sql)) {
+        Some(plan) => plan,
+        None => {
+            let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+            client.prepare_mut(sql, &types).or_raise().keep()
+        }
+    };
+    let table = client.update(&plan, None, args).or_raise();
+    PLANS.with(|plans| plans.borrow_mut().insert(sql, plan));
+    table
+}

@@ -129,15 +129,20 @@ fn promote_fragments(
             Some("Register the attribute first; registering it promotes its fragments automatically.".into()),
         );
     }
-    promote(entity_type, fragment_key, user_id.as_deref())
+    promote(entity_type, fragment_key, fragment_key, user_id.as_deref())
 }
 
-/// Promotion without the declaration check (the caller just declared the key). Only values
-/// that fit the declared type are promoted; the others stay active fragments (a mismatch stays
-/// visible).
-pub fn promote(entity_type: &str, fragment_key: &str, user_id: Option<&str>) -> i64 {
+/// Promotion without the declaration check (the caller just declared `attribute`, whose name
+/// or alias is `fragment_key`). Only values that fit the declared type are promoted; the others
+/// stay active fragments (a mismatch stays visible).
+pub fn promote(
+    entity_type: &str,
+    fragment_key: &str,
+    attribute: &str,
+    user_id: Option<&str>,
+) -> i64 {
     let attr_type = crate::registry::effective_definition(entity_type, user_id)
-        .and_then(|(def, _, _)| def.attributes.get(fragment_key).map(|a| a.attr_type));
+        .and_then(|(def, _, _)| def.attributes.get(attribute).map(|a| a.attr_type));
     crate::registry::writable_transaction();
     let rows: Vec<(i64, i64, Value, Option<String>)> = Spi::connect_mut(|client| {
         // Lock order as in ingestion: entities (by id), then their fragments (by entity, key).
@@ -190,7 +195,7 @@ pub fn promote(entity_type: &str, fragment_key: &str, user_id: Option<&str>) -> 
         .into_iter()
         .map(|(_, entity_id, value, source)| ingest::NewObservation {
             entity_id,
-            attribute: fragment_key.to_string(),
+            attribute: attribute.to_string(),
             value,
             source,
             schema_version: None,

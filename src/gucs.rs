@@ -47,6 +47,9 @@ static MAX_EMBED_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 static EMBED_RETRY_BACKOFF: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static EMBEDDING_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static WORKER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static MIN_ATTRIBUTE_PRESENCE: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+static PROMOTION_MIN_USERS: GucSetting<i32> = GucSetting::<i32>::new(10);
+static RATIONALE_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
     GucRegistry::define_bool_guc(
@@ -171,6 +174,34 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_float_guc(
+        c"evolve.min_attribute_presence",
+        c"Share of a type's entities a key must be present in to be proposed above low priority.",
+        c"Keys below it are still proposed, at low priority.",
+        &MIN_ATTRIBUTE_PRESENCE,
+        0.0,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"evolve.promotion_min_users",
+        c"Users whose schemas must declare a field before it is proposed for the global schema.",
+        c"",
+        &PROMOTION_MIN_USERS,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"evolve.rationale_function",
+        c"A SQL function (text → text) writing a proposal's rationale from its built-in one.",
+        c"Empty: the built-in deterministic rationale. The function gets the built-in rationale and the evidence as text; if it fails, the built-in rationale is kept.",
+        &RATIONALE_FUNCTION,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"evolve.worker_database",
         c"Database the background worker connects to.",
@@ -240,6 +271,21 @@ pub fn embed_retry_backoff_ms() -> i64 {
 
 pub fn embedding_function() -> Option<String> {
     EMBEDDING_FUNCTION
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn min_attribute_presence() -> f64 {
+    MIN_ATTRIBUTE_PRESENCE.get()
+}
+
+pub fn promotion_min_users() -> i64 {
+    PROMOTION_MIN_USERS.get() as i64
+}
+
+pub fn rationale_function() -> Option<String> {
+    RATIONALE_FUNCTION
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.is_empty())

@@ -16,6 +16,7 @@ mod jsonb;
 mod maintenance;
 mod migration;
 mod plans;
+mod proposals;
 mod registry;
 mod userfn;
 mod worker;
@@ -69,6 +70,18 @@ extension_sql_file!(
         "migration",
         embedding::reembed_batch,
         embedding::embed_builtin
+    ]
+);
+
+extension_sql_file!(
+    "../sql/proposals.sql",
+    name = "proposals",
+    requires = [
+        "embedding",
+        proposals::propose_schema,
+        proposals::approve_proposal,
+        proposals::reject_proposal,
+        proposals::rollback_proposal
     ]
 );
 

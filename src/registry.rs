@@ -253,13 +253,22 @@ pub fn write_version(
         )
         .or_raise();
     cache::invalidate_local();
-    // Fields that are now declared take their raw fragments with them.
+    // Fields that are now declared take their raw fragments with them, under their names and
+    // their aliases (payload keys mapped to them).
     for name in change
         .attributes_added
         .iter()
         .chain(&change.relationships_added)
     {
-        crate::fragments::promote(&def.entity_type, name, user_id);
+        crate::fragments::promote(&def.entity_type, name, name, user_id);
+        let aliases = def
+            .attributes
+            .get(name)
+            .map(|a| a.aliases.as_slice())
+            .unwrap_or(&[]);
+        for alias in aliases {
+            crate::fragments::promote(&def.entity_type, alias, name, user_id);
+        }
     }
     version
 }

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod migrate;
 pub mod payload;
 pub mod proposals;
+pub mod propose;
 pub mod reduce;
 pub mod schema;
 pub mod similarity;

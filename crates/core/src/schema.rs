@@ -108,6 +108,9 @@ impl MergePolicy {
     }
 }
 
+/// Longest alias (a payload key) accepted, in bytes.
+pub const MAX_ALIAS_LEN: usize = 1024;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribute {
     pub attr_type: AttrType,
@@ -279,8 +282,15 @@ impl Attribute {
             ));
         }
         let aliases = string_list(obj, "aliases", path)?;
+        // Aliases are payload keys, not identifiers: any key seen in data (`Beak Length (mm)`)
+        // may map to a declared attribute, which is how a proposal keeps a raw key's mapping.
         for (i, a) in aliases.iter().enumerate() {
-            check_name(&format!("{path}/aliases/{i}"), a)?;
+            if a.is_empty() || a.len() > MAX_ALIAS_LEN || a.chars().any(char::is_control) {
+                return Err(CoreError::def(
+                    format!("{path}/aliases/{i}"),
+                    format!("alias must be 1 to {MAX_ALIAS_LEN} bytes without control characters"),
+                ));
+            }
         }
         let default = match obj.get("default") {
             None | Some(Value::Null) => None,

@@ -1,0 +1,719 @@
+//! Drafting proposals: from the evidence of one scope (aggregates, effective definition,
+//! catalog facts gathered by the caller) to the rows of `evolve.schema_proposals`.
+//!
+//! # Kinds and when they are drafted
+//!
+//! - `attribute`: an undeclared key (not an attribute, alias or relationship of the effective
+//!   definition) with at least one non-null value. Its attribute name is the key's
+//!   [`column_name`] (a safe identifier), suffixed `_2`, `_3`… when that name is already
+//!   declared; when it differs from the key, the key becomes the attribute's alias, so payloads
+//!   keep mapping to it (the mapping is kept in the registry).
+//! - `relationship` instead of `attribute` when the key is a valid name and its values are
+//!   keys of entities of another type ([`references`]).
+//! - `temporal`, in addition to `attribute`, when the key [`is_temporal`]: approving it declares
+//!   the attribute and creates its index (event tracking sorts and filters on time).
+//! - `index`: a declared relationship, or a declared `timestamp`/`date` attribute, without its
+//!   index ([`index_name`]).
+//! - `table`: a type with at least two declared attributes and no projection table yet.
+//! - `entity_type`: a type the inbox rejected because it has no schema; the definition is
+//!   inferred from the rejected payloads. Approved at once unless its name is close to an
+//!   existing type's ([`similar_names`]), which is a conflict for review.
+//! - `promote_to_global`: a field declared by at least `min_users` users' own schemas of a type
+//!   and absent from the global schema.
+//!
+//! # Priorities
+//!
+//! - `attribute`, `temporal`, `relationship`: [`priority`] of the key's presence and
+//!   confidence (high: presence ≥ threshold and confidence ≥ 0.8; medium: presence ≥
+//!   threshold, or ≥ half of it with confidence ≥ 0.8; low otherwise).
+//! - `index`: medium. `table`: low (a convenience).
+//! - `entity_type`: high (its data is being rejected).
+//! - `promote_to_global`: high when at least twice `min_users` users declare the field, else
+//!   medium.
+//!
+//! # Measure
+//!
+//! What a rejection is compared against ([`crate::proposals::should_repropose`]): the presence
+//! for key-based kinds, else the number of entities, rows or users concerned.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+
+use crate::ident::is_valid_name;
+use crate::infer::TypeHistogram;
+use crate::proposals::{
+    attribute_evidence, column_name, fingerprint, index_name, index_sql, is_temporal, priority,
+    projection_table_name, projection_table_sql, quote_literal, references, KeyStats, Priority,
+};
+use crate::schema::{AttrType, Definition};
+use crate::similarity::similar_names;
+
+/// Payloads of a rejected type looked at to infer its definition.
+pub const MAX_PAYLOAD_SAMPLES: usize = 200;
+
+/// One proposal, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub kind: &'static str,
+    pub entity_type: String,
+    pub user_id: Option<String>,
+    /// The attribute, relationship, table or type as seen in the data.
+    pub name: String,
+    /// The identifier it maps to.
+    pub safe_name: String,
+    pub priority: Priority,
+    pub title: String,
+    pub rationale: String,
+    /// Entities (or rows, or users) concerned.
+    pub impact: i64,
+    pub sql_preview: String,
+    /// What approval does; read back by the SQL layer.
+    pub action: Value,
+    pub evidence: Value,
+    pub measure: f64,
+}
+
+impl Draft {
+    pub fn fingerprint(&self) -> String {
+        fingerprint(
+            self.kind,
+            &self.entity_type,
+            self.user_id.as_deref(),
+            &self.name,
+        )
+    }
+}
+
+/// One entity type in one scope (global when `user_id` is `None`).
+pub struct Scope<'a> {
+    pub entity_type: &'a str,
+    pub user_id: Option<&'a str>,
+    pub entity_count: i64,
+    /// The effective definition the scope's payloads are validated against.
+    pub definition: &'a Definition,
+    pub min_presence: f64,
+}
+
+impl Scope<'_> {
+    fn declares(&self, key: &str) -> bool {
+        let d = self.definition;
+        d.attributes.contains_key(key)
+            || d.relationships.contains_key(key)
+            || d.attributes
+                .values()
+                .any(|a| a.aliases.iter().any(|x| x == key))
+    }
+
+    fn draft(&self, kind: &'static str, name: &str, safe_name: &str, priority: Priority) -> Draft {
+        Draft {
+            kind,
+            entity_type: self.entity_type.to_string(),
+            user_id: self.user_id.map(str::to_string),
+            name: name.to_string(),
+            safe_name: safe_name.to_string(),
+            priority,
+            title: String::new(),
+            rationale: String::new(),
+            impact: 0,
+            sql_preview: String::new(),
+            action: Value::Null,
+            evidence: Value::Null,
+            measure: 0.0,
+        }
+    }
+}
+
+/// The SQL a schema patch runs, as text for review (the SQL layer runs it with arguments).
+pub fn patch_sql(entity_type: &str, user_id: Option<&str>, patch: &Value) -> String {
+    let user = user_id.map_or("NULL".to_string(), quote_literal);
+    format!(
+        "SELECT evolve.update_schema_incremental({}, {}::jsonb, {user})",
+        quote_literal(entity_type),
+        quote_literal(&patch.to_string()),
+    )
+}
+
+/// The patch undoing a patch that added fields: each added attribute or relationship removed.
+pub fn removal_patch(patch: &Value) -> Value {
+    let mut out = Map::new();
+    for section in ["attributes", "relationships"] {
+        if let Some(fields) = patch.get(section).and_then(Value::as_object) {
+            let nulls: Map<String, Value> =
+                fields.keys().map(|k| (k.clone(), Value::Null)).collect();
+            out.insert(section.to_string(), Value::Object(nulls));
+        }
+    }
+    Value::Object(out)
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.0} %", x * 100.0)
+}
+
+/// Drafts for the undeclared keys of one scope. `known_keys_by_type` holds, for each known
+/// entity type, those of its entity keys that appear among the keys' sample values.
+pub fn key_drafts(
+    scope: &Scope<'_>,
+    keys: &[KeyStats],
+    known_keys_by_type: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<Draft> {
+    let mut taken: BTreeSet<String> = scope
+        .definition
+        .attributes
+        .keys()
+        .chain(scope.definition.relationships.keys())
+        .cloned()
+        .collect();
+    let others: BTreeMap<String, BTreeSet<String>> = known_keys_by_type
+        .iter()
+        .filter(|(t, _)| t.as_str() != scope.entity_type)
+        .map(|(t, k)| (t.clone(), k.clone()))
+        .collect();
+    let mut sorted: Vec<&KeyStats> = keys.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut out = Vec::new();
+    for stats in sorted {
+        if scope.declares(&stats.key) {
+            continue;
+        }
+        let Some(ev) = attribute_evidence(stats, scope.entity_count) else {
+            continue;
+        };
+        let safe = unique_name(&column_name(&stats.key), &taken);
+        taken.insert(safe.clone());
+        let prio = priority(ev.presence, ev.confidence, scope.min_presence);
+        let mut evidence = ev.to_json();
+        evidence["attribute"] = Value::from(safe.clone());
+        let basis = format!(
+            "\"{}\" is present in {} of the {} {} entities ({} with a value); {} of its values are {} (confidence {:.2}).",
+            stats.key,
+            percent(ev.presence),
+            ev.entity_count,
+            scope.entity_type,
+            ev.entities_with_value,
+            percent(ev.type_consistency),
+            ev.inferred_type.as_str(),
+            ev.confidence,
+        );
+        let target = if is_valid_name(&stats.key) && safe == stats.key {
+            references(&stats.key, &ev.samples, &others)
+        } else {
+            None
+        };
+        if let Some((target, share)) = target {
+            let patch = json!({"relationships": {safe.clone(): {"target": target}}});
+            let mut d = scope.draft("relationship", &stats.key, &safe, prio);
+            d.title = format!(
+                "Relate {} to {target} through \"{}\"",
+                scope.entity_type, stats.key
+            );
+            d.rationale = format!(
+                "{basis} {} of its sampled values are keys of {target} entities.",
+                percent(share)
+            );
+            d.impact = ev.entities_with_value;
+            d.sql_preview = patch_sql(scope.entity_type, scope.user_id, &patch);
+            d.action = json!({"op": "patch", "patch": patch, "field": safe, "key": stats.key});
+            evidence["target"] = Value::from(target);
+            evidence["reference_share"] = Value::from(share);
+            d.evidence = evidence;
+            d.measure = ev.presence;
+            out.push(d);
+            continue;
+        }
+        let mut attr = json!({"type": ev.inferred_type.as_str()});
+        if safe != stats.key {
+            attr["aliases"] = json!([stats.key]);
+        }
+        let patch = json!({"attributes": {safe.clone(): attr.clone()}});
+        let mut d = scope.draft("attribute", &stats.key, &safe, prio);
+        d.title = format!(
+            "Add attribute {safe} ({}) to {}",
+            ev.inferred_type.as_str(),
+            scope.entity_type
+        );
+        d.rationale = if safe == stats.key {
+            basis.clone()
+        } else {
+            format!("{basis} The key maps to the identifier {safe}.")
+        };
+        d.impact = ev.entities_with_value;
+        d.sql_preview = patch_sql(scope.entity_type, scope.user_id, &patch);
+        d.action = json!({"op": "patch", "patch": patch, "field": safe, "key": stats.key});
+        d.evidence = evidence.clone();
+        d.measure = ev.presence;
+        out.push(d);
+        if is_temporal(&stats.key, &ev) {
+            let mut attr = attr;
+            attr["description"] = Value::from(format!("When the {} happened", scope.entity_type));
+            let patch = json!({"attributes": {safe.clone(): attr}});
+            let (index, _) = index_sql("evolve", scope.entity_type, &safe, ev.inferred_type);
+            let mut d = scope.draft("temporal", &stats.key, &safe, prio);
+            d.title = format!("Track {} events by {safe}", scope.entity_type);
+            d.rationale = format!(
+                "{basis} Its values are points in time: declaring it as the event time and indexing it lets queries follow {} over time.",
+                scope.entity_type
+            );
+            d.impact = ev.entities_with_value;
+            d.sql_preview = format!(
+                "{};\n{index}",
+                patch_sql(scope.entity_type, scope.user_id, &patch)
+            );
+            d.action = json!({"op": "patch_and_index", "patch": patch, "field": safe, "key": stats.key,
+                              "attr_type": ev.inferred_type.as_str()});
+            d.evidence = evidence;
+            d.measure = ev.presence;
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// `base`, or `base_2`, `base_3`… when taken.
+fn unique_name(base: &str, taken: &BTreeSet<String>) -> String {
+    if !taken.contains(base) {
+        return base.to_string();
+    }
+    (2..)
+        .map(|n| {
+            let suffix = format!("_{n}");
+            let cut = base
+                .char_indices()
+                .take_while(|(i, _)| *i + suffix.len() < 64)
+                .map(|(_, c)| c)
+                .collect::<String>();
+            format!("{cut}{suffix}")
+        })
+        .find(|c| !taken.contains(c))
+        .expect("some suffix is free")
+}
+
+/// Index drafts for a scope's declared relationships and time attributes that have no index
+/// (`existing` holds the names of the indexes on `evolve.entities`).
+pub fn index_drafts(scope: &Scope<'_>, existing: &BTreeSet<String>) -> Vec<Draft> {
+    let d = scope.definition;
+    let mut fields: Vec<(String, AttrType, &'static str)> = d
+        .relationships
+        .keys()
+        .map(|r| (r.clone(), AttrType::String, "joined on"))
+        .collect();
+    fields.extend(
+        d.attributes
+            .iter()
+            .filter(|(_, a)| matches!(a.attr_type, AttrType::Timestamp | AttrType::Date))
+            .map(|(n, a)| (n.clone(), a.attr_type, "filtered and sorted on")),
+    );
+    let mut out = Vec::new();
+    for (field, t, why) in fields {
+        let name = index_name(scope.entity_type, &field);
+        if existing.contains(&name) {
+            continue;
+        }
+        let (create, _) = index_sql("evolve", scope.entity_type, &field, t);
+        let mut p = scope.draft("index", &field, &name, Priority::Medium);
+        p.title = format!("Index {}.{field}", scope.entity_type);
+        p.rationale = format!(
+            "{field} is a declared {} of {} and is {why}; {} entities would be indexed.",
+            if why == "joined on" {
+                "relationship"
+            } else {
+                "time attribute"
+            },
+            scope.entity_type,
+            scope.entity_count
+        );
+        p.impact = scope.entity_count;
+        p.sql_preview = create;
+        p.action = json!({"op": "index", "field": field, "attr_type": t.as_str()});
+        p.evidence = json!({"field": field, "attr_type": t.as_str(), "index": name, "entity_count": scope.entity_count});
+        p.measure = scope.entity_count as f64;
+        out.push(p);
+    }
+    out
+}
+
+/// The projection table draft of a scope, when it has at least two declared attributes and
+/// its table does not exist yet.
+pub fn table_draft(scope: &Scope<'_>, table_exists: bool) -> Option<Draft> {
+    let columns: Vec<(String, AttrType)> = scope
+        .definition
+        .attributes
+        .iter()
+        .map(|(n, a)| (n.clone(), a.attr_type))
+        .collect();
+    if columns.len() < 2 || table_exists || scope.user_id.is_some() {
+        return None;
+    }
+    let table = projection_table_name(scope.entity_type);
+    let (create, _) = projection_table_sql("evolve", scope.entity_type, &columns);
+    let mut d = scope.draft("table", &table, &table, Priority::Low);
+    d.title = format!("Create typed table evolve.{table}");
+    d.rationale = format!(
+        "{} has {} declared attributes over {} entities; a typed projection table gives them real columns for reporting and joins.",
+        scope.entity_type,
+        columns.len(),
+        scope.entity_count
+    );
+    d.impact = scope.entity_count;
+    d.sql_preview = create;
+    d.action = json!({"op": "table", "columns": columns.iter().map(|(n, t)| json!([n, t.as_str()])).collect::<Vec<_>>()});
+    d.evidence = json!({"columns": columns.iter().map(|(n, t)| json!({"attribute": n, "type": t.as_str()})).collect::<Vec<_>>(),
+                        "entity_count": scope.entity_count});
+    d.measure = scope.entity_count as f64;
+    Some(d)
+}
+
+/// The draft registering a type the inbox rejected for lack of a schema, inferred from (up to
+/// [`MAX_PAYLOAD_SAMPLES`] of) its rejected payloads; `existing` are the names of known types.
+pub fn entity_type_draft(
+    entity_type: &str,
+    user_id: Option<&str>,
+    rejected_rows: i64,
+    payloads: &[Value],
+    existing: &[String],
+    similarity_threshold: f64,
+) -> Option<Draft> {
+    if !is_valid_name(entity_type) {
+        return None;
+    }
+    let mut histograms: BTreeMap<String, TypeHistogram> = BTreeMap::new();
+    for p in payloads.iter().take(MAX_PAYLOAD_SAMPLES) {
+        if let Some(o) = p.as_object() {
+            for (k, v) in o {
+                histograms.entry(k.clone()).or_default().add_value(v);
+            }
+        }
+    }
+    let mut taken = BTreeSet::new();
+    let mut attributes = Map::new();
+    let mut inferred = Map::new();
+    for (key, h) in &histograms {
+        let Some((t, consistency)) = h.infer() else {
+            continue;
+        };
+        let safe = unique_name(&column_name(key), &taken);
+        taken.insert(safe.clone());
+        let mut attr = json!({"type": t.as_str()});
+        if &safe != key {
+            attr["aliases"] = json!([key]);
+        }
+        attributes.insert(safe, attr);
+        inferred.insert(
+            key.clone(),
+            json!({"inferred_type": t.as_str(), "type_consistency": consistency}),
+        );
+    }
+    let conflicts = similar_names(
+        entity_type,
+        existing.iter().map(String::as_str),
+        similarity_threshold,
+    );
+    let definition = json!({"entity_type": entity_type, "attributes": attributes});
+    let scope_user = user_id.map_or("NULL".to_string(), quote_literal);
+    Some(Draft {
+        kind: "entity_type",
+        entity_type: entity_type.to_string(),
+        user_id: user_id.map(str::to_string),
+        name: entity_type.to_string(),
+        safe_name: entity_type.to_string(),
+        priority: Priority::High,
+        title: format!("Register entity type {entity_type}"),
+        rationale: if conflicts.is_empty() {
+            format!(
+                "The inbox rejected {rejected_rows} rows of unregistered type {entity_type}; registering the inferred schema ingests them."
+            )
+        } else {
+            format!(
+                "The inbox rejected {rejected_rows} rows of unregistered type {entity_type}, whose name is close to {}: review before registering.",
+                conflicts.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        },
+        impact: rejected_rows,
+        sql_preview: format!(
+            "SELECT evolve.register_schema({}::jsonb, {scope_user})",
+            quote_literal(&definition.to_string())
+        ),
+        action: json!({"op": "register", "definition": definition, "auto": conflicts.is_empty()}),
+        evidence: json!({
+            "rejected_rows": rejected_rows,
+            "payloads_sampled": payloads.len().min(MAX_PAYLOAD_SAMPLES),
+            "attributes": inferred,
+            "conflicts": conflicts.iter().map(|(n, s)| json!({"existing": n, "score": s})).collect::<Vec<_>>(),
+        }),
+        measure: rejected_rows as f64,
+    })
+}
+
+/// Drafts promoting fields that at least `min_users` users declare in their own schemas of a
+/// type to its global schema. `user_defs` are the users' own definitions (not effective).
+pub fn promote_drafts(
+    entity_type: &str,
+    global: Option<&Definition>,
+    user_defs: &[(String, Definition)],
+    min_users: i64,
+) -> Vec<Draft> {
+    // field → (type → users)
+    let mut seen: BTreeMap<String, BTreeMap<&'static str, BTreeSet<&str>>> = BTreeMap::new();
+    for (user, def) in user_defs {
+        for (name, a) in &def.attributes {
+            if global.is_some_and(|g| {
+                g.attributes.contains_key(name) || g.relationships.contains_key(name)
+            }) {
+                continue;
+            }
+            seen.entry(name.clone())
+                .or_default()
+                .entry(a.attr_type.as_str())
+                .or_default()
+                .insert(user.as_str());
+        }
+    }
+    let mut out = Vec::new();
+    for (field, by_type) in seen {
+        let users: BTreeSet<&str> = by_type.values().flatten().copied().collect();
+        let n = users.len() as i64;
+        if n < min_users.max(1) {
+            continue;
+        }
+        // The type most users declare (ties: the first in name order).
+        let (t, _) = by_type
+            .iter()
+            .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)))
+            .expect("non-empty");
+        let patch = json!({"attributes": {field.clone(): {"type": t}}});
+        out.push(Draft {
+            kind: "promote_to_global",
+            entity_type: entity_type.to_string(),
+            user_id: None,
+            name: field.clone(),
+            safe_name: field.clone(),
+            priority: if n >= 2 * min_users.max(1) { Priority::High } else { Priority::Medium },
+            title: format!("Promote {field} ({t}) to the global {entity_type} schema"),
+            rationale: format!(
+                "{n} users declare {field} in their own {entity_type} schemas (threshold {min_users}); a global attribute serves them all."
+            ),
+            impact: n,
+            sql_preview: patch_sql(entity_type, None, &patch),
+            action: json!({"op": "patch", "patch": patch, "field": field, "key": field}),
+            evidence: json!({
+                "users": n,
+                "types": by_type.iter().map(|(t, u)| (t.to_string(), Value::from(u.len()))).collect::<Map<_, _>>(),
+                "sample_users": users.iter().take(10).collect::<Vec<_>>(),
+            }),
+            measure: n as f64,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(doc: Value) -> Definition {
+        Definition::parse(&doc).unwrap()
+    }
+
+    fn stats(key: &str, sample_count: i64, types: &[(&str, i64)], samples: Vec<Value>) -> KeyStats {
+        KeyStats {
+            key: key.into(),
+            sample_count,
+            frequency_total: sample_count,
+            type_counts: types.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
+            unique_sources: 1,
+            sample_values: samples,
+        }
+    }
+
+    #[test]
+    fn undeclared_keys_become_attributes_with_safe_names_and_aliases() {
+        let d = def(json!({"entity_type": "bird", "attributes": {"mag": {"type": "number"}}}));
+        let scope = Scope {
+            entity_type: "bird",
+            user_id: None,
+            entity_count: 10,
+            definition: &d,
+            min_presence: 0.5,
+        };
+        let keys = vec![
+            stats("Beak Length (mm)", 8, &[("number", 8)], vec![json!(1.5)]),
+            stats("mag", 10, &[("number", 10)], vec![]),
+            stats(
+                "\"; DROP TABLE x; --",
+                1,
+                &[("string", 1)],
+                vec![json!("x")],
+            ),
+        ];
+        let drafts = key_drafts(&scope, &keys, &BTreeMap::new());
+        assert_eq!(drafts.len(), 2, "the declared key is skipped");
+        let beak = drafts
+            .iter()
+            .find(|d| d.name == "Beak Length (mm)")
+            .unwrap();
+        assert_eq!(beak.kind, "attribute");
+        assert_eq!(beak.safe_name, "beak_length_mm");
+        assert_eq!(beak.priority, Priority::Medium);
+        assert_eq!(
+            beak.action["patch"],
+            json!({"attributes": {"beak_length_mm": {"type": "number", "aliases": ["Beak Length (mm)"]}}})
+        );
+        let hostile = drafts.iter().find(|d| d.name.starts_with('"')).unwrap();
+        assert_eq!(hostile.priority, Priority::Low);
+        assert!(is_valid_name(&hostile.safe_name));
+        // The preview holds the key only inside a quoted literal.
+        // (the JSON escapes the key's quote with a backslash, hence an E'' literal).
+        assert!(hostile
+            .sql_preview
+            .starts_with("SELECT evolve.update_schema_incremental('bird', E'"));
+        assert!(hostile.sql_preview.ends_with("'::jsonb, NULL)"));
+    }
+
+    #[test]
+    fn a_safe_name_taken_by_a_declared_attribute_gets_a_suffix() {
+        let d = def(json!({"entity_type": "q", "attributes": {"mag": {"type": "number"}}}));
+        let scope = Scope {
+            entity_type: "q",
+            user_id: None,
+            entity_count: 4,
+            definition: &d,
+            min_presence: 0.5,
+        };
+        let drafts = key_drafts(
+            &scope,
+            &[stats("Mag", 4, &[("string", 4)], vec![])],
+            &BTreeMap::new(),
+        );
+        assert_eq!(drafts[0].safe_name, "mag_2");
+        assert_eq!(
+            drafts[0].action["patch"]["attributes"]["mag_2"]["aliases"],
+            json!(["Mag"])
+        );
+    }
+
+    #[test]
+    fn references_become_relationships_and_times_temporal() {
+        let d = def(json!({"entity_type": "quake"}));
+        let scope = Scope {
+            entity_type: "quake",
+            user_id: Some("u1"),
+            entity_count: 4,
+            definition: &d,
+            min_presence: 0.5,
+        };
+        let known = BTreeMap::from([(
+            "station".to_string(),
+            BTreeSet::from(["s1".to_string(), "s2".to_string()]),
+        )]);
+        let keys = vec![
+            stats(
+                "station",
+                4,
+                &[("string", 4)],
+                vec![json!("s1"), json!("s2")],
+            ),
+            stats(
+                "time",
+                4,
+                &[("integer", 4)],
+                vec![json!(1_700_000_000_000i64)],
+            ),
+        ];
+        let drafts = key_drafts(&scope, &keys, &known);
+        let kinds: Vec<(&str, &str)> = drafts.iter().map(|d| (d.kind, d.name.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("relationship", "station"),
+                ("attribute", "time"),
+                ("temporal", "time")
+            ]
+        );
+        assert_eq!(
+            drafts[0].action["patch"],
+            json!({"relationships": {"station": {"target": "station"}}})
+        );
+        assert!(drafts[0].sql_preview.ends_with("'u1')"));
+        assert!(drafts[2].sql_preview.contains("CREATE INDEX"));
+        // Present everywhere, but one source only: confidence 0.8 minus rounding, medium.
+        assert_eq!(drafts[1].priority, Priority::Medium);
+        // Fingerprints differ by kind and are stable.
+        assert_ne!(drafts[1].fingerprint(), drafts[2].fingerprint());
+        assert_eq!(
+            drafts[1].fingerprint(),
+            fingerprint("attribute", "quake", Some("u1"), "time")
+        );
+    }
+
+    #[test]
+    fn indexes_and_tables_from_the_registry() {
+        let d = def(json!({"entity_type": "quake", "attributes": {
+            "mag": {"type": "number"}, "time": {"type": "timestamp"}},
+            "relationships": {"station": {"target": "station"}}}));
+        let scope = Scope {
+            entity_type: "quake",
+            user_id: None,
+            entity_count: 7,
+            definition: &d,
+            min_presence: 0.5,
+        };
+        let idx = index_drafts(&scope, &BTreeSet::new());
+        assert_eq!(
+            idx.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            vec!["station", "time"]
+        );
+        let existing = BTreeSet::from([index_name("quake", "time")]);
+        assert_eq!(index_drafts(&scope, &existing).len(), 1);
+        let t = table_draft(&scope, false).unwrap();
+        assert_eq!(t.name, "quake_details");
+        assert!(t
+            .sql_preview
+            .starts_with("CREATE TABLE \"evolve\".\"quake_details\""));
+        assert!(table_draft(&scope, true).is_none());
+    }
+
+    #[test]
+    fn entity_types_are_inferred_and_conflicts_flagged() {
+        let payloads = vec![
+            json!({"name": "a", "Height (m)": 3}),
+            json!({"name": "b", "Height (m)": 4.5}),
+        ];
+        let d = entity_type_draft("volcano", None, 2, &payloads, &["quake".into()], 0.85).unwrap();
+        assert_eq!(d.action["auto"], json!(true));
+        assert_eq!(
+            d.action["definition"]["attributes"]["height_m"],
+            json!({"type": "number", "aliases": ["Height (m)"]})
+        );
+        let d =
+            entity_type_draft("volcanoes", None, 2, &payloads, &["volcano".into()], 0.85).unwrap();
+        assert_eq!(d.action["auto"], json!(false));
+        assert!(entity_type_draft("bad name", None, 1, &payloads, &[], 0.85).is_none());
+    }
+
+    #[test]
+    fn removal_undoes_additions() {
+        let patch = json!({"attributes": {"a": {"type": "string"}}, "relationships": {"r": {"target": "t"}}});
+        assert_eq!(
+            removal_patch(&patch),
+            json!({"attributes": {"a": null}, "relationships": {"r": null}})
+        );
+    }
+
+    #[test]
+    fn common_user_fields_are_promoted() {
+        let g = def(json!({"entity_type": "t", "attributes": {"a": {"type": "string"}}}));
+        let users: Vec<(String, Definition)> = (0..4)
+            .map(|i| {
+                (format!("u{i}"), def(json!({"entity_type": "t", "attributes": {
+                    "a": {"type": "string"}, "shared": {"type": "integer"}, format!("own{i}"): {"type": "string"}}})))
+            })
+            .collect();
+        let drafts = promote_drafts("t", Some(&g), &users, 2);
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(drafts[0].name, "shared");
+        assert_eq!(drafts[0].priority, Priority::High);
+        assert_eq!(drafts[0].impact, 4);
+        assert!(promote_drafts("t", Some(&g), &users, 5).is_empty());
+    }
+}

@@ -246,7 +246,10 @@ pub fn key_drafts(
         out.push(d);
         if is_temporal(&stats.key, &ev) {
             let mut attr = attr;
-            attr["description"] = Value::from(format!("When the {} happened", scope.entity_type));
+            attr["description"] = Value::from(format!(
+                "Event time of the {} (temporal field)",
+                scope.entity_type
+            ));
             let patch = json!({"attributes": {safe.clone(): attr}});
             let (index, _) = index_sql("evolve", scope.entity_type, &safe, ev.inferred_type);
             let mut d = scope.draft("temporal", &stats.key, &safe, prio);

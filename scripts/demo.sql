@@ -173,3 +173,27 @@ FROM evolve.migration_progress WHERE job_id = :job;
 \echo '\n## 20. Semantic search over the embeddings'
 SELECT entity_key, round(distance::numeric, 3) AS distance, snapshot->>'place' AS place, snapshot->>'mag' AS mag
 FROM evolve.semantic_search('earthquake', 'near Amboy, Washington', 5);
+
+\echo '\n## 21. Proposals: what the data suggests, with evidence and priority'
+SELECT kind, name, safe_name, priority, evidence->>'inferred_type' AS inferred_type,
+       round((evidence->>'presence')::numeric, 2) AS presence, impact
+FROM evolve.propose_schema('earthquake') LIMIT 14;
+SELECT title, rationale, sql_preview FROM evolve.schema_proposals WHERE kind = 'attribute' AND name = 'sig';
+
+\echo '\n## 22. Approve the best one: a new version, its fragments promoted, the audit row'
+SELECT action, success, executed_sql, rollback_sql
+FROM evolve.approve_proposal((SELECT id FROM evolve.schema_proposals WHERE kind = 'attribute' AND name = 'sig'),
+                             'demo-reviewer', 'significance drives alerting');
+SELECT evolve.active_schema('earthquake')->'version' AS version,
+       evolve.active_schema('earthquake')->'attributes'->'sig' AS sig;
+SELECT lifecycle_state, count(*) FROM evolve.raw_fragments WHERE fragment_key = 'sig' GROUP BY 1;
+SELECT kind, status, priority, proposals FROM evolve.proposal_stats ORDER BY kind, status, priority;
+
+\echo '\n## 23. The active schema as a Mermaid diagram'
+\set QUIET on
+\pset format unaligned
+\pset tuples_only on
+SELECT evolve.schema_diagram();
+\pset format aligned
+\pset tuples_only off
+\set QUIET off

@@ -102,6 +102,17 @@ SELECT evolve.register_schema(jsonb_build_object('entity_type', 'earthquake', 'a
 FROM generate_series(1, 3) i;
 SELECT kind, name, priority, impact FROM evolve.propose_schema('earthquake') WHERE kind = 'promote_to_global';
 
+-- A rationale function rewrites rationales; a failing one leaves the built-in text.
+CREATE FUNCTION public.shout(t text) RETURNS text LANGUAGE sql AS $$ SELECT 'REVIEWED: ' || split_part(t, E'\n', 1) $$;
+SET evolve.rationale_function = 'public.shout';
+SELECT left(rationale, 40) AS rationale FROM evolve.propose_schema('earthquake') WHERE kind = 'attribute' AND name = 'tz';
+CREATE FUNCTION public.broken(t text) RETURNS text LANGUAGE sql AS $$ SELECT (1 / 0)::text $$;
+SET evolve.rationale_function = 'public.broken';
+SET client_min_messages = error;
+SELECT left(rationale, 40) AS rationale FROM evolve.propose_schema('earthquake') WHERE kind = 'attribute' AND name = 'tz';
+RESET client_min_messages;
+RESET evolve.rationale_function;
+
 SELECT kind, status, priority, proposals FROM evolve.proposal_stats ORDER BY kind, status, priority;
 SELECT kind, inferred_type, accepted, rejected, rolled_back FROM evolve.knowledge_patterns
 WHERE accepted + rejected + rolled_back > 0 ORDER BY kind, inferred_type;
@@ -112,3 +123,4 @@ SELECT evolve.schema_diagram('svg');
 \echo :LAST_ERROR_SQLSTATE
 DROP OWNED BY evolve_test_writer;
 DROP ROLE evolve_test_writer;
+DROP FUNCTION public.shout(text), public.broken(text);

@@ -85,6 +85,8 @@ extension_sql_file!(
     ]
 );
 
+extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
+
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();

@@ -7,4 +7,5 @@ mod common;
 mod cache;
 mod governance;
 mod ingest;
+mod reference;
 mod worker;

@@ -1,0 +1,52 @@
+-- Writes docs/reference.md from the catalog: every public function, table, view and GUC of
+-- pg_evolve with its COMMENT (scripts/reference.sh runs it; a test checks the file is current).
+\set QUIET on
+\pset format unaligned
+\pset tuples_only on
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_evolve CASCADE;
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE EXTENSION pg_evolve;
+SELECT E'# pg_evolve reference\n\n'
+    || E'Generated from the catalog by `scripts/reference.sh` (the descriptions are the objects'' `COMMENT`s);\n'
+    || E'`tests/reference.rs` fails when a public object is missing here or has no comment.\n'
+    || E'Objects whose name starts with `_` are internal.\n\n## Functions and procedures\n';
+SELECT format(E'### `evolve.%s(%s)`%s\n\n%s\n',
+              p.proname, pg_get_function_arguments(p.oid),
+              CASE WHEN p.prokind = 'p' THEN ' (procedure)' ELSE ' → `' || pg_get_function_result(p.oid) || '`' END,
+              coalesce(obj_description(p.oid, 'pg_proc'), '(undocumented)'))
+FROM pg_proc p
+WHERE p.pronamespace = 'evolve'::regnamespace AND p.proname !~ '^_'
+ORDER BY p.proname, pg_get_function_arguments(p.oid);
+SELECT E'## Tables\n';
+SELECT format(E'### `evolve.%s`\n\n%s\n\nColumns: %s.\n', c.relname,
+              coalesce(obj_description(c.oid, 'pg_class'), '(undocumented)'),
+              (SELECT string_agg(format('`%s` %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+               FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))
+FROM pg_class c
+WHERE c.relnamespace = 'evolve'::regnamespace AND c.relkind IN ('r', 'p', 'u') AND c.relname !~ '^_'
+ORDER BY c.relname;
+SELECT E'## Views\n';
+SELECT format(E'### `evolve.%s`\n\n%s\n\nColumns: %s.\n', c.relname,
+              coalesce(obj_description(c.oid, 'pg_class'), '(undocumented)'),
+              (SELECT string_agg(format('`%s` %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+               FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))
+FROM pg_class c
+WHERE c.relnamespace = 'evolve'::regnamespace AND c.relkind = 'v'
+ORDER BY c.relname;
+SELECT E'## Settings (GUCs)\n\n| name | default | context | description |\n|---|---|---|---|';
+SELECT format('| `%s` | %s | %s | %s%s |', name, coalesce(nullif(boot_val, ''), '(empty)') || coalesce(' ' || unit, ''),
+              context, short_desc, coalesce(' ' || nullif(extra_desc, ''), ''))
+FROM pg_settings WHERE name LIKE 'evolve.%' ORDER BY name;
+SELECT E'\n## Roles\n\n`evolve_admin` (created by the extension if missing): may approve, reject and roll back proposals.\n';
+SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
+    || E'| 22023 | malformed definition, patch, payload, change document or argument (the message names the JSON path) |\n'
+    || E'| 54000 | a document over its size or nesting limit |\n'
+    || E'| 42704 | unknown entity type (or no active schema), version, conflict, entity, job or proposal |\n'
+    || E'| 42P17 | a user extension contradicts the global schema |\n'
+    || E'| 55000 | an incompatible change (every reason in DETAIL); a type pending review; an alias; an illegal fragment transition; promoting an undeclared key; pg_cron missing; a proposal not pending (or, for a rollback, not implemented); search blocked during re-embedding |\n'
+    || E'| 53400 | a user''s quota is exhausted |\n'
+    || E'| 23514 | a direct write breaking a table''s CHECK constraint |\n'
+    || E'| 22000 | a schema conflict that could not be migrated, under `evolve.migration_strategy = ''reject''`; a query that cannot be embedded |\n'
+    || E'| 42883 / 42P13 | a user function (migration step, embedding, rationale) that does not exist / has the wrong signature |\n'
+    || E'| 42501 | a migration function the caller may not execute; reviewing proposals without membership in `evolve_admin` |';

@@ -103,6 +103,39 @@ fn known_keys(candidates: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String
     out
 }
 
+/// A sample of a scope's entity keys (first by key order, through the index), and per other
+/// type how many of them are also its keys: bounded index probes, whatever the table size.
+fn cooccurrence(entity_type: &str, user_id: Option<&str>) -> (usize, BTreeMap<String, usize>) {
+    let keys = text_rows(
+        "SELECT entity_key FROM evolve.entities WHERE entity_type = $1 AND user_id IS NOT DISTINCT FROM $2 \
+         ORDER BY entity_key LIMIT $3",
+        &[entity_type.into(), user_id.into(), (propose::COOCCURRENCE_SAMPLE as i64).into()],
+    );
+    if keys.is_empty() {
+        return (0, BTreeMap::new());
+    }
+    let shared = Spi::connect(|c| {
+        c.select(
+            "SELECT entity_type, count(DISTINCT entity_key) FROM evolve.entities \
+             WHERE entity_type = ANY (ARRAY(SELECT DISTINCT entity_type FROM evolve.entity_counts \
+                                            WHERE entity_count > 0 AND entity_type <> $1)) \
+               AND entity_key = ANY ($2) \
+             GROUP BY entity_type",
+            None,
+            &[entity_type.into(), keys.clone().into()],
+        )
+        .or_raise()
+        .map(|r| {
+            (
+                r.get::<String>(1).or_raise().unwrap_or_default(),
+                r.get::<i64>(2).or_raise().unwrap_or(0) as usize,
+            )
+        })
+        .collect()
+    });
+    (keys.len(), shared)
+}
+
 fn entity_count(entity_type: &str, user_id: Option<&str>) -> i64 {
     Spi::get_one_with_args::<i64>(
         "SELECT coalesce(sum(entity_count), 0)::bigint FROM evolve.entity_counts \
@@ -136,6 +169,9 @@ fn scope_drafts(entity_type: &str, user_id: Option<&str>) -> Vec<Draft> {
         min_presence: gucs::min_attribute_presence(),
     };
     let mut drafts = propose::key_drafts(&scope, &keys, &known_keys(&candidates));
+    let (sampled, shared) = cooccurrence(entity_type, user_id);
+    let related = propose::cooccurrence_drafts(&scope, sampled, &shared, &drafts);
+    drafts.extend(related);
     let indexes: BTreeSet<String> = text_rows(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'evolve' AND tablename = 'entities'",
         &[],

@@ -102,3 +102,12 @@ SELECT count(*) FILTER (WHERE snapshot <> jsonb_build_object('species', 'sparrow
 FROM evolve.entities WHERE entity_type = 'bird';
 SELECT count(*) AS canary_rows FROM public.canary;
 DROP TABLE public.canary;
+
+-- Types that co-occur: sensors and stations share their keys (the same sites seen twice).
+SELECT evolve.register_schema('{"entity_type": "station", "attributes": {"name": {"type": "string"}}}');
+SELECT evolve.register_schema('{"entity_type": "sensor", "attributes": {"model": {"type": "string"}}}');
+INSERT INTO evolve.inbox (entity_type, payload, entity_key)
+SELECT t, jsonb_build_object(CASE t WHEN 'station' THEN 'name' ELSE 'model' END, 'x' || i), 'ST' || i
+FROM generate_series(1, 10) i, unnest(ARRAY['station', 'sensor']) t;
+SELECT kind, name, priority, evidence->>'target' AS target, evidence->>'shared_keys' AS shared, rationale
+FROM evolve.propose_schema('sensor') WHERE kind = 'relationship';

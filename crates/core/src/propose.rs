@@ -10,6 +10,9 @@
 //!   keep mapping to it (the mapping is kept in the registry).
 //! - `relationship` instead of `attribute` when the key is a valid name and its values are
 //!   keys of entities of another type ([`references`]).
+//! - `relationship` also when two types co-occur: at least half of a sample of the scope's entity
+//!   keys ([`COOCCURRENCE_SAMPLE`]) are also keys of another type's entities (the same
+//!   real-world things seen as both types). The relationship is named after the other type.
 //! - `temporal`, in addition to `attribute`, when the key [`is_temporal`]: approving it declares
 //!   the attribute and creates its index (event tracking sorts and filters on time).
 //! - `index`: a declared relationship, or a declared `timestamp`/`date` attribute, without its
@@ -48,6 +51,9 @@ use crate::proposals::{
 };
 use crate::schema::{AttrType, Definition};
 use crate::similarity::similar_names;
+
+/// Entity keys of a type sampled to find the types it co-occurs with.
+pub const COOCCURRENCE_SAMPLE: usize = 100;
 
 /// Payloads of a rejected type looked at to infer its definition.
 pub const MAX_PAYLOAD_SAMPLES: usize = 200;
@@ -269,6 +275,69 @@ pub fn key_drafts(
             d.measure = ev.presence;
             out.push(d);
         }
+    }
+    out
+}
+
+/// Relationship drafts for the types a scope co-occurs with: `shared` counts, per other type,
+/// how many of the `sampled` entity keys of the scope are also its entity keys. Types already
+/// related to the scope, or proposed through a key in `drafted`, are skipped.
+pub fn cooccurrence_drafts(
+    scope: &Scope<'_>,
+    sampled: usize,
+    shared: &BTreeMap<String, usize>,
+    drafted: &[Draft],
+) -> Vec<Draft> {
+    let d = scope.definition;
+    let mut taken: BTreeSet<String> = d
+        .attributes
+        .keys()
+        .chain(d.relationships.keys())
+        .cloned()
+        .collect();
+    taken.extend(drafted.iter().map(|x| x.safe_name.clone()));
+    let mut out = Vec::new();
+    for (target, &n) in shared {
+        let share = if sampled == 0 {
+            0.0
+        } else {
+            n as f64 / sampled as f64
+        };
+        let related = d.relationships.values().any(|r| &r.target == target)
+            || drafted
+                .iter()
+                .any(|x| x.kind == "relationship" && x.evidence["target"] == json!(target));
+        if target == scope.entity_type || share < 0.5 || related {
+            continue;
+        }
+        let safe = unique_name(&column_name(target), &taken);
+        taken.insert(safe.clone());
+        let patch = json!({"relationships": {safe.clone(): {"target": target,
+            "description": format!("The {target} with the same key")}}});
+        let mut p = scope.draft(
+            "relationship",
+            target,
+            &safe,
+            if share >= 0.8 {
+                Priority::Medium
+            } else {
+                Priority::Low
+            },
+        );
+        p.title = format!(
+            "Relate {} to {target}: they share entity keys",
+            scope.entity_type
+        );
+        p.rationale = format!(
+            "{} of {sampled} sampled {} keys are also {target} keys: the two types describe the same things.",
+            n, scope.entity_type
+        );
+        p.impact = scope.entity_count;
+        p.sql_preview = patch_sql(scope.entity_type, scope.user_id, &patch);
+        p.action = json!({"op": "patch", "patch": patch, "field": safe, "key": safe});
+        p.evidence = json!({"target": target, "cooccurrence_share": share, "sampled_keys": sampled, "shared_keys": n});
+        p.measure = share;
+        out.push(p);
     }
     out
 }
@@ -692,6 +761,34 @@ mod tests {
             entity_type_draft("volcanoes", None, 2, &payloads, &["volcano".into()], 0.85).unwrap();
         assert_eq!(d.action["auto"], json!(false));
         assert!(entity_type_draft("bad name", None, 1, &payloads, &[], 0.85).is_none());
+    }
+
+    #[test]
+    fn cooccurring_types_are_related() {
+        let d = def(json!({"entity_type": "sensor"}));
+        let scope = Scope {
+            entity_type: "sensor",
+            user_id: None,
+            entity_count: 100,
+            definition: &d,
+            min_presence: 0.5,
+        };
+        let shared = BTreeMap::from([
+            ("station".to_string(), 90),
+            ("city".to_string(), 10),
+            ("sensor".to_string(), 100),
+        ]);
+        let drafts = cooccurrence_drafts(&scope, 100, &shared, &[]);
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(
+            (drafts[0].kind, drafts[0].name.as_str()),
+            ("relationship", "station")
+        );
+        assert_eq!(drafts[0].priority, Priority::Medium);
+        // Already related through a key: not proposed twice.
+        let mut keyed = drafts[0].clone();
+        keyed.evidence = json!({"target": "station"});
+        assert!(cooccurrence_drafts(&scope, 100, &shared, &[keyed]).is_empty());
     }
 
     #[test]

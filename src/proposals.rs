@@ -106,10 +106,25 @@ fn known_keys(candidates: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String
 /// A sample of a scope's entity keys (first by key order, through the index), and per other
 /// type how many of them are also its keys: bounded index probes, whatever the table size.
 fn cooccurrence(entity_type: &str, user_id: Option<&str>) -> (usize, BTreeMap<String, usize>) {
+    // `user_id IS NULL` / `= $2` (not IS NOT DISTINCT FROM) so that the scan is an ordered range
+    // of the (entity_type, user_id, entity_key) index that stops at the limit.
+    let sql = match user_id {
+        None => {
+            "SELECT entity_key FROM evolve.entities WHERE entity_type = $1 AND user_id IS NULL \
+                 AND $2::text IS NULL ORDER BY entity_key LIMIT $3"
+        }
+        Some(_) => {
+            "SELECT entity_key FROM evolve.entities WHERE entity_type = $1 AND user_id = $2 \
+                    ORDER BY entity_key LIMIT $3"
+        }
+    };
     let keys = text_rows(
-        "SELECT entity_key FROM evolve.entities WHERE entity_type = $1 AND user_id IS NOT DISTINCT FROM $2 \
-         ORDER BY entity_key LIMIT $3",
-        &[entity_type.into(), user_id.into(), (propose::COOCCURRENCE_SAMPLE as i64).into()],
+        sql,
+        &[
+            entity_type.into(),
+            user_id.into(),
+            (propose::COOCCURRENCE_SAMPLE as i64).into(),
+        ],
     );
     if keys.is_empty() {
         return (0, BTreeMap::new());

@@ -1,12 +1,6 @@
 -- Benchmark: re-embedding 100,000 entities with the built-in embedder, as the worker does it
 -- (CALL evolve.run_reembedding(): batches of evolve.embed_batch_size, one transaction each),
 -- vs a single bulk UPDATE ... SET embedding = evolve.embed(text) over the same entities.
-\set QUIET on
-\pset footer off
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION IF NOT EXISTS vector;
-CREATE EXTENSION pg_evolve;
-SET client_min_messages = warning;
 \o /dev/null
 SELECT evolve.register_schema('{"entity_type": "quake", "description": "A seismic event",
   "attributes": {"mag": {"type": "number", "description": "Magnitude"}, "place": {"type": "string"}}}');

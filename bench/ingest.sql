@@ -1,10 +1,4 @@
 -- Benchmarks of ingestion: aggregate triggers on COPY, and incremental snapshots.
-\set QUIET on
-\pset footer off
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION IF NOT EXISTS vector;
-CREATE EXTENSION pg_evolve;
-SET client_min_messages = warning;
 \o /dev/null
 SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {"mag": {"type": "number"}}}');
 -- 10,000 entities; 100,000 fragment rows (10 keys each) written to a file for COPY.

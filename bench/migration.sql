@@ -1,11 +1,5 @@
 -- Benchmark: ingesting 100,000 payloads written at v1 (two migration steps: rename, then cast +
 -- add) vs the same payloads already at v3. Same session, interleaved rounds, best of 3.
-\set QUIET on
-\pset footer off
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION IF NOT EXISTS vector;
-CREATE EXTENSION pg_evolve;
-SET client_min_messages = warning;
 \o /dev/null
 SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {"magnitude": {"type": "number"}, "place": {"type": "string"}}}');
 SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {"mag": {"type": "number", "aliases": ["magnitude"]}, "place": {"type": "string"}}}');

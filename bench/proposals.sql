@@ -1,11 +1,5 @@
 -- Benchmark: propose_schema() over 10,000 vs 1,000,000 fragments with the same 20 keys. Its
 -- cost should follow distinct keys (aggregate rows), not fragment rows.
-\set QUIET on
-\pset footer off
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION IF NOT EXISTS vector;
-CREATE EXTENSION pg_evolve;
-SET client_min_messages = warning;
 \o /dev/null
 SELECT evolve.register_schema(format('{"entity_type": "%s", "attributes": {"mag": {"type": "number"}}}', t)::jsonb)
 FROM unnest(ARRAY['small', 'large']) t;

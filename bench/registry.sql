@@ -1,11 +1,5 @@
 -- Benchmark: active_schema served from the backend-local cache vs read from the registry.
 -- Same session, same lookups, interleaved rounds; the best round of each variant is compared.
-\set QUIET on
-\pset footer off
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION IF NOT EXISTS vector;
-CREATE EXTENSION pg_evolve;
-SET client_min_messages = warning;
 \o /dev/null
 SELECT evolve.register_schema($${
   "entity_type": "earthquake", "description": "A seismic event reported by the USGS feed",

@@ -14,5 +14,5 @@ bash "$ROOT/scripts/cluster.sh" start
 trap 'bash "$ROOT/scripts/cluster.sh" stop' EXIT
 for f in "$ROOT"/bench/*.sql; do
     step "bench/$(basename "$f")"
-    bash "$ROOT/scripts/cluster.sh" psql -X -v ON_ERROR_STOP=1 -f - <"$f"
+    cat "$ROOT/bench/fresh.psql" "$f" | bash "$ROOT/scripts/cluster.sh" psql -X -v ON_ERROR_STOP=1 -f -
 done

@@ -18,20 +18,20 @@ SELECT format(E'### `evolve.%s(%s)`%s\n\n%s\n',
 FROM pg_proc p
 WHERE p.pronamespace = 'evolve'::regnamespace AND p.proname !~ '^_'
 ORDER BY p.proname, pg_get_function_arguments(p.oid);
+-- One section per relation: its comment and its columns.
+CREATE FUNCTION pg_temp.relation_doc(rel oid) RETURNS text LANGUAGE sql AS $$
+    SELECT format(E'### `evolve.%s`\n\n%s\n\nColumns: %s.\n', c.relname,
+                  coalesce(obj_description(c.oid, 'pg_class'), '(undocumented)'),
+                  (SELECT string_agg(format('`%s` %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+                   FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))
+    FROM pg_class c WHERE c.oid = rel
+$$;
 SELECT E'## Tables\n';
-SELECT format(E'### `evolve.%s`\n\n%s\n\nColumns: %s.\n', c.relname,
-              coalesce(obj_description(c.oid, 'pg_class'), '(undocumented)'),
-              (SELECT string_agg(format('`%s` %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
-               FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))
-FROM pg_class c
+SELECT pg_temp.relation_doc(c.oid) FROM pg_class c
 WHERE c.relnamespace = 'evolve'::regnamespace AND c.relkind IN ('r', 'p', 'u') AND c.relname !~ '^_'
 ORDER BY c.relname;
 SELECT E'## Views\n';
-SELECT format(E'### `evolve.%s`\n\n%s\n\nColumns: %s.\n', c.relname,
-              coalesce(obj_description(c.oid, 'pg_class'), '(undocumented)'),
-              (SELECT string_agg(format('`%s` %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
-               FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))
-FROM pg_class c
+SELECT pg_temp.relation_doc(c.oid) FROM pg_class c
 WHERE c.relnamespace = 'evolve'::regnamespace AND c.relkind = 'v'
 ORDER BY c.relname;
 SELECT E'## Settings (GUCs)\n\n| name | default | context | description |\n|---|---|---|---|';

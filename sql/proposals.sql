@@ -139,15 +139,18 @@ $$;
 COMMENT ON FUNCTION evolve.propose_schema(text, text) IS
     'Detects schema changes from the fragment aggregates, the registry and the inbox rejects (never a scan of all fragments), records them by fingerprint, and returns the pending ones in scope. NULL user_id: the global scope.';
 
+-- The review functions return their history row. The row is read by a function of its own,
+-- called after the review, so that it sees what the review just wrote.
+CREATE FUNCTION evolve._history_row(history_id bigint) RETURNS evolve.schema_evolution_history
+LANGUAGE sql VOLATILE AS $$
+    SELECT h FROM evolve.schema_evolution_history h WHERE h.id = history_id
+$$;
+
 CREATE FUNCTION evolve.approve_proposal(id bigint, reviewer text DEFAULT current_user, notes text DEFAULT NULL)
 RETURNS evolve.schema_evolution_history
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    history_id bigint := evolve._approve_proposal($1, $2, $3);
-    h evolve.schema_evolution_history;
 BEGIN
-    SELECT * INTO h FROM evolve.schema_evolution_history WHERE schema_evolution_history.id = history_id;
-    RETURN h;
+    RETURN evolve._history_row(evolve._approve_proposal($1, $2, $3));
 END
 $$;
 COMMENT ON FUNCTION evolve.approve_proposal(bigint, text, text) IS
@@ -156,12 +159,8 @@ COMMENT ON FUNCTION evolve.approve_proposal(bigint, text, text) IS
 CREATE FUNCTION evolve.reject_proposal(id bigint, reviewer text DEFAULT current_user, notes text DEFAULT NULL)
 RETURNS evolve.schema_evolution_history
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    history_id bigint := evolve._reject_proposal($1, $2, $3);
-    h evolve.schema_evolution_history;
 BEGIN
-    SELECT * INTO h FROM evolve.schema_evolution_history WHERE schema_evolution_history.id = history_id;
-    RETURN h;
+    RETURN evolve._history_row(evolve._reject_proposal($1, $2, $3));
 END
 $$;
 COMMENT ON FUNCTION evolve.reject_proposal(bigint, text, text) IS
@@ -170,12 +169,8 @@ COMMENT ON FUNCTION evolve.reject_proposal(bigint, text, text) IS
 CREATE FUNCTION evolve.rollback_proposal(id bigint)
 RETURNS evolve.schema_evolution_history
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    history_id bigint := evolve._rollback_proposal($1);
-    h evolve.schema_evolution_history;
 BEGIN
-    SELECT * INTO h FROM evolve.schema_evolution_history WHERE schema_evolution_history.id = history_id;
-    RETURN h;
+    RETURN evolve._history_row(evolve._rollback_proposal($1));
 END
 $$;
 COMMENT ON FUNCTION evolve.rollback_proposal(bigint) IS

@@ -162,7 +162,12 @@ fn entity_count(entity_type: &str, user_id: Option<&str>) -> i64 {
 }
 
 /// Drafts for one scope: its undeclared keys, missing indexes and projection table.
-fn scope_drafts(entity_type: &str, user_id: Option<&str>) -> Vec<Draft> {
+/// `indexes`: the names of the indexes on `evolve.entities`.
+fn scope_drafts(
+    entity_type: &str,
+    user_id: Option<&str>,
+    indexes: &BTreeSet<String>,
+) -> Vec<Draft> {
     let Some((definition, _, _)) = effective_definition(entity_type, user_id) else {
         return Vec::new();
     };
@@ -187,13 +192,7 @@ fn scope_drafts(entity_type: &str, user_id: Option<&str>) -> Vec<Draft> {
     let (sampled, shared) = cooccurrence(entity_type, user_id);
     let related = propose::cooccurrence_drafts(&scope, sampled, &shared, &drafts);
     drafts.extend(related);
-    let indexes: BTreeSet<String> = text_rows(
-        "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'evolve' AND tablename = 'entities'",
-        &[],
-    )
-    .into_iter()
-    .collect();
-    drafts.extend(propose::index_drafts(&scope, &indexes));
+    drafts.extend(propose::index_drafts(&scope, indexes));
     let table = projection_table_name(entity_type);
     let exists = Spi::get_one_with_args::<bool>(
         "SELECT to_regclass(format('%I.%I', 'evolve', $1::text)) IS NOT NULL",
@@ -417,9 +416,15 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
          ORDER BY entity_type",
         &[entity_type.into(), user_id.into()],
     );
+    let indexes: BTreeSet<String> = text_rows(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'evolve' AND tablename = 'entities'",
+        &[],
+    )
+    .into_iter()
+    .collect();
     let mut drafts: Vec<Draft> = Vec::new();
     for t in &scopes {
-        drafts.extend(scope_drafts(t, user_id));
+        drafts.extend(scope_drafts(t, user_id, &indexes));
     }
     drafts.extend(entity_type_drafts(entity_type, user_id));
     if user_id.is_none() {
@@ -440,24 +445,20 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
     }
     // Pending proposals of these scopes the evidence no longer supports (their key was
     // declared another way, their index created…) are closed.
-    let closed: Vec<i64> = Spi::connect_mut(|c| {
-        c.update(
-            "UPDATE evolve.schema_proposals SET status = 'rejected', rejected_measure = measure, \
+    // One statement closes them and writes their history rows.
+    Spi::run_with_args(
+        "WITH closed AS ( \
+             UPDATE evolve.schema_proposals SET status = 'rejected', rejected_measure = measure, \
                  review_notes = 'superseded: no longer supported by the evidence', reviewed_by = 'pg_evolve', \
                  reviewed_at = now(), updated_at = now() \
              WHERE status = 'pending' AND user_id IS NOT DISTINCT FROM $2 AND entity_type = ANY ($1) \
                AND kind IN ('attribute', 'temporal', 'relationship', 'index', 'table') AND NOT id = ANY ($3) \
-             RETURNING id",
-            None,
-            &[scopes.clone().into(), user_id.into(), ids.clone().into()],
-        )
-        .or_raise()
-        .filter_map(|r| r.get::<i64>(1).or_raise())
-        .collect()
-    });
-    for id in closed {
-        history(id, "supersede", None, None, true, None, json!({}));
-    }
+             RETURNING id) \
+         INSERT INTO evolve.schema_evolution_history (proposal_id, action, success) \
+         SELECT id, 'supersede', true FROM closed ORDER BY id",
+        &[scopes.clone().into(), user_id.into(), ids.clone().into()],
+    )
+    .or_raise();
     ids
 }
 
@@ -466,14 +467,14 @@ struct Proposal {
     entity_type: String,
     user_id: Option<String>,
     name: String,
-    status: String,
     action: Value,
     measure: f64,
 }
 
-fn load(id: i64) -> Proposal {
+/// Locks a proposal and checks it is in status `want` (else 55000; 42704 when it does not exist).
+fn load(id: i64, want: &str) -> Proposal {
     writable_transaction();
-    Spi::connect_mut(|c| {
+    let (p, status) = Spi::connect_mut(|c| {
         c.update(
             "SELECT entity_type, user_id, name, status, action, measure \
              FROM evolve.schema_proposals WHERE id = $1 FOR UPDATE",
@@ -482,18 +483,20 @@ fn load(id: i64) -> Proposal {
         )
         .or_raise()
         .next()
-        .map(|r| Proposal {
-            id,
-            entity_type: r.get::<String>(1).or_raise().unwrap_or_default(),
-            user_id: r.get::<String>(2).or_raise(),
-            name: r.get::<String>(3).or_raise().unwrap_or_default(),
-            status: r.get::<String>(4).or_raise().unwrap_or_default(),
-            action: r
-                .get::<JsonB>(5)
-                .or_raise()
-                .map(|j| j.0)
-                .unwrap_or_default(),
-            measure: r.get::<f64>(6).or_raise().unwrap_or(0.0),
+        .map(|r| {
+            let p = Proposal {
+                id,
+                entity_type: r.get::<String>(1).or_raise().unwrap_or_default(),
+                user_id: r.get::<String>(2).or_raise(),
+                name: r.get::<String>(3).or_raise().unwrap_or_default(),
+                action: r
+                    .get::<JsonB>(5)
+                    .or_raise()
+                    .map(|j| j.0)
+                    .unwrap_or_default(),
+                measure: r.get::<f64>(6).or_raise().unwrap_or(0.0),
+            };
+            (p, r.get::<String>(4).or_raise().unwrap_or_default())
         })
     })
     .unwrap_or_else(|| {
@@ -503,7 +506,16 @@ fn load(id: i64) -> Proposal {
             None,
             Some("See evolve.schema_proposals or run evolve.propose_schema().".into()),
         )
-    })
+    });
+    if status != want {
+        raise(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!("proposal {id} is {status}, not {want}"),
+            None,
+            Some("Only pending proposals can be approved or rejected, and only implemented ones rolled back; evolve.propose_schema() refreshes them.".into()),
+        );
+    }
+    p
 }
 
 fn history(
@@ -692,15 +704,7 @@ fn apply(p: &Proposal) -> Applied {
 /// Applies (approve, auto_approve) a pending proposal in a subtransaction and records the
 /// outcome; returns the history row's id.
 fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str) -> i64 {
-    let p = load(id);
-    if p.status != "pending" {
-        raise(
-            SqlState::ObjectNotInPrerequisiteState,
-            format!("proposal {id} is {}, not pending", p.status),
-            None,
-            Some("Only pending proposals can be approved; run evolve.propose_schema() to refresh them.".into()),
-        );
-    }
+    let p = load(id, "pending");
     match in_subtransaction(AssertUnwindSafe(|| apply(&p))) {
         Ok(applied) => {
             Spi::run_with_args(
@@ -744,15 +748,7 @@ fn approve_proposal(id: i64, reviewer: Option<String>, notes: Option<String>) ->
 #[pg_extern(volatile, parallel_unsafe, name = "_reject_proposal")]
 fn reject_proposal(id: i64, reviewer: Option<String>, notes: Option<String>) -> i64 {
     require_admin("reject");
-    let p = load(id);
-    if p.status != "pending" {
-        raise(
-            SqlState::ObjectNotInPrerequisiteState,
-            format!("proposal {id} is {}, not pending", p.status),
-            None,
-            None,
-        );
-    }
+    let p = load(id, "pending");
     Spi::run_with_args(
         "UPDATE evolve.schema_proposals SET status = 'rejected', rejected_measure = measure, reviewed_by = $2, \
              reviewed_at = now(), review_notes = $3, updated_at = now() WHERE id = $1",
@@ -774,15 +770,7 @@ fn reject_proposal(id: i64, reviewer: Option<String>, notes: Option<String>) -> 
 #[pg_extern(volatile, parallel_unsafe, name = "_rollback_proposal")]
 fn rollback_proposal(id: i64) -> i64 {
     require_admin("roll back");
-    let p = load(id);
-    if p.status != "implemented" {
-        raise(
-            SqlState::ObjectNotInPrerequisiteState,
-            format!("proposal {id} is {}, not implemented", p.status),
-            None,
-            None,
-        );
-    }
+    let p = load(id, "implemented");
     let approval: (String, Value) = Spi::connect(|c| {
         c.select(
             "SELECT rollback_sql, details FROM evolve.schema_evolution_history \

@@ -4,11 +4,7 @@ CREATE EXTENSION IF NOT EXISTS vector;
 DROP EXTENSION IF EXISTS pg_evolve CASCADE;
 CREATE EXTENSION pg_evolve;
 
-CREATE TEMP TABLE feed_lines (n bigint GENERATED ALWAYS AS IDENTITY, line text);
-\copy feed_lines (line) FROM 'usgs-earthquakes-week.geojson' WITH (FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02')
-CREATE TEMP TABLE feed AS
-SELECT f->>'id' AS id, f->'properties' || jsonb_build_object('depth', f->'geometry'->'coordinates'->2) AS payload
-FROM (SELECT string_agg(line, E'\n' ORDER BY n)::jsonb AS doc FROM feed_lines) d, jsonb_array_elements(d.doc->'features') f;
+\i sql/usgs_feed.psql
 SELECT count(*) AS features FROM feed;
 
 -- An initial schema with a handful of attributes; everything else in the feed is undeclared.

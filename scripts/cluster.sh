@@ -7,12 +7,14 @@
 #   scripts/cluster.sh env              # prints PGHOST/PGPORT exports
 set -euo pipefail
 
-BIN=/usr/lib/postgresql/15/bin
+BIN=${PG_EVOLVE_BIN:-/usr/lib/postgresql/15/bin}
 DIR=${PG_EVOLVE_CLUSTER:-/tmp/pg_evolve_cluster}
 PORT=${PG_EVOLVE_PORT:-28815}
 DB=${PG_EVOLVE_DB:-evolve_demo}
 # The database the re-embedding worker serves; empty: no worker.
 WORKER_DB=${PG_EVOLVE_WORKER_DB-$DB}
+# Extra postgresql.conf lines for a new cluster (scripts/cassert.sh sets debug_discard_caches).
+EXTRA_CONF=${PG_EVOLVE_EXTRA_CONF:-}
 
 as_pg() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
@@ -33,6 +35,7 @@ evolve.worker_database = '$WORKER_DB'
 max_worker_processes = 16
 fsync = off
 log_min_messages = warning
+$EXTRA_CONF
 CONF
     fi
     if ! as_pg "$BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then

@@ -4,7 +4,10 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-export PG_EVOLVE_CLUSTER=/tmp/pg_evolve_regress PG_EVOLVE_PORT=28816 PG_EVOLVE_DB=postgres
+export PG_EVOLVE_CLUSTER=${PG_EVOLVE_CLUSTER:-/tmp/pg_evolve_regress} PG_EVOLVE_PORT=${PG_EVOLVE_PORT:-28816}
+export PG_EVOLVE_DB=postgres
+PG_CONFIG=${PG_EVOLVE_PG_CONFIG:-$PG_CONFIG}
+BIN=$("$PG_CONFIG" --bindir)
 bash "$ROOT/scripts/cluster.sh" stop
 rm -rf "$PG_EVOLVE_CLUSTER"
 bash "$ROOT/scripts/cluster.sh" start
@@ -18,7 +21,7 @@ tests=$(cd "$ROOT/pg_test/sql" && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort
 PGXS=$("$PG_CONFIG" --pkglibdir)/pgxs
 status=0
 (cd "$OUT" && runuser -u postgres -- "$PGXS/src/test/regress/pg_regress" \
-    --bindir=/usr/lib/postgresql/15/bin --host="$PG_EVOLVE_CLUSTER" --port="$PG_EVOLVE_PORT" \
+    --bindir="$BIN" --host="$PG_EVOLVE_CLUSTER" --port="$PG_EVOLVE_PORT" \
     --user=postgres --dbname=evolve_regress --inputdir=. --outputdir=. $tests) || status=$?
 if [ $status -ne 0 ]; then
     cat "$OUT/regression.diffs" 2>/dev/null | head -200

@@ -15,6 +15,7 @@ DB=${PG_EVOLVE_DB:-evolve_demo}
 WORKER_DB=${PG_EVOLVE_WORKER_DB-$DB}
 # Extra postgresql.conf lines for a new cluster (scripts/cassert.sh sets debug_discard_caches).
 EXTRA_CONF=${PG_EVOLVE_EXTRA_CONF:-}
+PRELOAD=${PG_EVOLVE_PRELOAD:-pg_evolve,pg_cron}
 
 as_pg() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
@@ -29,7 +30,7 @@ start() {
 port = $PORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$DIR'
-shared_preload_libraries = 'pg_evolve,pg_cron'
+shared_preload_libraries = '$PRELOAD'
 cron.database_name = '$DB'
 evolve.worker_database = '$WORKER_DB'
 max_worker_processes = 16

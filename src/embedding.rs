@@ -130,6 +130,7 @@ fn analyze_impact(
 /// latest job), all in the caller's transaction. Returns the job id.
 #[pg_extern(volatile, parallel_unsafe)]
 fn apply_change(change: JsonB) -> i64 {
+    crate::access::require_admin("apply a schema change");
     let c = parse_change(&change.0);
     let (affected, priority) = impact::impact(&c);
     let types = c.entity_types();
@@ -470,6 +471,7 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
 /// Returns the number of entities taken (0: nothing to do).
 #[pg_extern(volatile, parallel_unsafe, name = "_reembed_batch")]
 pub fn reembed_batch() -> i32 {
+    crate::access::require_admin("run re-embedding");
     crate::registry::writable_transaction();
     let limit = gucs::embed_batch_size();
     let mut items = match PICK_CURSOR.get() {
@@ -607,7 +609,7 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
             crate::plans::execute(
                 client,
                 "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
-                 SELECT u.id, ($2)[(u.o - 1) * $6 + 1 : u.o * $6]::vector, u.ver, u.h, u.j \
+                 SELECT u.id, ($2)[(u.o - 1) * $6 + 1 : u.o * $6], u.ver, u.h, u.j \
                  FROM unnest($1, $3, $4, $5) WITH ORDINALITY AS u(id, ver, h, j, o) ORDER BY u.id \
                  ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
                      schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
@@ -694,6 +696,7 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
 /// Queues a job's parked entities again (attempts reset). Returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
 fn retry_failed(job_id: i64) -> i64 {
+    crate::access::require_admin("retry failed embeddings");
     Spi::connect_mut(|client| {
         let n = client
             .update(
@@ -716,6 +719,28 @@ fn retry_failed(job_id: i64) -> i64 {
                 .or_raise();
         }
         n
+    })
+}
+
+thread_local! {
+    static VECTOR_SCHEMA: std::cell::OnceCell<String> = const { std::cell::OnceCell::new() };
+}
+
+/// The schema of the vector extension's type, quoted; resolved once per backend. Queries name
+/// its type and operator through it, so they never depend on the caller's search_path.
+fn vector_schema() -> String {
+    VECTOR_SCHEMA.with(|s| {
+        s.get_or_init(|| {
+            Spi::get_one::<String>(
+                "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+                 WHERE a.attrelid = 'evolve.entity_embeddings'::pg_catalog.regclass AND a.attname = 'embedding'",
+            )
+            .or_raise()
+            .unwrap_or_else(|| "public".into())
+        })
+        .clone()
     })
 }
 
@@ -773,12 +798,16 @@ fn semantic_search(
             None,
         ),
     };
+    let v = vector_schema();
+    let sql = format!(
+        "SELECT e.entity_id, e.entity_key, (x.embedding OPERATOR({v}.<=>) $1::{v}.vector)::float8, e.snapshot \
+         FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
+         WHERE e.entity_type = $2 ORDER BY x.embedding OPERATOR({v}.<=>) $1::{v}.vector LIMIT $3"
+    );
     let rows: Vec<(i64, String, f64, JsonB)> = Spi::connect(|client| {
         client
             .select(
-                "SELECT e.entity_id, e.entity_key, (x.embedding <=> $1::vector)::float8, e.snapshot \
-                 FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
-                 WHERE e.entity_type = $2 ORDER BY x.embedding <=> $1::vector LIMIT $3",
+                &sql,
                 None,
                 &[q.into(), entity_type.into(), (k as i64).into()],
             )

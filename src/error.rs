@@ -75,6 +75,21 @@ impl<T> OrRaise<T> for Result<T, pgrx::spi::Error> {
     }
 }
 
+/// A single-value query that may find no row: no row is `None`, other SPI failures raise.
+pub trait OrNone<T> {
+    fn or_none(self) -> Option<T>;
+}
+
+impl<T> OrNone<T> for Result<Option<T>, pgrx::spi::Error> {
+    #[track_caller]
+    fn or_none(self) -> Option<T> {
+        match self {
+            Err(pgrx::spi::Error::InvalidPosition) => None,
+            other => other.or_raise(),
+        }
+    }
+}
+
 /// The five-character SQLSTATE of a caught error.
 pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
     let packed = code as isize as u32;

@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
 
+use crate::access;
 use crate::error::{raise, OrRaise};
 use crate::gucs;
 use crate::ingest;
@@ -81,6 +82,7 @@ fn field_confidence(
     fragment_key: &str,
     user_id: default!(Option<String>, "NULL"),
 ) -> Option<f64> {
+    access::require_read(user_id.as_deref());
     let row = Spi::connect(|client| {
         let rows = client
             .select(
@@ -115,6 +117,7 @@ fn promote_fragments(
 ) -> i64 {
     check_entity_type(entity_type);
     check_user_id(user_id.as_deref());
+    access::require_schema_owner(user_id.as_deref(), "promote fragments of");
     let declared = crate::registry::effective_definition(entity_type, user_id.as_deref())
         .map(|(def, _, _)| {
             def.attributes.contains_key(fragment_key)
@@ -210,6 +213,7 @@ pub fn promote(
 /// concurrent runs never wait on each other. Returns the number deleted.
 #[pg_extern(volatile, parallel_unsafe)]
 fn cleanup_expired_fragments(batch_size: default!(i32, 10000)) -> i64 {
+    access::require_admin("clean up fragments");
     if batch_size <= 0 {
         raise(
             SqlState::InvalidParameterValue,
@@ -240,6 +244,7 @@ fn archive_stale_fragments(
     inactive_for: default!(pgrx::datum::Interval, "'90 days'"),
     min_frequency: default!(i32, 3),
 ) -> i64 {
+    access::require_admin("archive fragments");
     Spi::connect_mut(|client| {
         client
             .update(

@@ -10,6 +10,7 @@ use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use serde_json::Value;
 
+use crate::access;
 use crate::error::{raise, OrRaise};
 use crate::gucs;
 use crate::jsonb::RawJsonb;
@@ -235,6 +236,7 @@ pub fn detect_attribute_conflicts(
 /// _TRANSITIVE forms. Applies to the global schema and every user's extension of it.
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_compatibility(entity_type: &str, mode: &str) -> String {
+    access::require_admin("set a compatibility mode");
     check_entity_type(entity_type);
     let Some(m) = CompatMode::parse(mode) else {
         raise(
@@ -274,6 +276,7 @@ fn check_compatibility(
 ) -> TableIterator<'static, (name!(compatible, bool), name!(reasons, Vec<String>))> {
     let user_id = user_id.as_deref();
     check_user_id(user_id);
+    access::require_read(user_id);
     let def = crate::registry::parse_document(&definition.0);
     let reasons = Spi::connect(
         |client| match read_head(client, &def.entity_type, user_id, "") {
@@ -287,6 +290,7 @@ fn check_compatibility(
 /// Sets a user's limits. Refuses limits below what the user already uses.
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_quota(user_id: &str, max_schemas: i32, max_fields: i32) {
+    access::require_admin("set a quota");
     check_user_id(Some(user_id));
     if max_schemas < 0 || max_fields < 0 {
         raise(
@@ -342,6 +346,7 @@ fn set_quota(user_id: &str, max_schemas: i32, max_fields: i32) {
 /// existing attribute's aliases in a new version). Returns the conflict's new status.
 #[pg_extern(volatile, parallel_unsafe)]
 fn resolve_conflict(id: i64, action: &str) -> String {
+    access::require_admin("resolve a conflict");
     let status = match action {
         "keep" => "kept",
         "merge" => "merged",
@@ -490,6 +495,7 @@ fn schema_at(
     user_id: default!(Option<String>, "NULL"),
 ) -> Option<RawJsonb> {
     let user_id = user_id.as_deref();
+    access::require_read(user_id);
     let rows: Vec<(Option<String>, Value, i32)> = Spi::connect(|client| {
         client
             .select(
@@ -549,6 +555,7 @@ fn schema_diff(
     user_id: default!(Option<String>, "NULL"),
 ) -> JsonB {
     let user_id = user_id.as_deref();
+    access::require_read(user_id);
     Spi::connect(|client| {
         let from = version_definition(client, entity_type, user_id, from_version);
         let to = version_definition(client, entity_type, user_id, to_version);

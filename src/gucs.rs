@@ -50,6 +50,7 @@ static WORKER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 static MIN_ATTRIBUTE_PRESENCE: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 static PROMOTION_MIN_USERS: GucSetting<i32> = GucSetting::<i32>::new(10);
 static RATIONALE_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static CURRENT_USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
     GucRegistry::define_bool_guc(
@@ -171,7 +172,7 @@ pub fn init() {
         c"A SQL function (text → vector) used instead of the built-in embedder.",
         c"Empty: the built-in feature-hashing embedder. Changing it changes every content hash, so the next job re-embeds everything it touches; apply an embedding_function_changed change to re-embed all.",
         &EMBEDDING_FUNCTION,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_float_guc(
@@ -199,6 +200,14 @@ pub fn init() {
         c"A SQL function (text → text) writing a proposal's rationale from its built-in one.",
         c"Empty: the built-in deterministic rationale. The function gets the built-in rationale and the evidence as text; if it fails, the built-in rationale is kept.",
         &RATIONALE_FUNCTION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"evolve.current_user_id",
+        c"The tenant of this session: the user whose schemas, fragments, proposals and entities it may see and write.",
+        c"Set by the application after it authenticates its user (SET LOCAL per transaction with a pooler). Empty: global rows only. Row-level security and every function enforce it for roles outside evolve_admin.",
+        &CURRENT_USER_ID,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -232,6 +241,13 @@ pub fn similarity_threshold() -> f64 {
 
 pub fn promoted_fragment_retention_secs() -> i64 {
     PROMOTED_FRAGMENT_RETENTION.get() as i64
+}
+
+pub fn current_user_id() -> Option<String> {
+    CURRENT_USER_ID
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
 }
 
 pub fn worker_database() -> Option<String> {

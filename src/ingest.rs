@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use crate::error::{raise, OrRaise};
+use crate::error::{raise, OrNone, OrRaise};
 use crate::gucs::{self, MigrationStrategy};
 use crate::migration;
 use crate::registry::effective_definition;
@@ -674,6 +674,7 @@ fn ingest(
     entity_key: default!(Option<String>, "NULL"),
     schema_version: default!(Option<i32>, "NULL"),
 ) -> i64 {
+    crate::access::require_write(user_id.as_deref(), "ingest");
     let input = Input {
         entity_type: Some(entity_type.to_string()),
         payload: Some(payload.0),
@@ -774,7 +775,7 @@ fn entity(entity_id: i64) -> Option<JsonB> {
         "SELECT snapshot FROM evolve.entities WHERE entity_id = $1",
         &[entity_id.into()],
     )
-    .or_raise()
+    .or_none()
 }
 
 /// Recomputes an entity's snapshot from all its observations and returns it.
@@ -796,7 +797,11 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
                 )
             })
             .collect();
-        let Some((t, u)) = st.into_iter().next() else {
+        let Some((t, u)) = st
+            .into_iter()
+            .next()
+            .filter(|(_, u)| crate::access::may_write(u.as_deref()))
+        else {
             raise(
                 SqlState::UndefinedObject,
                 format!("entity {entity_id} does not exist"),

@@ -5,6 +5,7 @@
 
 use pgrx::prelude::*;
 
+mod access;
 mod cache;
 mod embedding;
 mod error;
@@ -85,6 +86,44 @@ extension_sql_file!(
     ]
 );
 
+// 0.2.0's privileges and tenant isolation. The upgrade script from 0.1.0 is also the end of a
+// fresh install, so an upgraded database and a new one cannot differ. It needs every routine
+// it grants on or alters.
+extension_sql_file!(
+    "../sql/pg_evolve--0.1.0--0.2.0.sql",
+    name = "v0_2_0",
+    requires = [
+        "proposals",
+        registry::register_schema,
+        registry::update_schema_incremental,
+        registry::activate_schema,
+        registry::deactivate_schema,
+        registry::active_schema,
+        governance::schema_at,
+        governance::schema_diff,
+        governance::check_compatibility,
+        governance::set_quota,
+        governance::set_compatibility,
+        governance::resolve_conflict,
+        proposals::schema_diagram,
+        fragments::field_confidence,
+        fragments::promote_fragments,
+        fragments::archive_stale_fragments,
+        fragments::cleanup_expired_fragments,
+        migration::migrate_payload,
+        migration::register_migration,
+        ingest::ingest,
+        ingest::entity,
+        ingest::refresh_snapshot,
+        embedding::enriched_text,
+        embedding::semantic_search,
+        embedding::analyze_impact,
+        embedding::apply_change,
+        embedding::retry_failed,
+        cache::cache_stats,
+        maintenance::schedule_maintenance
+    ]
+);
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]

@@ -38,6 +38,7 @@ fn schedule_maintenance() -> TableIterator<
         name!(jobid, i64),
     ),
 > {
+    crate::access::require_admin("schedule maintenance");
     let has_cron = Spi::get_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')",
     )

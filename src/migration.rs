@@ -17,7 +17,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
 
-use crate::error::{in_subtransaction, raise, OrRaise};
+use crate::error::{in_subtransaction, raise, OrNone, OrRaise};
 use crate::registry::check_entity_type;
 
 /// Why a payload could not be migrated. (Built only on the failure path, so its size is moot.)
@@ -210,10 +210,14 @@ fn check_function(name: &str) {
     let row = Spi::connect(|c| {
         let rows = c
             .select(
-                "SELECT p.prorettype = 'jsonb'::regtype, has_function_privilege(p.oid, 'EXECUTE') \
-                 FROM pg_proc p WHERE p.oid = to_regprocedure($1)",
+                "SELECT p.prorettype = 'jsonb'::pg_catalog.regtype, \
+                        pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE') \
+                 FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure($1)",
                 Some(1),
-                &[format!("{name}(jsonb)").as_str().into()],
+                &[
+                    format!("{name}(jsonb)").as_str().into(),
+                    crate::access::caller().into(),
+                ],
             )
             .or_raise();
         if rows.is_empty() {
@@ -262,7 +266,7 @@ fn current_global_version(entity_type: &str) -> Option<i32> {
         "SELECT current_version FROM evolve.schemas WHERE entity_type = $1 AND user_id IS NULL AND current_version > 0",
         &[entity_type.into()],
     )
-    .or_raise()
+    .or_none()
 }
 
 /// Registers (or replaces) the steps migrating payloads of `from_version` to `to_version`.
@@ -270,6 +274,7 @@ fn current_global_version(entity_type: &str) -> Option<i32> {
 /// caller may execute). Returns the number of steps.
 #[pg_extern(volatile, parallel_unsafe)]
 fn register_migration(entity_type: &str, from_version: i32, to_version: i32, steps: JsonB) -> i32 {
+    crate::access::require_admin("register a migration");
     check_entity_type(entity_type);
     for v in [from_version, to_version] {
         if !global_version_exists(entity_type, v) {

@@ -23,21 +23,6 @@ use crate::registry::{
     check_entity_type, check_user_id, effective_definition, writable_transaction,
 };
 
-/// Raises 42501 unless the current role is a member of `evolve_admin`.
-fn require_admin(what: &str) {
-    let member = Spi::get_one::<bool>("SELECT pg_has_role(current_user, 'evolve_admin', 'MEMBER')")
-        .or_raise()
-        .unwrap_or(false);
-    if !member {
-        raise(
-            SqlState::InsufficientPrivilege,
-            format!("permission denied to {what} a proposal"),
-            Some("Reviewing proposals is reserved to members of evolve_admin.".into()),
-            Some("GRANT evolve_admin TO the reviewing role.".into()),
-        );
-    }
-}
-
 fn text_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<String> {
     Spi::connect(|c| {
         c.select(sql, None, args)
@@ -404,6 +389,7 @@ fn store(draft: &Draft) -> Option<i64> {
 fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i64> {
     let (entity_type, user_id) = (entity_type.as_deref(), user_id.as_deref());
     check_user_id(user_id);
+    crate::access::require_write(user_id, "propose schema changes");
     if let Some(t) = entity_type {
         check_entity_type(t);
     }
@@ -740,14 +726,14 @@ fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str) -> i64 {
 
 #[pg_extern(volatile, parallel_unsafe, name = "_approve_proposal")]
 fn approve_proposal(id: i64, reviewer: Option<String>, notes: Option<String>) -> i64 {
-    require_admin("approve");
+    crate::access::require_admin("approve a proposal");
     let reviewer = reviewer.unwrap_or_else(|| "unknown".into());
     review(id, &reviewer, notes.as_deref(), "approve")
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "_reject_proposal")]
 fn reject_proposal(id: i64, reviewer: Option<String>, notes: Option<String>) -> i64 {
-    require_admin("reject");
+    crate::access::require_admin("reject a proposal");
     let p = load(id, "pending");
     Spi::run_with_args(
         "UPDATE evolve.schema_proposals SET status = 'rejected', rejected_measure = measure, reviewed_by = $2, \
@@ -769,7 +755,7 @@ fn reject_proposal(id: i64, reviewer: Option<String>, notes: Option<String>) -> 
 /// Undoes an implemented proposal from its approval's record.
 #[pg_extern(volatile, parallel_unsafe, name = "_rollback_proposal")]
 fn rollback_proposal(id: i64) -> i64 {
-    require_admin("roll back");
+    crate::access::require_admin("roll back a proposal");
     let p = load(id, "implemented");
     let approval: (String, Value) = Spi::connect(|c| {
         c.select(
@@ -903,6 +889,7 @@ fn schema_diagram(
     format: default!(&str, "'mermaid'"),
     user_id: default!(Option<String>, "NULL"),
 ) -> String {
+    crate::access::require_read(user_id.as_deref());
     if format != "mermaid" {
         raise(
             SqlState::InvalidParameterValue,

@@ -15,6 +15,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use crate::access;
 use crate::cache;
 use crate::error::{raise, OrRaise};
 use crate::governance;
@@ -313,6 +314,7 @@ pub fn parse_document(doc: &Value) -> Definition {
 fn register_schema(definition: JsonB, user_id: default!(Option<String>, "NULL")) -> i32 {
     let user_id = user_id.as_deref();
     check_user_id(user_id);
+    access::require_schema_owner(user_id, "register");
     let def = parse_document(&definition.0);
     Spi::connect_mut(|client| {
         let head = lock_or_create_head(client, &def, user_id);
@@ -330,6 +332,7 @@ fn update_schema_incremental(
 ) -> i32 {
     let user_id = user_id.as_deref();
     check_user_id(user_id);
+    access::require_schema_owner(user_id, "change");
     check_entity_type(entity_type);
     let patch = patch.0;
     if !patch.is_object() {
@@ -389,6 +392,7 @@ fn update_schema_incremental(
 
 fn set_status(entity_type: &str, user_id: Option<&str>, status: &str) -> bool {
     check_user_id(user_id);
+    access::require_schema_owner(user_id, "change the status of");
     check_entity_type(entity_type);
     Spi::connect_mut(|client| {
         let head = read_head(client, entity_type, user_id, "FOR UPDATE")
@@ -533,6 +537,7 @@ pub fn effective_definition(
 /// NULL when the type has no active schema. Served from the backend-local cache.
 #[pg_extern(stable, parallel_safe)]
 fn active_schema(entity_type: &str, user_id: default!(Option<String>, "NULL")) -> Option<RawJsonb> {
+    access::require_read(user_id.as_deref());
     let key = (entity_type.to_owned(), user_id);
     cache::lookup(key, |(t, u)| {
         compute_effective(t, u.as_deref()).map(|doc| RawJsonb::encode(doc).0)

@@ -8,4 +8,5 @@ mod cache;
 mod governance;
 mod ingest;
 mod reference;
+mod security;
 mod worker;

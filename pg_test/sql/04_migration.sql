@@ -90,9 +90,9 @@ SELECT evolve.register_migration('quake', 1, 2, '[{"function": "public.not_jsonb
 \echo :LAST_ERROR_SQLSTATE
 CREATE FUNCTION public.private_fn(p jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT p $$;
 REVOKE EXECUTE ON FUNCTION public.private_fn(jsonb) FROM PUBLIC;
+-- The caller's own EXECUTE privilege is checked, even though the function runs as the owner.
 CREATE ROLE migration_author;
-GRANT USAGE ON SCHEMA evolve TO migration_author;
-GRANT SELECT ON evolve.schema_history TO migration_author;
+GRANT evolve_admin TO migration_author;
 SET ROLE migration_author;
 SELECT evolve.register_migration('quake', 1, 2, '[{"function": "public.private_fn"}]');
 \echo :LAST_ERROR_SQLSTATE

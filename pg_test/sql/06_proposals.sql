@@ -31,14 +31,20 @@ SELECT count(*) AS proposals_before FROM evolve.schema_proposals \gset
 SELECT count(*) AS returned FROM evolve.propose_schema('earthquake');
 SELECT count(*) - :proposals_before AS added FROM evolve.schema_proposals;
 
--- Only evolve_admin members review.
+-- Only evolve_admin members review: a writer has no EXECUTE on approve_proposal, and the
+-- function checks the caller itself even when EXECUTE is granted by mistake.
 CREATE ROLE evolve_test_writer;
-GRANT USAGE ON SCHEMA evolve TO evolve_test_writer;
-GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA evolve TO evolve_test_writer;
+GRANT evolve_writer TO evolve_test_writer;
 SET ROLE evolve_test_writer;
 SELECT evolve.approve_proposal(id) FROM evolve.schema_proposals WHERE kind = 'attribute' AND name = 'sig';
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+GRANT EXECUTE ON FUNCTION evolve.approve_proposal TO evolve_test_writer;
+SET ROLE evolve_test_writer;
+SELECT evolve.approve_proposal(id) FROM evolve.schema_proposals WHERE kind = 'attribute' AND name = 'sig';
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION evolve.approve_proposal FROM evolve_test_writer;
 
 -- Approve the attribute "sig": a new version, its fragments promoted, a history row.
 SELECT action, success, executed_sql, rollback_sql

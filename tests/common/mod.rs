@@ -142,13 +142,15 @@ impl Cluster {
     }
 
     pub fn connect_to(&self, db: &str) -> Client {
+        self.connect_as(db, "postgres")
+    }
+
+    /// Connects as `user` (trust authentication: any existing login role).
+    pub fn connect_as(&self, db: &str, user: &str) -> Client {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match Client::connect(
-                &format!(
-                    "host=127.0.0.1 port={} user=postgres dbname={db}",
-                    self.port
-                ),
+                &format!("host=127.0.0.1 port={} user={user} dbname={db}", self.port),
                 NoTls,
             ) {
                 Ok(c) => return c,

@@ -9,4 +9,5 @@ mod governance;
 mod ingest;
 mod reference;
 mod security;
+mod upgrade;
 mod worker;

@@ -101,7 +101,15 @@ pub fn lookup(key: Key, compute: impl FnOnce(&Key) -> Value) -> Value {
     // messages) may mean the value was read from a snapshot older than the change: return it,
     // but do not cache it.
     let generation = CACHE.with(|c| c.borrow().stats().invalidations);
+    // Read with a snapshot taken after the invalidations above were applied: a change it does
+    // not see has its invalidation still on the way, so the entry cannot outlive that change.
+    // The statement's (or a repeatable-read transaction's) snapshot may predate a change whose
+    // invalidation was just consumed, and caching what it sees would serve that change stale.
+    // SAFETY: a balanced push/pop; on error, transaction abort resets the snapshot stack.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
     let value = compute(&key);
+    // SAFETY: pops the snapshot pushed above.
+    unsafe { pg_sys::PopActiveSnapshot() };
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.stats().invalidations == generation {

@@ -70,14 +70,22 @@ fn random_string(rng: &mut Rng) -> String {
 }
 
 fn random_json(rng: &mut Rng, depth: usize) -> Value {
-    let choice = if depth == 0 { rng.below(6) } else { rng.below(8) };
+    let choice = if depth == 0 {
+        rng.below(6)
+    } else {
+        rng.below(8)
+    };
     match choice {
         0 => Value::Null,
         1 => Value::Bool(rng.below(2) == 0),
         2 => json!(rng.next() as i64 >> rng.below(64)),
         3 => json!((rng.next() as f64 / 7.0) * if rng.below(2) == 0 { -1.0 } else { 1.0 }),
         4 | 5 => Value::String(random_string(rng)),
-        6 => Value::Array((0..rng.below(5)).map(|_| random_json(rng, depth - 1)).collect()),
+        6 => Value::Array(
+            (0..rng.below(5))
+                .map(|_| random_json(rng, depth - 1))
+                .collect(),
+        ),
         _ => Value::Object(
             (0..rng.below(5))
                 .map(|_| (random_string(rng), random_json(rng, depth - 1)))
@@ -157,7 +165,10 @@ fn steps() -> Value {
 /// SQLSTATEs of the table in docs/reference.md.
 fn documented_sqlstates() -> Vec<String> {
     let doc = include_str!("../docs/reference.md");
-    let section = doc.split("## SQLSTATEs").nth(1).expect("a SQLSTATE section");
+    let section = doc
+        .split("## SQLSTATEs")
+        .nth(1)
+        .expect("a SQLSTATE section");
     section
         .lines()
         .filter_map(|l| l.strip_prefix("| "))
@@ -249,7 +260,10 @@ fn ten_thousand_mutated_inputs_get_documented_sqlstates() {
     }
     // Inbox rows that failed were kept, each with a documented SQLSTATE.
     for row in c
-        .query("SELECT sqlstate, count(*) FROM evolve.inbox_rejects GROUP BY 1", &[])
+        .query(
+            "SELECT sqlstate, count(*) FROM evolve.inbox_rejects GROUP BY 1",
+            &[],
+        )
         .unwrap()
     {
         let code: String = row.get(0);
@@ -264,7 +278,10 @@ fn ten_thousand_mutated_inputs_get_documented_sqlstates() {
         .unwrap()
         .get(0);
     assert_eq!(broken, 0, "aggregates stayed exact");
-    assert!(!cluster.log().contains("terminated by signal"), "a backend crashed");
+    assert!(
+        !cluster.log().contains("terminated by signal"),
+        "a backend crashed"
+    );
     // The inputs exercised both paths.
     assert!(seen.get("ok").copied().unwrap_or(0) > 1000, "{seen:?}");
     assert!(seen.keys().filter(|k| *k != "ok").count() >= 4, "{seen:?}");

@@ -8,6 +8,7 @@ mod cache;
 mod fuzz;
 mod governance;
 mod ingest;
+mod load;
 mod reference;
 mod security;
 mod upgrade;

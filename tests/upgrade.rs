@@ -112,7 +112,9 @@ fn upgrade_from_0_1_0_keeps_data_and_equals_a_fresh_install() {
     let cluster = Cluster::start("upgrade", &[]);
     let mut admin = cluster.connect_to("postgres");
     for db in ["old_db", "new_db"] {
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
     }
 
     let mut old = cluster.connect_to("old_db");
@@ -134,16 +136,26 @@ fn upgrade_from_0_1_0_keeps_data_and_equals_a_fresh_install() {
     .unwrap();
     old.batch_execute("CALL evolve.run_reembedding()").unwrap();
     let version: String = old
-        .query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_evolve'", &[])
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_evolve'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(version, "0.1.0");
     let before = data_digest(&mut old);
-    assert!(before.iter().any(|l| l.starts_with("entities: 41 rows")), "{before:?}");
+    assert!(
+        before.iter().any(|l| l.starts_with("entities: 41 rows")),
+        "{before:?}"
+    );
 
-    old.batch_execute("ALTER EXTENSION pg_evolve UPDATE").unwrap();
+    old.batch_execute("ALTER EXTENSION pg_evolve UPDATE")
+        .unwrap();
     let version: String = old
-        .query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_evolve'", &[])
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_evolve'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(version, "0.2.0");
@@ -153,7 +165,10 @@ fn upgrade_from_0_1_0_keeps_data_and_equals_a_fresh_install() {
     new.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
         .unwrap();
     let (upgraded, fresh) = (catalog(&mut old), catalog(&mut new));
-    assert!(fresh.len() > 200, "the catalog description covers the extension");
+    assert!(
+        fresh.len() > 200,
+        "the catalog description covers the extension"
+    );
     let only_upgraded: Vec<_> = upgraded.iter().filter(|l| !fresh.contains(l)).collect();
     let only_fresh: Vec<_> = fresh.iter().filter(|l| !upgraded.contains(l)).collect();
     assert!(

@@ -38,7 +38,13 @@ SELECT E'## Settings (GUCs)\n\n| name | default | context | description |\n|---|
 SELECT format('| `%s` | %s | %s | %s%s |', name, coalesce(nullif(boot_val, ''), '(empty)') || coalesce(' ' || unit, ''),
               context, short_desc, coalesce(' ' || nullif(extra_desc, ''), ''))
 FROM pg_settings WHERE name LIKE 'evolve.%' ORDER BY name;
-SELECT E'\n## Roles\n\n`evolve_admin` (created by the extension if missing): may approve, reject and roll back proposals.\n';
+SELECT E'\n## Roles and tenants\n\n'
+    || E'Created by the extension when missing (roles belong to the cluster). PUBLIC gets nothing: no USAGE on schema `evolve`, no EXECUTE on any routine.\n\n'
+    || E'| role | may |\n|---|---|\n'
+    || E'| `evolve_reader` | read the tables and views (under row-level security), `active_schema`, `schema_at`, `schema_diff`, `check_compatibility`, `schema_diagram`, `field_confidence`, `migrate_payload`, `entity`, `enriched_text`, `embed`, `semantic_search`, `analyze_impact`, `cache_stats`, `verify_aggregates`, `current_user_id` |\n'
+    || E'| `evolve_writer` (is a reader) | `ingest`, INSERT into `evolve.inbox`, `register_schema` / `update_schema_incremental` / `activate_schema` / `deactivate_schema` / `promote_fragments` of its own user schemas, `propose_schema`, `refresh_snapshot` |\n'
+    || E'| `evolve_admin` (is a writer) | global schemas, `approve_proposal` / `reject_proposal` / `rollback_proposal`, `set_quota`, `set_compatibility`, `resolve_conflict`, `register_migration`, `apply_change`, `retry_failed`, `run_reembedding`, `schedule_maintenance`, `archive_stale_fragments`, `cleanup_expired_fragments`; every tenant''s rows |\n\n'
+    || E'The tenant of a session is `evolve.current_user_id` (`SET LOCAL evolve.current_user_id = ''ana''` per transaction, or `ALTER ROLE … SET`). Outside `evolve_admin`, a session reads global rows and its tenant''s rows, and writes only its tenant''s scope (the global scope when unset; global schemas are the admins''). The writing functions are SECURITY DEFINER with `search_path = pg_catalog, pg_temp` and check the caller (the session role, after SET ROLE) themselves.\n';
 SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
     || E'| 22023 | malformed definition, patch, payload, change document or argument (the message names the JSON path) |\n'
     || E'| 54000 | a document over its size or nesting limit |\n'
@@ -49,4 +55,4 @@ SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
     || E'| 23514 | a direct write breaking a table''s CHECK constraint |\n'
     || E'| 22000 | a schema conflict that could not be migrated, under `evolve.migration_strategy = ''reject''`; a query that cannot be embedded |\n'
     || E'| 42883 / 42P13 | a user function (migration step, embedding, rationale) that does not exist / has the wrong signature |\n'
-    || E'| 42501 | a migration function the caller may not execute; reviewing proposals without membership in `evolve_admin` |';
+    || E'| 42501 | a call outside the caller''s role or tenant (see Roles and tenants); an inbox row for another tenant (row-level security); a migration function the caller may not execute |';

@@ -49,6 +49,13 @@ AS $$ SELECT $1 IS NULL OR pg_catalog.texteq($1, evolve.current_user_id())
 COMMENT ON FUNCTION evolve._visible(text) IS
     'Row-level security: a row of this user scope is visible (global, the session''s tenant, or the caller is in evolve_admin).';
 
+-- The built-in embedder, callable whatever the caller's search_path: user embedding and
+-- migration functions run inside the pinned writing functions, where the vector type cannot be
+-- named unqualified. pgvector's assignment cast turns the real[] into the vector.
+CREATE OR REPLACE FUNCTION evolve.embed(text) RETURNS vector
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT evolve._embed_builtin($1) $$;
+
 -- ---------------------------------------------------------------- privileges
 REVOKE ALL ON SCHEMA evolve FROM PUBLIC;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA evolve FROM PUBLIC;

@@ -72,18 +72,7 @@ fn b_ids(su: &mut Client) -> (String, String) {
 /// Rows of tenant B in every table of the extension, as the superuser sees them.
 fn tenant_b_rows(su: &mut Client) -> Vec<(String, i64)> {
     let ids = b_ids(su);
-    let tables: Vec<String> = su
-        .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_depend d ON d.objid = c.oid \
-             JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_evolve' \
-             WHERE c.relkind = 'r' ORDER BY 1",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    tables
+    crate::common::extension_tables(su)
         .into_iter()
         .map(|t| {
             let n = count(su, &b_filter(&t, &ids));

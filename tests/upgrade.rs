@@ -21,20 +21,18 @@ fn install_v010_script() {
     std::fs::write(&path, V010).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
 }
 
+fn version(c: &mut Client) -> String {
+    c.query_one(
+        "SELECT extversion FROM pg_extension WHERE extname = 'pg_evolve'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// Every row of the extension's tables, ordered, as text (one line per table).
 fn data_digest(c: &mut Client) -> Vec<String> {
-    let tables: Vec<String> = c
-        .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_depend d ON d.objid = c.oid \
-             JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_evolve' \
-             WHERE c.relkind = 'r' ORDER BY 1",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    tables
+    crate::common::extension_tables(c)
         .iter()
         .map(|t| {
             let row = c
@@ -135,14 +133,7 @@ fn upgrade_from_0_1_0_keeps_data_and_equals_a_fresh_install() {
     )
     .unwrap();
     old.batch_execute("CALL evolve.run_reembedding()").unwrap();
-    let version: String = old
-        .query_one(
-            "SELECT extversion FROM pg_extension WHERE extname = 'pg_evolve'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, "0.1.0");
+    assert_eq!(version(&mut old), "0.1.0");
     let before = data_digest(&mut old);
     assert!(
         before.iter().any(|l| l.starts_with("entities: 41 rows")),
@@ -151,14 +142,7 @@ fn upgrade_from_0_1_0_keeps_data_and_equals_a_fresh_install() {
 
     old.batch_execute("ALTER EXTENSION pg_evolve UPDATE")
         .unwrap();
-    let version: String = old
-        .query_one(
-            "SELECT extversion FROM pg_extension WHERE extname = 'pg_evolve'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, "0.2.0");
+    assert_eq!(version(&mut old), "0.2.0");
     assert_eq!(data_digest(&mut old), before, "data intact");
 
     let mut new = cluster.connect_to("new_db");

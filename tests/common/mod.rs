@@ -183,6 +183,20 @@ impl Cluster {
     }
 }
 
+/// The names of the extension's tables, sorted.
+pub fn extension_tables(c: &mut Client) -> Vec<String> {
+    c.query(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_depend d ON d.objid = c.oid \
+         JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_evolve' \
+         WHERE c.relkind = 'r' ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.pg_ctl_stop("immediate");

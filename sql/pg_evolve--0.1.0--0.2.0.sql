@@ -94,52 +94,39 @@ GRANT EXECUTE ON PROCEDURE evolve.run_reembedding TO evolve_admin;
 
 -- Functions that write run as the extension owner, with a search_path no caller can plant
 -- objects in; every name they use is schema-qualified. They check the caller themselves.
-ALTER FUNCTION evolve.ingest SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.register_schema SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.update_schema_incremental SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.activate_schema SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.deactivate_schema SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.promote_fragments SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.propose_schema SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.refresh_snapshot SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.approve_proposal SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.reject_proposal SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.rollback_proposal SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.apply_change SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.retry_failed SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve._reembed_batch SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.set_quota SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.set_compatibility SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.resolve_conflict SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.register_migration SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.schedule_maintenance SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.archive_stale_fragments SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION evolve.cleanup_expired_fragments SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
--- The inbox trigger fires as the inserting writer and routes as the owner.
-ALTER FUNCTION evolve._route_inbox SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- _route_inbox: the inbox trigger fires as the inserting writer and routes as the owner.
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'ingest', 'register_schema', 'update_schema_incremental', 'activate_schema',
+        'deactivate_schema', 'promote_fragments', 'propose_schema', 'refresh_snapshot',
+        'approve_proposal', 'reject_proposal', 'rollback_proposal', 'apply_change', 'retry_failed',
+        '_reembed_batch', 'set_quota', 'set_compatibility', 'resolve_conflict',
+        'register_migration', 'schedule_maintenance', 'archive_stale_fragments',
+        'cleanup_expired_fragments', '_route_inbox']
+    LOOP
+        EXECUTE format('ALTER FUNCTION evolve.%I SECURITY DEFINER SET search_path = pg_catalog, pg_temp', f);
+    END LOOP;
+END
+$$;
 
 -- ---------------------------------------------------------------- tenant isolation
 -- Owners and superusers (the SECURITY DEFINER functions, the worker) bypass these policies.
-ALTER TABLE evolve.schemas ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.schemas USING (evolve._visible(user_id));
-ALTER TABLE evolve.schema_history ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.schema_history USING (evolve._visible(user_id));
-ALTER TABLE evolve.entities ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.entities USING (evolve._visible(user_id));
-ALTER TABLE evolve.raw_fragments ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.raw_fragments USING (evolve._visible(user_id));
-ALTER TABLE evolve.raw_fragment_aggregates ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.raw_fragment_aggregates USING (evolve._visible(user_id));
-ALTER TABLE evolve.entity_counts ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.entity_counts USING (evolve._visible(user_id));
-ALTER TABLE evolve.schema_proposals ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.schema_proposals USING (evolve._visible(user_id));
-ALTER TABLE evolve.inbox_rejects ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.inbox_rejects USING (evolve._visible(user_id));
-ALTER TABLE evolve.migration_failures ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.migration_failures USING (evolve._visible(user_id));
-ALTER TABLE evolve.entity_conflicts ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON evolve.entity_conflicts USING (evolve._visible(user_id));
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY[
+        'schemas', 'schema_history', 'entities', 'raw_fragments', 'raw_fragment_aggregates',
+        'entity_counts', 'schema_proposals', 'inbox_rejects', 'migration_failures', 'entity_conflicts']
+    LOOP
+        EXECUTE format('ALTER TABLE evolve.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY tenant ON evolve.%I USING (evolve._visible(user_id))', t);
+    END LOOP;
+END
+$$;
 -- A quota row is its user's: no global rows here.
 ALTER TABLE evolve.user_schema_quotas ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON evolve.user_schema_quotas USING (evolve._visible(user_id) AND user_id IS NOT NULL);
@@ -168,10 +155,15 @@ CREATE POLICY tenant ON evolve.dynamic_tables
     USING (proposal_id IS NULL
            OR EXISTS (SELECT FROM evolve.schema_proposals p WHERE p.id OPERATOR(pg_catalog.=) dynamic_tables.proposal_id));
 
--- Views read with the privileges and policies of whoever queries them.
-ALTER VIEW evolve.schema_versions SET (security_invoker = true);
-ALTER VIEW evolve.migration_paths SET (security_invoker = true);
-ALTER VIEW evolve.failed_embeddings SET (security_invoker = true);
-ALTER VIEW evolve.migration_progress SET (security_invoker = true);
-ALTER VIEW evolve.proposal_stats SET (security_invoker = true);
-ALTER VIEW evolve.knowledge_patterns SET (security_invoker = true);
+-- Every view reads with the privileges and policies of whoever queries it.
+DO $$
+DECLARE
+    v regclass;
+BEGIN
+    FOR v IN SELECT c.oid FROM pg_catalog.pg_class c
+             WHERE c.relnamespace = 'evolve'::pg_catalog.regnamespace AND c.relkind = 'v'
+    LOOP
+        EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', v);
+    END LOOP;
+END
+$$;

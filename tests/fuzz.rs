@@ -204,47 +204,70 @@ fn ten_thousand_mutated_inputs_get_documented_sqlstates() {
         let t = rng.pick(&types).to_string();
         let u = rng.pick(&users).map(String::from);
         let int = [-1, 0, 1, 2, 3, 99, i32::MAX][rng.below(7)];
-        let (sql, doc) = match rng.below(10) {
+        // `args` names the parameters in order: d the document, u the user, t the type, v the version.
+        let (sql, args, doc) = match rng.below(10) {
             0 => (
-                "SELECT evolve.register_schema($1::text::jsonb, $2) WHERE ($3::text, $4::int) IS NOT NULL OR true",
+                "SELECT evolve.register_schema($1::text::jsonb, $2)",
+                "du",
                 mutate(&mut rng, &definition()),
             ),
             1 => (
-                "SELECT evolve.update_schema_incremental($3, $1::text::jsonb, $2) WHERE $4::int IS NOT NULL OR true",
-                mutate(&mut rng, &json!({"attributes": {"depth": {"type": "number"}}})),
+                "SELECT evolve.update_schema_incremental($1, $2::text::jsonb, $3)",
+                "tdu",
+                mutate(
+                    &mut rng,
+                    &json!({"attributes": {"depth": {"type": "number"}}}),
+                ),
             ),
             2 | 3 => (
-                "SELECT evolve.ingest($3, $1::text::jsonb, $2, 'fuzz', NULL, NULLIF($4::int, 0))",
+                "SELECT evolve.ingest($1, $2::text::jsonb, $3, 'fuzz', NULL, NULLIF($4, 0))",
+                "tduv",
                 mutate(&mut rng, &payload()),
             ),
             4 => (
                 "INSERT INTO evolve.inbox (entity_type, payload, user_id, schema_version) \
-                 VALUES ($3, $1::text::jsonb, $2, NULLIF($4::int, 0))",
+                 VALUES ($1, $2::text::jsonb, $3, NULLIF($4, 0))",
+                "tduv",
                 mutate(&mut rng, &payload()),
             ),
             5 => (
-                "SELECT count(*) FROM evolve.analyze_impact($1::text::jsonb) WHERE ($2::text, $3::text, $4::int) IS NOT NULL OR true",
+                "SELECT count(*) FROM evolve.analyze_impact($1::text::jsonb)",
+                "d",
                 mutate(&mut rng, &change()),
             ),
             6 => (
-                "SELECT evolve.apply_change($1::text::jsonb) WHERE ($2::text, $3::text, $4::int) IS NOT NULL OR true",
+                "SELECT evolve.apply_change($1::text::jsonb)",
+                "d",
                 mutate(&mut rng, &change()),
             ),
             7 => (
-                "SELECT evolve.register_migration($3, 1, $4, $1::text::jsonb) WHERE ($2::text, $3::text, $4::int) IS NOT NULL OR true",
+                "SELECT evolve.register_migration($1, 1, $2, $3::text::jsonb)",
+                "tvd",
                 mutate(&mut rng, &steps()),
             ),
             8 => (
-                "SELECT evolve.migrate_payload($3, $1::text::jsonb, $4) WHERE ($2::text, $3::text, $4::int) IS NOT NULL OR true",
+                "SELECT evolve.migrate_payload($1, $2::text::jsonb, $3)",
+                "tdv",
                 mutate(&mut rng, &payload()),
             ),
             _ => (
-                "SELECT count(*) FROM evolve.check_compatibility($1::text::jsonb, $2) WHERE ($2::text, $3::text, $4::int) IS NOT NULL OR true",
+                "SELECT count(*) FROM evolve.check_compatibility($1::text::jsonb, $2)",
+                "du",
                 mutate(&mut rng, &definition()),
             ),
         };
         let text = doc.to_string();
-        let params: [&(dyn ToSql + Sync); 4] = [&text, &u, &t, &int];
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .chars()
+            .map(|a| -> &(dyn ToSql + Sync) {
+                match a {
+                    'd' => &text,
+                    'u' => &u,
+                    't' => &t,
+                    _ => &int,
+                }
+            })
+            .collect();
         let outcome = match c.query(sql, &params) {
             Ok(_) => "ok".to_string(),
             Err(e) => match e.code() {

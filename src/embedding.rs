@@ -390,6 +390,8 @@ struct Item {
     snapshot: Value,
     /// Content hash of the entity's current embedding, if it has one.
     stored_hash: Option<i64>,
+    /// Where its queue row is (locked by the batch, so it cannot move).
+    queue_tid: pg_sys::ItemPointerData,
     cursor: PickCursor,
 }
 
@@ -417,13 +419,13 @@ macro_rules! pick_sql {
     ($cond:literal) => {
         concat!(
             "WITH picked AS ( \
-                 SELECT entity_id, job_id, attempts, priority_rank FROM evolve.embedding_queue \
+                 SELECT entity_id, job_id, attempts, priority_rank, ctid FROM evolve.embedding_queue \
                  WHERE state = 'queued' AND next_attempt_at <= now() ",
             $cond,
             " ORDER BY priority_rank DESC, job_id, entity_id \
                  LIMIT $1 FOR UPDATE SKIP LOCKED) \
              SELECT p.entity_id, p.job_id, p.attempts, e.entity_type, e.user_id, e.snapshot, x.content_hash, \
-                    p.priority_rank, (SELECT max(id) FROM evolve.schema_migration_jobs) \
+                    p.priority_rank, (SELECT max(id) FROM evolve.schema_migration_jobs), p.ctid \
              FROM picked p \
              CROSS JOIN LATERAL (SELECT entity_type, user_id, snapshot FROM evolve.entities \
                                  WHERE entity_id = p.entity_id OFFSET 0) e \
@@ -452,6 +454,10 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
                         .map(|j| j.0)
                         .unwrap_or(Value::Null),
                     stored_hash: r.get::<i64>(7).or_raise(),
+                    queue_tid: r
+                        .get::<pg_sys::ItemPointerData>(10)
+                        .or_raise()
+                        .unwrap_or_default(),
                     cursor: PickCursor {
                         rank: r.get::<i32>(8).or_raise().unwrap_or(0),
                         job_id,
@@ -492,10 +498,15 @@ pub fn reembed_batch() -> i32 {
     };
     if items.is_empty() {
         items = pick(pick_sql!(""), &[limit.into()]);
+        // A scan from the top: the first batch of a run or of a new job.
+        if let (false, Some(threshold)) = (items.is_empty(), gucs::index_rebuild_threshold()) {
+            set_indexes_aside(threshold);
+        }
     }
     PICK_CURSOR.set(items.last().map(|i| i.cursor));
     if items.is_empty() {
         sweep_jobs();
+        rebuild_indexes();
         return 0;
     }
     let embedder = embedder_id();
@@ -522,6 +533,7 @@ pub fn reembed_batch() -> i32 {
         if item.stored_hash == Some(hash) {
             done.push(Done {
                 entity_id: item.entity_id,
+                queue_tid: item.queue_tid,
                 job_id: item.job_id,
                 vector: None,
                 version,
@@ -541,6 +553,7 @@ pub fn reembed_batch() -> i32 {
         match result {
             Ok(v) => done.push(Done {
                 entity_id: item.entity_id,
+                queue_tid: item.queue_tid,
                 job_id: item.job_id,
                 vector: Some(v),
                 version,
@@ -553,32 +566,187 @@ pub fn reembed_batch() -> i32 {
     items.len() as i32
 }
 
-/// A `real[]` argument built with one `construct_array` call (pgrx's generic conversion adds
-/// each element through a guarded call, which dominated the write of a batch's vectors).
-fn float4_array(values: &[f32]) -> pgrx::datum::DatumWithOid<'static> {
-    let mut elems: Vec<pg_sys::Datum> = values
+/// Whether `evolve.deferred_indexes` exists: the library may be newer than the extension's SQL
+/// objects until `ALTER EXTENSION pg_evolve UPDATE` has run, and re-embedding goes on meanwhile
+/// (keeping its indexes).
+fn deferred_indexes_installed() -> bool {
+    // SAFETY: syscache lookups by name; a missing schema gives InvalidOid (missing_ok).
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"evolve".as_ptr(), true);
+        nsp != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(c"deferred_indexes".as_ptr(), nsp) != pg_sys::InvalidOid
+    }
+}
+
+/// When the queue holds at least `threshold` entities and a quarter of the embeddings, sets the
+/// vector indexes of `evolve.entity_embeddings` aside: records their definitions in
+/// `evolve.deferred_indexes` and drops them, in the batch's transaction. `rebuild_indexes` builds
+/// them again in one pass when the queue has drained; pgvector builds a graph in memory several
+/// times faster than it maintains one row by row. A crash leaves either the index or its record.
+/// Never waits: when the table is in use (a search), the job keeps the indexes.
+fn set_indexes_aside(threshold: i64) {
+    if !deferred_indexes_installed() {
+        return;
+    }
+    let sql = "WITH need AS ( \
+                   SELECT GREATEST($1, (t.reltuples / 4)::bigint) AS n FROM pg_catalog.pg_class t \
+                   WHERE t.oid = 'evolve.entity_embeddings'::pg_catalog.regclass), \
+               queued AS ( \
+                   SELECT count(*) AS n FROM (SELECT FROM evolve.embedding_queue WHERE state = 'queued' \
+                                              LIMIT (SELECT n FROM need)) q) \
+               SELECT c.relname::text, pg_catalog.pg_get_indexdef(c.oid) \
+               FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+               JOIN pg_catalog.pg_am a ON a.oid = c.relam \
+               WHERE i.indrelid = 'evolve.entity_embeddings'::pg_catalog.regclass \
+                 AND a.amname IN ('hnsw', 'ivfflat') AND c.reltablespace = 0 \
+                 AND (SELECT n FROM queued) >= (SELECT n FROM need) \
+               ORDER BY c.relname";
+    Spi::connect_mut(|client| {
+        let indexes: Vec<(String, String)> =
+            crate::plans::execute(client, sql, &[threshold.into()])
+                .map(|r| {
+                    (
+                        r.get::<String>(1).or_raise().unwrap_or_default(),
+                        r.get::<String>(2).or_raise().unwrap_or_default(),
+                    )
+                })
+                .collect();
+        if indexes.is_empty() {
+            return;
+        }
+        // SAFETY: looks up the table's oid and tries its lock without waiting; the lock is held
+        // to the end of the transaction, as DROP INDEX would hold it.
+        let locked = unsafe {
+            let nsp = pg_sys::get_namespace_oid(c"evolve".as_ptr(), false);
+            let rel = pg_sys::get_relname_relid(c"entity_embeddings".as_ptr(), nsp);
+            pg_sys::ConditionalLockRelationOid(rel, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE)
+        };
+        if !locked {
+            return;
+        }
+        for (name, definition) in indexes {
+            client
+                .update(
+                    "INSERT INTO evolve.deferred_indexes (index_name, definition) VALUES ($1, $2)",
+                    None,
+                    &[name.as_str().into(), definition.into()],
+                )
+                .or_raise();
+            let drop = client
+                .select(
+                    "SELECT pg_catalog.format('DROP INDEX evolve.%I', $1::text)",
+                    None,
+                    &[name.as_str().into()],
+                )
+                .or_raise()
+                .first()
+                .get_one::<String>()
+                .or_raise()
+                .unwrap_or_default();
+            client.update(&drop, None, &[]).or_raise();
+        }
+    });
+}
+
+/// Builds the indexes set aside by `set_indexes_aside` again, each from its recorded definition
+/// (an index created again meanwhile under the same name is left alone), and forgets them.
+fn rebuild_indexes() {
+    if !deferred_indexes_installed() {
+        return;
+    }
+    Spi::connect_mut(|client| {
+        let deferred: Vec<(String, String, bool)> = client
+            .update(
+                "SELECT d.index_name, d.definition, \
+                        pg_catalog.to_regclass(pg_catalog.format('evolve.%I', d.index_name)) IS NOT NULL \
+                 FROM evolve.deferred_indexes d ORDER BY d.index_name FOR UPDATE SKIP LOCKED",
+                None,
+                &[],
+            )
+            .or_raise()
+            .map(|r| {
+                (
+                    r.get::<String>(1).or_raise().unwrap_or_default(),
+                    r.get::<String>(2).or_raise().unwrap_or_default(),
+                    r.get::<bool>(3).or_raise().unwrap_or(false),
+                )
+            })
+            .collect();
+        for (name, definition, exists) in deferred {
+            if !exists {
+                client.update(&definition, None, &[]).or_raise();
+            }
+            client
+                .update(
+                    "DELETE FROM evolve.deferred_indexes WHERE index_name = $1",
+                    None,
+                    &[name.into()],
+                )
+                .or_raise();
+        }
+    });
+}
+
+/// The `vector[]` argument of a batch's write: each element built in place in pgvector's
+/// documented layout (varlena header, int16 dim, int16 unused, float4[dim]), so no vector goes
+/// through text, a `real[]` slice or a cast. The element type is the embedding column's own,
+/// looked up in the syscache at every batch (a recreated extension gets a new type oid).
+fn vector_array(vectors: &[&[f32]]) -> pgrx::datum::DatumWithOid<'static> {
+    // SAFETY: syscache lookups by name and attribute number; every oid is checked before use.
+    let (elem, array) = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"evolve".as_ptr(), false);
+        let rel = pg_sys::get_relname_relid(c"entity_embeddings".as_ptr(), nsp);
+        let attnum = pg_sys::get_attnum(rel, c"embedding".as_ptr());
+        let elem = pg_sys::get_atttype(rel, attnum);
+        (elem, pg_sys::get_array_type(elem))
+    };
+    if elem == pg_sys::InvalidOid || array == pg_sys::InvalidOid {
+        raise(
+            SqlState::UndefinedObject,
+            "evolve.entity_embeddings.embedding has no vector type",
+            None,
+            Some("Reinstall pg_evolve (its table definition is damaged).".into()),
+        );
+    }
+    let mut elems: Vec<pg_sys::Datum> = vectors
         .iter()
-        .map(|v| pg_sys::Datum::from(v.to_bits()))
+        .map(|v| {
+            let size = pg_sys::VARHDRSZ + 4 + 4 * v.len();
+            // SAFETY: palloc0 returns a MAXALIGNed, zeroed block of `size` bytes in the current
+            // memory context; the header, the dimension (int16 at offset 4; offset 6 stays 0)
+            // and the floats (from offset 8) are written inside it.
+            unsafe {
+                let p = pg_sys::palloc0(size).cast::<u8>();
+                pgrx::set_varsize_4b(p.cast(), size as i32);
+                p.add(4).cast::<i16>().write(v.len() as i16);
+                std::ptr::copy_nonoverlapping(v.as_ptr(), p.add(8).cast::<f32>(), v.len());
+                pg_sys::Datum::from(p)
+            }
+        })
         .collect();
-    // SAFETY: `elems` holds `values.len()` by-value float4 datums; construct_array copies them
-    // into a new array palloc'd in the current memory context, which outlives the statement.
-    let array = unsafe {
+    let (mut typlen, mut typbyval, mut typalign) = (0i16, false, 0 as std::ffi::c_char);
+    // SAFETY: `elems` holds `vectors.len()` varlena datums of type `elem`, whose storage
+    // properties are read from the catalog; construct_array copies them into a new array
+    // palloc'd in the current memory context, which outlives the statement.
+    let datum = unsafe {
+        pg_sys::get_typlenbyvalalign(elem, &mut typlen, &mut typbyval, &mut typalign);
         pg_sys::construct_array(
             elems.as_mut_ptr(),
             elems.len() as i32,
-            pg_sys::FLOAT4OID,
-            4,
-            true,
-            b'i' as std::ffi::c_char,
+            elem,
+            typlen.into(),
+            typbyval,
+            typalign,
         )
     };
-    // SAFETY: the datum is a valid float4[] of the oid given.
-    unsafe { pgrx::datum::DatumWithOid::new(pg_sys::Datum::from(array), pg_sys::FLOAT4ARRAYOID) }
+    // SAFETY: the datum is a valid array of the array type given.
+    unsafe { pgrx::datum::DatumWithOid::new(pg_sys::Datum::from(datum), array) }
 }
 
 /// An entity of a batch that needs no retry: embedded (`vector`) or unchanged (`None`).
 struct Done {
     entity_id: i64,
+    queue_tid: pg_sys::ItemPointerData,
     job_id: i64,
     vector: Option<Vec<f32>>,
     version: i32,
@@ -599,28 +767,24 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
         // The batch's queue rows are locked (taken FOR UPDATE); now its jobs, in id order.
         lock_jobs(client, &jobs);
         if !embedded.is_empty() {
-            // The vectors travel as one flat real[] (no text formatting or parsing), sliced per
-            // entity and cast to vector by pgvector.
-            let flat: Vec<f32> = embedded
+            let vectors: Vec<&[f32]> = embedded
                 .iter()
-                .flat_map(|d| d.vector.iter().flatten().copied())
+                .map(|d| d.vector.as_deref().unwrap_or_default())
                 .collect();
-            let flat = float4_array(&flat);
             crate::plans::execute(
                 client,
                 "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
-                 SELECT u.id, ($2)[(u.o - 1) * $6 + 1 : u.o * $6], u.ver, u.h, u.j \
-                 FROM unnest($1, $3, $4, $5) WITH ORDINALITY AS u(id, ver, h, j, o) ORDER BY u.id \
+                 SELECT u.id, u.v, u.ver, u.h, u.j \
+                 FROM unnest($1, $2, $3, $4, $5) AS u(id, v, ver, h, j) ORDER BY u.id \
                  ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
                      schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
                      job_id = EXCLUDED.job_id, embedded_at = now()",
                 &[
                     embedded.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
-                    flat,
+                    vector_array(&vectors),
                     embedded.iter().map(|d| d.version).collect::<Vec<_>>().into(),
                     embedded.iter().map(|d| d.hash).collect::<Vec<_>>().into(),
                     embedded.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
-                    (DEFAULT_DIM as i32).into(),
                 ],
             );
         }
@@ -652,7 +816,7 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
             // Queue rows removed and job counters advanced in one statement.
             crate::plans::execute(
                 client,
-                "WITH gone AS (DELETE FROM evolve.embedding_queue WHERE entity_id = ANY($1) RETURNING job_id), \
+                "WITH gone AS (DELETE FROM evolve.embedding_queue WHERE ctid = ANY($1) RETURNING job_id), \
                  per_job AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id), \
                  same AS (SELECT job, count(*) AS n FROM unnest($2) AS job GROUP BY job) \
                  UPDATE evolve.schema_migration_jobs j SET processed_entities = j.processed_entities + p.n, \
@@ -660,7 +824,7 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
                      status = 'running', started_at = coalesce(j.started_at, now()), updated_at = now() \
                  FROM per_job p LEFT JOIN same s ON s.job = p.job_id WHERE j.id = p.job_id",
                 &[
-                    done.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
+                    done.iter().map(|d| d.queue_tid).collect::<Vec<_>>().into(),
                     unchanged.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
                 ],
             );

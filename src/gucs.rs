@@ -42,6 +42,7 @@ pub enum SearchDuringReembed {
 static SEARCH_DURING_REEMBED: GucSetting<SearchDuringReembed> =
     GucSetting::<SearchDuringReembed>::new(SearchDuringReembed::Warn);
 static EMBED_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(100);
+static INDEX_REBUILD_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static WORKER_NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static MAX_EMBED_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 static EMBED_RETRY_BACKOFF: GucSetting<i32> = GucSetting::<i32>::new(1000);
@@ -134,6 +135,16 @@ pub fn init() {
         &EMBED_BATCH_SIZE,
         1,
         100_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"evolve.index_rebuild_threshold",
+        c"Queued entities from which re-embedding sets the vector indexes aside and builds them again when the queue drains.",
+        c"Only when the queue also holds at least a quarter of the embeddings; 0 never sets them aside.",
+        &INDEX_REBUILD_THRESHOLD,
+        0,
+        i32::MAX,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -271,6 +282,11 @@ pub fn search_during_reembed() -> SearchDuringReembed {
 
 pub fn embed_batch_size() -> i64 {
     EMBED_BATCH_SIZE.get().max(1) as i64
+}
+
+/// `None`: never set the vector indexes aside.
+pub fn index_rebuild_threshold() -> Option<i64> {
+    Some(INDEX_REBUILD_THRESHOLD.get() as i64).filter(|t| *t > 0)
 }
 
 pub fn worker_naptime_ms() -> u64 {

@@ -91,7 +91,11 @@ fn b_filter(table: &str, (entities, proposals): &(String, String)) -> String {
         "schema_evolution_history" | "dynamic_tables" => format!(
             "SELECT count(*) FROM evolve.{table} WHERE proposal_id = ANY('{proposals}'::bigint[])"
         ),
-        "migrations" | "entity_type_aliases" | "schema_migration_jobs" | "inbox" => {
+        "migrations"
+        | "entity_type_aliases"
+        | "schema_migration_jobs"
+        | "deferred_indexes"
+        | "inbox" => {
             // Global tables (and the always-empty inbox): nothing of B's.
             format!("SELECT count(*) FROM evolve.{table} WHERE false")
         }

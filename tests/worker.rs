@@ -114,6 +114,8 @@ fn worker_survives_crashes_mid_job() {
         &[
             "evolve.embed_batch_size = 20",
             "evolve.embedding_function = 'public.slow_embed'",
+            // Every job sets the vector index aside: crashes hit that state too.
+            "evolve.index_rebuild_threshold = 100",
         ],
     );
     let mut c = cluster.connect_to(&db);
@@ -191,6 +193,14 @@ fn worker_survives_crashes_mid_job() {
         "every entity at the latest version, by the latest job"
     );
     assert_eq!(row.get::<_, i64>(3), 0, "queue drained");
+    // The batch after the last one (it finds the queue empty) builds the index again.
+    wait_for(
+        &mut c,
+        "SELECT to_regclass('evolve.entity_embeddings_hnsw') IS NOT NULL \
+                AND NOT EXISTS (SELECT FROM evolve.deferred_indexes)",
+        "the vector index to be back",
+        Duration::from_secs(60),
+    );
 }
 
 /// An embedding function that fails for some entities: they are retried, then parked; the rest
@@ -389,4 +399,114 @@ fn high_priority_is_served_first() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
+}
+
+/// A job holding at least `evolve.index_rebuild_threshold` entities (and a quarter of the
+/// table) sets the vector index aside and builds it again, with its own definition, when the
+/// queue drains; searches meanwhile scan exactly. A search in progress keeps the index in place.
+#[test]
+fn large_jobs_set_the_vector_index_aside_and_rebuild_it() {
+    let cluster = Cluster::start("worker-rebuild", &[]);
+    let db = cluster.fresh_db("rebuild_db");
+    let mut c = cluster.connect_to(&db);
+    load_usgs(&mut c);
+    // A customised index: the rebuild must keep its parameters.
+    c.batch_execute(
+        "DROP INDEX evolve.entity_embeddings_hnsw; \
+         CREATE INDEX entity_embeddings_hnsw ON evolve.entity_embeddings \
+             USING hnsw (embedding vector_cosine_ops) WITH (m = 8, ef_construction = 32); \
+         SET evolve.index_rebuild_threshold = 500; \
+         SET evolve.search_during_reembed = 'allow';",
+    )
+    .unwrap();
+    let definition = |c: &mut Client| -> Option<String> {
+        c.query_one(
+            "SELECT pg_get_indexdef(to_regclass('evolve.entity_embeddings_hnsw'))",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = definition(&mut c).expect("the index exists");
+    let change = |c: &mut Client, d: &str| {
+        c.query_one(
+            &format!(
+                r#"SELECT evolve.apply_change('{{"kind": "entity_type_description_changed",
+                                                  "entity_type": "earthquake", "description": "{d}"}}')"#
+            ),
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+
+    // 1,707 queued >= 500: the first batch sets the index aside.
+    change(&mut c, "first");
+    c.batch_execute("CALL evolve.run_reembedding(1)").unwrap();
+    assert_eq!(definition(&mut c), None, "index set aside during the job");
+    let recorded: String = c
+        .query_one("SELECT definition FROM evolve.deferred_indexes", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        recorded.contains("m='8'") && recorded.contains("ef_construction='32'"),
+        "{recorded}"
+    );
+    let hits: i64 = c
+        .query_one(
+            "SELECT count(*) FROM evolve.semantic_search('earthquake', 'Alaska', 5)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(hits, 5, "search works without the index");
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    assert_eq!(
+        definition(&mut c).as_deref(),
+        Some(before.as_str()),
+        "rebuilt as it was"
+    );
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM evolve.deferred_indexes), \
+                    (SELECT count(*) FROM evolve.embedding_queue), \
+                    (SELECT count(*) FROM evolve.entity_embeddings e \
+                     JOIN evolve.schema_migration_jobs j ON j.id = e.job_id WHERE e.schema_version = j.schema_version)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0);
+    assert_eq!(row.get::<_, i64>(1), 0);
+    assert_eq!(row.get::<_, i64>(2), 1707);
+    // The rebuilt index serves searches (it is the one the planner picks for the ordering).
+    let plan: String = c
+        .query("EXPLAIN SELECT entity_id FROM evolve.entity_embeddings ORDER BY embedding <=> evolve.embed('Alaska') LIMIT 5", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("entity_embeddings_hnsw"), "{plan}");
+
+    // A search in progress in another session: the batch does not wait, the index stays.
+    let mut reader = cluster.connect_to(&db);
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM evolve.entity_embeddings;")
+        .unwrap();
+    change(&mut c, "second");
+    c.batch_execute("CALL evolve.run_reembedding(1)").unwrap();
+    assert!(
+        definition(&mut c).is_some(),
+        "kept while the table is in use"
+    );
+    reader.batch_execute("COMMIT").unwrap();
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
+
+    // Below the threshold nothing is set aside.
+    c.batch_execute("SET evolve.index_rebuild_threshold = 5000")
+        .unwrap();
+    change(&mut c, "third");
+    c.batch_execute("CALL evolve.run_reembedding(1)").unwrap();
+    assert!(definition(&mut c).is_some());
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
 }

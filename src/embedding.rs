@@ -624,17 +624,20 @@ fn set_indexes_aside(threshold: i64) {
         if !locked {
             return;
         }
+        // Another batch may have set them aside since the query above: recording and dropping
+        // are then no-ops.
         for (name, definition) in indexes {
             client
                 .update(
-                    "INSERT INTO evolve.deferred_indexes (index_name, definition) VALUES ($1, $2)",
+                    "INSERT INTO evolve.deferred_indexes (index_name, definition) VALUES ($1, $2) \
+                     ON CONFLICT (index_name) DO NOTHING",
                     None,
                     &[name.as_str().into(), definition.into()],
                 )
                 .or_raise();
             let drop = client
                 .select(
-                    "SELECT pg_catalog.format('DROP INDEX evolve.%I', $1::text)",
+                    "SELECT pg_catalog.format('DROP INDEX IF EXISTS evolve.%I', $1::text)",
                     None,
                     &[name.as_str().into()],
                 )
@@ -764,8 +767,11 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
     let (embedded, unchanged): (Vec<&Done>, Vec<&Done>) =
         done.iter().partition(|d| d.vector.is_some());
     Spi::connect_mut(|client| {
-        // The batch's queue rows are locked (taken FOR UPDATE); now its jobs, in id order.
-        lock_jobs(client, &jobs);
+        // The batch's queue rows are locked (taken FOR UPDATE); now its jobs, in id order. One
+        // job (the usual batch) is locked by its update below: a single lock has no order.
+        if jobs.len() > 1 {
+            lock_jobs(client, &jobs);
+        }
         if !embedded.is_empty() {
             let vectors: Vec<&[f32]> = embedded
                 .iter()
@@ -821,7 +827,11 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
                  same AS (SELECT job, count(*) AS n FROM unnest($2) AS job GROUP BY job) \
                  UPDATE evolve.schema_migration_jobs j SET processed_entities = j.processed_entities + p.n, \
                      unchanged_entities = j.unchanged_entities + coalesce(s.n, 0), \
-                     status = 'running', started_at = coalesce(j.started_at, now()), updated_at = now() \
+                     status = CASE WHEN j.processed_entities + p.n + j.parked_entities < j.total_entities THEN 'running' \
+                                   WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
+                     completed_at = CASE WHEN j.processed_entities + p.n + j.parked_entities >= j.total_entities \
+                                         THEN now() END, \
+                     started_at = coalesce(j.started_at, now()), updated_at = now() \
                  FROM per_job p LEFT JOIN same s ON s.job = p.job_id WHERE j.id = p.job_id",
                 &[
                     done.iter().map(|d| d.queue_tid).collect::<Vec<_>>().into(),
@@ -852,8 +862,9 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
                     gucs::max_embed_attempts().into(),
                 ],
             );
+            // The jobs whose last entities were parked just now are complete too.
+            finish_jobs(client, &jobs);
         }
-        finish_jobs(client, &jobs);
     });
 }
 

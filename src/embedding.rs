@@ -652,7 +652,9 @@ fn set_indexes_aside(threshold: i64) {
 }
 
 /// Builds the indexes set aside by `set_indexes_aside` again, each from its recorded definition
-/// (an index created again meanwhile under the same name is left alone), and forgets them.
+/// (an index created again meanwhile under the same name is left alone), and forgets them. The
+/// definitions are `pg_get_indexdef` output and only the extension owner writes the table, so
+/// the text executed here never comes from a caller. Writes to the embeddings wait for the build.
 fn rebuild_indexes() {
     if !deferred_indexes_installed() {
         return;

@@ -534,6 +534,7 @@ pub fn reembed_batch() -> i32 {
             done.push(Done {
                 entity_id: item.entity_id,
                 queue_tid: item.queue_tid,
+                exists: item.stored_hash.is_some(),
                 job_id: item.job_id,
                 vector: None,
                 version,
@@ -554,6 +555,7 @@ pub fn reembed_batch() -> i32 {
             Ok(v) => done.push(Done {
                 entity_id: item.entity_id,
                 queue_tid: item.queue_tid,
+                exists: item.stored_hash.is_some(),
                 job_id: item.job_id,
                 vector: Some(v),
                 version,
@@ -752,6 +754,8 @@ fn vector_array(vectors: &[&[f32]]) -> pgrx::datum::DatumWithOid<'static> {
 struct Done {
     entity_id: i64,
     queue_tid: pg_sys::ItemPointerData,
+    /// Whether the entity has an embedding row already.
+    exists: bool,
     job_id: i64,
     vector: Option<Vec<f32>>,
     version: i32,
@@ -774,25 +778,42 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
         if jobs.len() > 1 {
             lock_jobs(client, &jobs);
         }
-        if !embedded.is_empty() {
-            let vectors: Vec<&[f32]> = embedded
-                .iter()
-                .map(|d| d.vector.as_deref().unwrap_or_default())
-                .collect();
-            crate::plans::execute(
-                client,
+        // Entities with an embedding get it updated in place; the others get one inserted (an
+        // upsert would probe for the conflict and lock the row before updating it).
+        let (replaced, added): (Vec<&Done>, Vec<&Done>) = embedded.iter().partition(|d| d.exists);
+        for (rows, sql) in [
+            (
+                replaced,
+                "UPDATE evolve.entity_embeddings x SET embedding = u.v, schema_version = u.ver, \
+                     content_hash = u.h, job_id = u.j, embedded_at = now() \
+                 FROM unnest($1, $2, $3, $4, $5) AS u(id, v, ver, h, j) WHERE x.entity_id = u.id",
+            ),
+            (
+                added,
                 "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
                  SELECT u.id, u.v, u.ver, u.h, u.j \
                  FROM unnest($1, $2, $3, $4, $5) AS u(id, v, ver, h, j) ORDER BY u.id \
                  ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
                      schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
                      job_id = EXCLUDED.job_id, embedded_at = now()",
+            ),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            let vectors: Vec<&[f32]> = rows
+                .iter()
+                .map(|d| d.vector.as_deref().unwrap_or_default())
+                .collect();
+            crate::plans::execute(
+                client,
+                sql,
                 &[
-                    embedded.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
+                    rows.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
                     vector_array(&vectors),
-                    embedded.iter().map(|d| d.version).collect::<Vec<_>>().into(),
-                    embedded.iter().map(|d| d.hash).collect::<Vec<_>>().into(),
-                    embedded.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
+                    rows.iter().map(|d| d.version).collect::<Vec<_>>().into(),
+                    rows.iter().map(|d| d.hash).collect::<Vec<_>>().into(),
+                    rows.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
                 ],
             );
         }

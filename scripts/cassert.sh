@@ -22,8 +22,15 @@ fetch_source() { # $1: source package; leaves its unpacked folder in $SRC
     ls -d "$SRC/$1"-*/ | head -n1
 }
 
+# Debian's source package puts the library directory at /usr/lib/postgresql/15/lib unless the
+# libdir names "postgres": without --libdir below, extensions built against this server would
+# overwrite the system server's (its pgvector and pg_evolve) with assertion-enabled builds.
+own_pkglibdir() {
+    [ -x "$CASSERT_PG_CONFIG" ] && case "$("$CASSERT_PG_CONFIG" --pkglibdir)" in "$PREFIX"/*) true ;; *) false ;; esac
+}
+
 postgres_cassert() {
-    if [ -x "$PREFIX/bin/postgres" ]; then
+    if [ -x "$PREFIX/bin/postgres" ] && own_pkglibdir; then
         step "PostgreSQL 15 with assertions present in $PREFIX"
         return
     fi
@@ -36,13 +43,15 @@ postgres_cassert() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${deps[@]}" >/dev/null
     local src
     src=$(fetch_source postgresql-15)
-    (cd "$src" && ./configure -q --prefix="$PREFIX" --enable-cassert --enable-debug \
+    (cd "$src" && { make -s distclean >/dev/null 2>&1 || true; } &&
+        ./configure -q --prefix="$PREFIX" --libdir="$PREFIX/lib/postgresql" --enable-cassert --enable-debug \
         --without-readline --without-icu --with-openssl CFLAGS="-O1 -g" >/dev/null &&
         make -s -j"$(nproc)" >/dev/null && make -s install >/dev/null)
 }
 
 extension_build() { # $1: source package, $2: control file it installs
-    if [ -f "$PREFIX/share/extension/$2.control" ]; then
+    if [ -f "$("$CASSERT_PG_CONFIG" --sharedir)/extension/$2.control" ] &&
+        [ -f "$("$CASSERT_PG_CONFIG" --pkglibdir)/$2.so" ]; then
         step "$1 present in $PREFIX"
         return
     fi
@@ -64,6 +73,7 @@ pg_evolve_cassert() {
 }
 
 postgres_cassert
+own_pkglibdir || { echo "$CASSERT_PG_CONFIG --pkglibdir is outside $PREFIX; refusing to install there" >&2; exit 1; }
 extension_build pgvector vector
 pg_evolve_cassert
 

@@ -53,6 +53,16 @@ fn wait_for(c: &mut Client, sql: &str, what: &str, timeout: Duration) {
     }
 }
 
+/// How many of 5 nearest earthquakes to "Alaska" semantic_search returns.
+fn alaska_hits(c: &mut Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM evolve.semantic_search('earthquake', 'Alaska', 5)",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// apply_change on the USGS data; the worker drains the queue; every affected entity's
 /// embedding carries the new version; progress reaches 100 %.
 #[test]
@@ -94,13 +104,7 @@ fn worker_reembeds_usgs_after_a_change() {
         "every embedding at the new version"
     );
     assert_eq!(row.get::<_, i64>(4), 0);
-    let hits: i64 = c
-        .query_one(
-            "SELECT count(*) FROM evolve.semantic_search('earthquake', 'Alaska', 5)",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let hits = alaska_hits(&mut c);
     assert_eq!(hits, 5);
 }
 
@@ -452,13 +456,7 @@ fn large_jobs_set_the_vector_index_aside_and_rebuild_it() {
         recorded.contains("m='8'") && recorded.contains("ef_construction='32'"),
         "{recorded}"
     );
-    let hits: i64 = c
-        .query_one(
-            "SELECT count(*) FROM evolve.semantic_search('earthquake', 'Alaska', 5)",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let hits = alaska_hits(&mut c);
     assert_eq!(hits, 5, "search works without the index");
     c.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(

@@ -89,4 +89,4 @@ export PG_EVOLVE_EXTRA_CONF="debug_discard_caches = 1"
 export PG_EVOLVE_REGRESS_FEED_LIMIT=60
 # pg_cron is not built here (the suite only checks the error for its absence).
 export PG_EVOLVE_PRELOAD=pg_evolve
-bash "$ROOT/scripts/regress.sh"
+bash "$ROOT/scripts/regress.sh" "$@"

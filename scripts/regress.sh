@@ -17,7 +17,8 @@ OUT=$(mktemp -d /tmp/pg_evolve_regress_out.XXXXXX)
 cp -r "$ROOT/pg_test/sql" "$ROOT/pg_test/expected" "$OUT/"
 cp "$ROOT/data/usgs-earthquakes-week.geojson" "$OUT/"
 chown -R postgres:postgres "$OUT"
-tests=$(cd "$ROOT/pg_test/sql" && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+# Arguments name scenarios to run (default: all of pg_test/sql).
+tests=${*:-$(cd "$ROOT/pg_test/sql" && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)}
 PGXS=$("$PG_CONFIG" --pkglibdir)/pgxs
 status=0
 (cd "$OUT" && runuser -u postgres -- "$PGXS/src/test/regress/pg_regress" \

@@ -572,11 +572,18 @@ pub fn reembed_batch() -> i32 {
 /// objects until `ALTER EXTENSION pg_evolve UPDATE` has run, and re-embedding goes on meanwhile
 /// (keeping its indexes).
 fn deferred_indexes_installed() -> bool {
-    // SAFETY: syscache lookups by name; a missing schema gives InvalidOid (missing_ok).
+    evolve_relation(c"deferred_indexes") != pg_sys::InvalidOid
+}
+
+/// The oid of a relation of schema `evolve` (InvalidOid when missing), from the syscache.
+fn evolve_relation(name: &std::ffi::CStr) -> pg_sys::Oid {
+    // SAFETY: syscache lookups by name; a missing schema or relation gives InvalidOid.
     unsafe {
         let nsp = pg_sys::get_namespace_oid(c"evolve".as_ptr(), true);
-        nsp != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(c"deferred_indexes".as_ptr(), nsp) != pg_sys::InvalidOid
+        if nsp == pg_sys::InvalidOid {
+            return pg_sys::InvalidOid;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), nsp)
     }
 }
 
@@ -596,7 +603,8 @@ fn set_indexes_aside(threshold: i64) {
                queued AS ( \
                    SELECT count(*) AS n FROM (SELECT FROM evolve.embedding_queue WHERE state = 'queued' \
                                               LIMIT (SELECT n FROM need)) q) \
-               SELECT c.relname::text, pg_catalog.pg_get_indexdef(c.oid) \
+               SELECT c.relname::text, pg_catalog.pg_get_indexdef(c.oid), \
+                      pg_catalog.format('DROP INDEX IF EXISTS evolve.%I', c.relname) \
                FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
                JOIN pg_catalog.pg_am a ON a.oid = c.relam \
                WHERE i.indrelid = 'evolve.entity_embeddings'::pg_catalog.regclass \
@@ -604,23 +612,23 @@ fn set_indexes_aside(threshold: i64) {
                  AND (SELECT n FROM queued) >= (SELECT n FROM need) \
                ORDER BY c.relname";
     Spi::connect_mut(|client| {
-        let indexes: Vec<(String, String)> =
+        let indexes: Vec<(String, String, String)> =
             crate::plans::execute(client, sql, &[threshold.into()])
                 .map(|r| {
                     (
                         r.get::<String>(1).or_raise().unwrap_or_default(),
                         r.get::<String>(2).or_raise().unwrap_or_default(),
+                        r.get::<String>(3).or_raise().unwrap_or_default(),
                     )
                 })
                 .collect();
         if indexes.is_empty() {
             return;
         }
-        // SAFETY: looks up the table's oid and tries its lock without waiting; the lock is held
-        // to the end of the transaction, as DROP INDEX would hold it.
+        let rel = evolve_relation(c"entity_embeddings");
+        // SAFETY: tries the table's lock without waiting; the lock is held to the end of the
+        // transaction, as DROP INDEX would hold it.
         let locked = unsafe {
-            let nsp = pg_sys::get_namespace_oid(c"evolve".as_ptr(), false);
-            let rel = pg_sys::get_relname_relid(c"entity_embeddings".as_ptr(), nsp);
             pg_sys::ConditionalLockRelationOid(rel, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE)
         };
         if !locked {
@@ -628,26 +636,15 @@ fn set_indexes_aside(threshold: i64) {
         }
         // Another batch may have set them aside since the query above: recording and dropping
         // are then no-ops.
-        for (name, definition) in indexes {
+        for (name, definition, drop) in indexes {
             client
                 .update(
                     "INSERT INTO evolve.deferred_indexes (index_name, definition) VALUES ($1, $2) \
                      ON CONFLICT (index_name) DO NOTHING",
                     None,
-                    &[name.as_str().into(), definition.into()],
+                    &[name.into(), definition.into()],
                 )
                 .or_raise();
-            let drop = client
-                .select(
-                    "SELECT pg_catalog.format('DROP INDEX IF EXISTS evolve.%I', $1::text)",
-                    None,
-                    &[name.as_str().into()],
-                )
-                .or_raise()
-                .first()
-                .get_one::<String>()
-                .or_raise()
-                .unwrap_or_default();
             client.update(&drop, None, &[]).or_raise();
         }
     });
@@ -699,10 +696,9 @@ fn rebuild_indexes() {
 /// through text, a `real[]` slice or a cast. The element type is the embedding column's own,
 /// looked up in the syscache at every batch (a recreated extension gets a new type oid).
 fn vector_array(vectors: &[&[f32]]) -> pgrx::datum::DatumWithOid<'static> {
-    // SAFETY: syscache lookups by name and attribute number; every oid is checked before use.
+    let rel = evolve_relation(c"entity_embeddings");
+    // SAFETY: syscache lookups by oid and attribute name; every oid is checked before use.
     let (elem, array) = unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"evolve".as_ptr(), false);
-        let rel = pg_sys::get_relname_relid(c"entity_embeddings".as_ptr(), nsp);
         let attnum = pg_sys::get_attnum(rel, c"embedding".as_ptr());
         let elem = pg_sys::get_atttype(rel, attnum);
         (elem, pg_sys::get_array_type(elem))

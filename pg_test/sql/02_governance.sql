@@ -1,11 +1,6 @@
 -- Registry governance: versions, diff, time travel, compatibility modes, quotas, name conflicts.
 \set SHOW_CONTEXT never
--- A fresh extension, whichever scenario ran before (or none): their notices are not the point.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS vector;
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION pg_evolve;
-RESET client_min_messages;
+\i sql/fresh_extension.psql
 
 SELECT evolve.register_schema('{"entity_type": "earthquake", "description": "v1",
   "attributes": {"mag": {"type": "integer"}, "place": {"type": "string"}}}');

@@ -1,11 +1,6 @@
 -- Ingestion on the real USGS feed: observations, raw fragments, snapshots, aggregates, lifecycle.
 \set SHOW_CONTEXT never
--- A fresh extension, whichever scenario ran before (or none): their notices are not the point.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS vector;
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION pg_evolve;
-RESET client_min_messages;
+\i sql/fresh_extension.psql
 
 \i sql/usgs_feed.psql
 SELECT count(*) AS features FROM feed;

@@ -1,12 +1,7 @@
 -- Conflict-driven migration: payloads written against older versions are migrated along the
 -- version graph; failures are recorded and handled per evolve.migration_strategy.
 \set SHOW_CONTEXT never
--- A fresh extension, whichever scenario ran before (or none): their notices are not the point.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS vector;
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION pg_evolve;
-RESET client_min_messages;
+\i sql/fresh_extension.psql
 
 -- v1: the old shape.
 SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {

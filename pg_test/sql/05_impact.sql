@@ -1,12 +1,7 @@
 -- Impact analysis, re-embedding jobs, progress and semantic search (without the worker:
 -- CALL evolve.run_reembedding() does the same work).
 \set SHOW_CONTEXT never
--- A fresh extension, whichever scenario ran before (or none): their notices are not the point.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS vector;
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION pg_evolve;
-RESET client_min_messages;
+\i sql/fresh_extension.psql
 
 SELECT evolve.register_schema($${"entity_type": "earthquake", "description": "A seismic event",
   "attributes": {"mag": {"type": "number", "description": "Magnitude"}, "place": {"type": "string"},

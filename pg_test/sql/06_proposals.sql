@@ -1,12 +1,7 @@
 -- Proposals on the real USGS feed: detection, evidence, review, rollback, audit, diagram.
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
--- A fresh extension, whichever scenario ran before (or none): their notices are not the point.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS vector;
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION pg_evolve;
-RESET client_min_messages;
+\i sql/fresh_extension.psql
 
 \i sql/usgs_feed.psql
 

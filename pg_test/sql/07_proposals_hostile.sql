@@ -3,12 +3,7 @@
 -- catalog as they were. Also a relationship found from the data.
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
--- A fresh extension, whichever scenario ran before (or none): their notices are not the point.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS vector;
-DROP EXTENSION IF EXISTS pg_evolve CASCADE;
-CREATE EXTENSION pg_evolve;
-RESET client_min_messages;
+\i sql/fresh_extension.psql
 SET client_min_messages = warning;
 CREATE TABLE public.canary (id int);
 INSERT INTO public.canary VALUES (1), (2), (3);

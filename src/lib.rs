@@ -124,6 +124,12 @@ extension_sql_file!(
         maintenance::schedule_maintenance
     ]
 );
+// 0.3.0: trust (see the file's header). Also the end of a fresh install, like 0.2.0's.
+extension_sql_file!(
+    "../sql/pg_evolve--0.2.0--0.3.0.sql",
+    name = "v0_3_0",
+    requires = ["v0_2_0"]
+);
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
+use crate::jsonb::Json;
 use evolve_core::embed::{self, DEFAULT_DIM};
 use evolve_core::impact::{self, Affected, Change, Priority};
 use evolve_core::schema::Definition;
@@ -70,7 +71,7 @@ fn measured_rate() -> Option<f64> {
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn analyze_impact(
-    change: JsonB,
+    change: Json,
 ) -> TableIterator<
     'static,
     (
@@ -129,7 +130,7 @@ fn analyze_impact(
 /// `schema_migration_jobs` row, and the affected entities enqueued (each entity once, for the
 /// latest job), all in the caller's transaction. Returns the job id.
 #[pg_extern(volatile, parallel_unsafe)]
-fn apply_change(change: JsonB) -> i64 {
+fn apply_change(change: Json) -> i64 {
     crate::access::require_admin("apply a schema change");
     let c = parse_change(&change.0);
     let (affected, priority) = impact::impact(&c);
@@ -363,7 +364,20 @@ fn embed_text(text: &str) -> Result<Vec<f32>, String> {
     match gucs::embedding_function() {
         None => Ok(embed::embed(text, DEFAULT_DIM)),
         Some(f) => {
-            let v = crate::userfn::call::<&str, Vec<f32>>(&f, "text", "::real[]", text)?;
+            let (datum, returned) = crate::userfn::call_setting_with_text(
+                "evolve.embedding_function",
+                &f,
+                &["vector", "float4[]"],
+                text,
+            )?;
+            // SAFETY: the datum is of the type the catalog says the function returns.
+            let v = unsafe {
+                if returned == "vector" {
+                    read_vector(datum)
+                } else {
+                    Vec::<f32>::from_datum(datum, false).unwrap_or_default()
+                }
+            };
             if v.len() != DEFAULT_DIM {
                 return Err(format!(
                     "embedding function {f} returned {} dimensions, expected {DEFAULT_DIM}",
@@ -372,6 +386,22 @@ fn embed_text(text: &str) -> Result<Vec<f32>, String> {
             }
             Ok(v)
         }
+    }
+}
+
+/// A pgvector datum's elements (layout: varlena header, int16 dim, int16 unused, float4[dim]).
+///
+/// # Safety
+/// `datum` must be a valid, possibly toasted, vector datum.
+unsafe fn read_vector(datum: pg_sys::Datum) -> Vec<f32> {
+    // SAFETY: per the contract; the detoasted copy is read within its bounds.
+    unsafe {
+        let p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<u8>();
+        let dim = std::ptr::read_unaligned(p.add(4).cast::<i16>()).max(0) as usize;
+        let data = p.add(8).cast::<f32>();
+        (0..dim)
+            .map(|i| std::ptr::read_unaligned(data.add(i)))
+            .collect()
     }
 }
 

@@ -20,6 +20,7 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::UndefinedFunction => PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
         SqlState::InvalidFunctionDefinition => PgSqlErrorCode::ERRCODE_INVALID_FUNCTION_DEFINITION,
         SqlState::InsufficientPrivilege => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        SqlState::NullValueNotAllowed => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
     }
 }
 
@@ -40,6 +41,20 @@ pub fn raise(
     }
     report.report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
+}
+
+/// A required argument: NULL raises 22004 naming it (functions that take optional arguments
+/// cannot be STRICT, so their required ones are checked here).
+#[track_caller]
+pub fn required<T>(value: Option<T>, name: &str) -> T {
+    value.unwrap_or_else(|| {
+        raise(
+            SqlState::NullValueNotAllowed,
+            format!("{name} must not be NULL"),
+            None,
+            Some("Pass a value; only the arguments documented with a default may be omitted or NULL.".into()),
+        )
+    })
 }
 
 /// Raises a pure-layer error with its SQLSTATE and hint.

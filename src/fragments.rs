@@ -1,6 +1,7 @@
 //! Raw fragments: lifecycle, promotion into observations, cleanup and archival, and the helper
 //! functions the aggregate triggers and columns use.
 
+use crate::jsonb::Json;
 use evolve_core::aggregate;
 use evolve_core::infer::conforms;
 use evolve_core::lifecycle::{can_transition, FragmentState};
@@ -15,22 +16,22 @@ use crate::gucs;
 use crate::ingest;
 use crate::registry::{check_entity_type, check_user_id};
 
-fn as_map(j: &JsonB) -> Map<String, Value> {
+fn as_map(j: &Json) -> Map<String, Value> {
     j.0.as_object().cloned().unwrap_or_default()
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "_dominant_type")]
-fn dominant_type(type_counts: JsonB) -> String {
+fn dominant_type(type_counts: Json) -> String {
     aggregate::dominant(&as_map(&type_counts)).0
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "_type_consistency")]
-fn type_consistency(type_counts: JsonB) -> f64 {
+fn type_consistency(type_counts: Json) -> f64 {
     aggregate::dominant(&as_map(&type_counts)).1
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "_count_keys")]
-fn count_keys(counts: JsonB) -> i32 {
+fn count_keys(counts: Json) -> i32 {
     as_map(&counts).len() as i32
 }
 
@@ -44,7 +45,7 @@ fn count_object(labels: Vec<Option<String>>, counts: Vec<Option<i64>>) -> JsonB 
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "_add_counts")]
-fn add_counts(a: JsonB, b: JsonB) -> JsonB {
+fn add_counts(a: Json, b: Json) -> JsonB {
     JsonB(Value::Object(aggregate::add_counts(
         &as_map(&a),
         &as_map(&b),
@@ -52,8 +53,8 @@ fn add_counts(a: JsonB, b: JsonB) -> JsonB {
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "_merge_samples")]
-fn merge_samples(existing: JsonB, new: JsonB) -> JsonB {
-    let list = |j: &JsonB| j.0.as_array().cloned().unwrap_or_default();
+fn merge_samples(existing: Json, new: Json) -> JsonB {
+    let list = |j: &Json| j.0.as_array().cloned().unwrap_or_default();
     JsonB(Value::Array(aggregate::merge_samples(
         &list(&existing),
         &list(&new),
@@ -78,10 +79,12 @@ fn fragment_transition_allowed(from: &str, to: &str) -> bool {
 /// NULL when the key has no aggregate.
 #[pg_extern(stable, parallel_safe)]
 fn field_confidence(
-    entity_type: &str,
-    fragment_key: &str,
+    entity_type: Option<&str>,
+    fragment_key: Option<&str>,
     user_id: default!(Option<String>, "NULL"),
 ) -> Option<f64> {
+    let entity_type = crate::error::required(entity_type, "entity_type");
+    let fragment_key = crate::error::required(fragment_key, "fragment_key");
     access::require_read(user_id.as_deref());
     let row = Spi::connect(|client| {
         let rows = client
@@ -111,10 +114,12 @@ fn field_confidence(
 /// attribute is in every user's schema). Returns the number of fragments promoted.
 #[pg_extern(volatile, parallel_unsafe)]
 fn promote_fragments(
-    entity_type: &str,
-    fragment_key: &str,
+    entity_type: Option<&str>,
+    fragment_key: Option<&str>,
     user_id: default!(Option<String>, "NULL"),
 ) -> i64 {
+    let entity_type = crate::error::required(entity_type, "entity_type");
+    let fragment_key = crate::error::required(fragment_key, "fragment_key");
     check_entity_type(entity_type);
     check_user_id(user_id.as_deref());
     access::require_schema_owner(user_id.as_deref(), "promote fragments of");

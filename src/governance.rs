@@ -1,5 +1,6 @@
 //! Registry governance: compatibility modes, quotas, near-duplicate names, time travel and diffs.
 
+use crate::jsonb::Json;
 use evolve_core::compat::{self, CompatMode};
 use evolve_core::diff::diff;
 use evolve_core::schema::Definition;
@@ -271,7 +272,7 @@ fn set_compatibility(entity_type: &str, mode: &str) -> String {
 /// validation errors are raised as by register_schema).
 #[pg_extern(volatile, parallel_unsafe)]
 fn check_compatibility(
-    definition: JsonB,
+    definition: Json,
     user_id: default!(Option<String>, "NULL"),
 ) -> TableIterator<'static, (name!(compatible, bool), name!(reasons, Vec<String>))> {
     let user_id = user_id.as_deref();
@@ -490,10 +491,12 @@ fn merge_attribute(
 /// changes are not versions and are not considered).
 #[pg_extern(stable, parallel_safe)]
 fn schema_at(
-    entity_type: &str,
-    at: pgrx::datum::TimestampWithTimeZone,
+    entity_type: Option<&str>,
+    at: Option<pgrx::datum::TimestampWithTimeZone>,
     user_id: default!(Option<String>, "NULL"),
 ) -> Option<RawJsonb> {
+    let entity_type = crate::error::required(entity_type, "entity_type");
+    let at = crate::error::required(at, "at");
     let user_id = user_id.as_deref();
     access::require_read(user_id);
     let rows: Vec<(Option<String>, Value, i32)> = Spi::connect(|client| {
@@ -549,11 +552,14 @@ fn version_definition(
 /// What changed between two versions of one schema scope.
 #[pg_extern(stable, parallel_safe)]
 fn schema_diff(
-    entity_type: &str,
-    from_version: i32,
-    to_version: i32,
+    entity_type: Option<&str>,
+    from_version: Option<i32>,
+    to_version: Option<i32>,
     user_id: default!(Option<String>, "NULL"),
 ) -> JsonB {
+    let entity_type = crate::error::required(entity_type, "entity_type");
+    let from_version = crate::error::required(from_version, "from_version");
+    let to_version = crate::error::required(to_version, "to_version");
     let user_id = user_id.as_deref();
     access::require_read(user_id);
     Spi::connect(|client| {

@@ -7,8 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::jsonb::Json;
 use evolve_core::infer::value_type;
-use evolve_core::payload::{check_payload, split};
+use evolve_core::payload::{check_payload, split, MAX_KEY_BYTES};
 use evolve_core::reduce::{self, Observation, Snapshot};
 use evolve_core::schema::Definition;
 use evolve_core::SqlState;
@@ -23,9 +24,12 @@ use crate::registry::effective_definition;
 use evolve_core::migrate;
 
 /// One payload to ingest.
+#[derive(Default)]
 pub struct Input {
     pub entity_type: Option<String>,
     pub payload: Option<Value>,
+    /// Set when the row is already known to be bad (unreadable payload, foreign tenant).
+    pub rejected: Option<Reject>,
     pub user_id: Option<String>,
     pub source: Option<String>,
     pub entity_key: Option<String>,
@@ -33,6 +37,7 @@ pub struct Input {
 }
 
 /// Why a payload was not ingested.
+#[derive(Clone)]
 pub struct Reject {
     pub state: SqlState,
     pub message: String,
@@ -74,6 +79,9 @@ type Schema = (Definition, i32, i64);
 
 /// Validates one input against its schema; returns the canonical scope and the payload object.
 fn validate<'a>(input: &'a Input, schemas: &mut HashMap<Scope, Option<Schema>>) -> Checked<'a> {
+    if let Some(r) = &input.rejected {
+        return Err(r.clone());
+    }
     let Some(entity_type) = input.entity_type.as_deref() else {
         return reject(
             SqlState::InvalidParameterValue,
@@ -91,6 +99,17 @@ fn validate<'a>(input: &'a Input, schemas: &mut HashMap<Scope, Option<Schema>>) 
     let Some(payload) = input.payload.as_ref() else {
         return reject(SqlState::InvalidParameterValue, "payload must not be NULL");
     };
+    if let Some(k) = input.entity_key.as_deref() {
+        if k.len() > MAX_KEY_BYTES {
+            return reject(
+                SqlState::ProgramLimitExceeded,
+                format!(
+                    "entity_key is too large: {} bytes, the limit is {MAX_KEY_BYTES}",
+                    k.len()
+                ),
+            );
+        }
+    }
     let text_len = serde_json::to_string(payload)
         .map(|s| s.len())
         .unwrap_or(usize::MAX);
@@ -667,13 +686,14 @@ fn write_snapshots(
 /// ones whose value does not fit the declared type) become raw fragments.
 #[pg_extern(volatile, parallel_unsafe)]
 fn ingest(
-    entity_type: &str,
-    payload: JsonB,
+    entity_type: Option<&str>,
+    payload: Json,
     user_id: default!(Option<String>, "NULL"),
     source: default!(Option<String>, "NULL"),
     entity_key: default!(Option<String>, "NULL"),
     schema_version: default!(Option<i32>, "NULL"),
 ) -> i64 {
+    let entity_type = crate::error::required(entity_type, "entity_type");
     crate::access::require_write(user_id.as_deref(), "ingest");
     let input = Input {
         entity_type: Some(entity_type.to_string()),
@@ -682,6 +702,7 @@ fn ingest(
         source,
         entity_key,
         schema_version,
+        ..Input::default()
     };
     match ingest_batch(std::slice::from_ref(&input)).pop() {
         Some(Ok(id)) => id,
@@ -695,29 +716,64 @@ fn ingest(
     }
 }
 
-/// Routes one statement's inbox rows (called by the inbox trigger). Rejected rows go to
-/// `evolve.inbox_rejects` with their SQLSTATE and message.
+/// Routes one statement's inbox rows (called by the inbox trigger, as the extension owner, for
+/// the role that inserted them). Every bad row goes to `evolve.inbox_rejects` with its SQLSTATE
+/// and message and the others are ingested: an unreadable payload (numbers are read exactly,
+/// nesting is bounded), a key too large, a row for a tenant the inserting role may not write.
+/// Payloads arrive as text so that reading each is this function's, row by row.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe, name = "_ingest_inbox")]
 fn ingest_inbox(
     ids: Vec<Option<i64>>,
     entity_types: Vec<Option<String>>,
-    payloads: Vec<Option<JsonB>>,
+    payloads: Vec<Option<String>>,
     user_ids: Vec<Option<String>>,
     sources: Vec<Option<String>>,
     entity_keys: Vec<Option<String>>,
     schema_versions: Vec<Option<i32>>,
 ) {
-    let inputs: Vec<Input> = (0..ids.len())
-        .map(|i| Input {
+    let tenant = crate::access::tenant();
+    let mut inputs: Vec<Input> = Vec::with_capacity(ids.len());
+    // The user scope each reject is filed under: a row claiming a scope its writer may not
+    // write is filed under the writer's own tenant, so nothing lands in another tenant's view.
+    let mut filed_under: Vec<Option<String>> = Vec::with_capacity(ids.len());
+    for i in 0..ids.len() {
+        let mut rejected = None;
+        let payload = match payloads[i].as_deref().map(evolve_core::number::parse_exact) {
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                rejected = Some(Reject {
+                    state: e.sqlstate(),
+                    message: e.to_string().replace("JSON value", "payload"),
+                });
+                None
+            }
+            None => None,
+        };
+        let user_id = user_ids[i].clone();
+        let mut file_as = user_id.clone();
+        if rejected.is_none() && !crate::access::may_write(user_id.as_deref()) {
+            rejected = Some(Reject {
+                state: SqlState::InsufficientPrivilege,
+                message: format!(
+                    "permission denied to ingest into {} (this session writes {})",
+                    scope_name(user_id.as_deref()),
+                    scope_name(tenant.as_deref())
+                ),
+            });
+            file_as = tenant.clone();
+        }
+        filed_under.push(file_as);
+        inputs.push(Input {
             entity_type: entity_types[i].clone(),
-            payload: payloads[i].as_ref().map(|j| j.0.clone()),
-            user_id: user_ids[i].clone(),
+            payload,
+            rejected,
+            user_id,
             source: sources[i].clone(),
             entity_key: entity_keys[i].clone(),
             schema_version: schema_versions[i],
-        })
-        .collect();
+        });
+    }
     let results = ingest_batch(&inputs);
     let mut rejected: Vec<usize> = Vec::new();
     let mut states = Vec::new();
@@ -734,24 +790,22 @@ fn ingest_inbox(
     }
     let pick = |v: &Vec<Option<String>>| rejected.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
     let rejected_ids: Vec<Option<i64>> = rejected.iter().map(|&i| ids[i]).collect();
-    let rejected_payloads: Vec<Option<JsonB>> = rejected
-        .iter()
-        .map(|&i| payloads[i].as_ref().map(|j| JsonB(j.0.clone())))
-        .collect();
     let rejected_versions: Vec<Option<i32>> =
         rejected.iter().map(|&i| schema_versions[i]).collect();
+    // The payload is kept as it arrived (its text is jsonb's own, so it reads back exactly).
     Spi::connect_mut(|c| {
         c.update(
             "INSERT INTO evolve.inbox_rejects \
                  (inbox_id, entity_type, payload, user_id, source, entity_key, schema_version, sqlstate, error) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], \
-                                  $7::int[], $8::text[], $9::text[])",
+             SELECT id, t, p::jsonb, u, s, k, v, st, e \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::int[], $8::text[], $9::text[]) AS r(id, t, p, u, s, k, v, st, e)",
             None,
             &[
                 rejected_ids.into(),
                 pick(&entity_types).into(),
-                rejected_payloads.into(),
-                pick(&user_ids).into(),
+                pick(&payloads).into(),
+                pick(&filed_under).into(),
                 pick(&sources).into(),
                 pick(&entity_keys).into(),
                 rejected_versions.into(),
@@ -766,6 +820,13 @@ fn ingest_inbox(
         rejected.len(),
         ids.len()
     );
+}
+
+fn scope_name(user_id: Option<&str>) -> String {
+    user_id.map_or_else(
+        || "the global scope".into(),
+        |u| format!("user scope {u:?}"),
+    )
 }
 
 /// The entity's snapshot: its attributes' values reduced with their merge policies.

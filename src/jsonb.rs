@@ -1,8 +1,9 @@
 //! jsonb values kept as raw bytes, so a cached schema is returned with one memcpy instead of a
 //! serialize + parse round trip.
 
-use pgrx::callconv::{BoxRet, FcInfo};
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::Datum;
+use pgrx::nullable::Nullable;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
@@ -62,6 +63,91 @@ unsafe impl BoxRet for RawJsonb {
 // SAFETY: RawJsonb is returned as a jsonb datum, so jsonb is its SQL type.
 unsafe impl SqlTranslatable for RawJsonb {
     const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(RawJsonb);
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}
+
+/// A jsonb argument read exactly: every digit of every number kept (serde_json with
+/// `arbitrary_precision`), nesting bounded before parsing (54000), and NULL refused with 22004
+/// where the argument is required. pgrx's `JsonB` argument would instead raise internal errors
+/// for numbers beyond f64 and for deep nesting.
+pub struct Json(pub serde_json::Value);
+
+impl Json {
+    /// Reads a jsonb datum; bad input is a pure-layer error with its SQLSTATE.
+    ///
+    /// # Safety
+    /// `datum` must be a valid (possibly toasted) jsonb datum.
+    pub unsafe fn read(datum: pg_sys::Datum) -> Result<Json, evolve_core::CoreError> {
+        // SAFETY: per the contract, a valid jsonb varlena; jsonb_out returns a palloc'd C
+        // string, freed once parsed.
+        unsafe {
+            let varlena = datum.cast_mut_ptr::<pg_sys::varlena>();
+            let detoasted = pg_sys::pg_detoast_datum_packed(varlena);
+            let text = pgrx::direct_function_call::<&core::ffi::CStr>(
+                pg_sys::jsonb_out,
+                &[Some(pg_sys::Datum::from(detoasted))],
+            )
+            .expect("jsonb_out returns text");
+            let parsed = evolve_core::number::parse_exact(&text.to_string_lossy());
+            pg_sys::pfree(text.as_ptr() as *mut core::ffi::c_void);
+            if detoasted != varlena {
+                pg_sys::pfree(detoasted.cast());
+            }
+            parsed.map(Json)
+        }
+    }
+
+    /// Reads the jsonb a user function returned.
+    ///
+    /// # Safety
+    /// `datum` must be a valid jsonb datum.
+    pub unsafe fn from_result_datum(datum: pg_sys::Datum) -> Result<Json, String> {
+        // SAFETY: forwarded contract.
+        unsafe { Json::read(datum) }.map_err(|e| e.to_string())
+    }
+}
+
+impl FromDatum for Json {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Json> {
+        if is_null {
+            return None;
+        }
+        // SAFETY: PostgreSQL passes a jsonb datum for a jsonb argument.
+        Some(unsafe { Json::read(datum) }.unwrap_or_else(|e| crate::error::raise_core(e)))
+    }
+}
+
+// SAFETY: the argument is read with FromDatum above; NULL is refused for a required argument.
+unsafe impl<'fcx> ArgAbi<'fcx> for Json {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        // SAFETY: forwarded from the caller.
+        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| {
+            crate::error::raise(
+                evolve_core::SqlState::NullValueNotAllowed,
+                format!("argument {} must not be NULL", index + 1),
+                None,
+                Some("Pass a JSON document.".into()),
+            )
+        })
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        // SAFETY: forwarded from the caller.
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
+    }
+}
+
+// SAFETY: Json is read from a jsonb argument.
+unsafe impl SqlTranslatable for Json {
+    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(Json);
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
     const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> =

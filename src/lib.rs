@@ -134,6 +134,10 @@ extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // Errors never carry a Rust backtrace to the client, whatever the server's environment
+    // (RUST_BACKTRACE would otherwise add one to the DETAIL of every caught error). The
+    // standard library reads this once, at the first capture, which has not happened yet.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     gucs::init();
     cache::init();
     worker::register();

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use crate::jsonb::Json;
 use evolve_core::migrate::{self, Step, StepError};
 use evolve_core::schema::Definition;
 use evolve_core::SqlState;
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{in_subtransaction, raise, OrNone, OrRaise};
 use crate::registry::check_entity_type;
+use crate::userfn::UserFn;
 
 /// Why a payload could not be migrated. (Built only on the failure path, so its size is moot.)
 pub struct Failure {
@@ -46,63 +48,116 @@ impl Failure {
     }
 }
 
+/// One step of a migration path, with the function a `function` step calls: resolved when the
+/// migration was registered (`Err` when that resolution is missing, for migrations registered
+/// before 0.3.0).
+pub struct PathStep {
+    step: Step,
+    function: Option<Result<UserFn, String>>,
+}
+
 /// The steps of the shortest path between two versions, edge by edge. Cached per batch by the
 /// caller (all payloads of one version share it).
-pub fn path_steps(entity_type: &str, from: i32, to: i32) -> Result<Vec<Step>, String> {
-    let edges: Vec<(i32, i32, Value)> =
-        Spi::connect(|c| {
-            c.select(
-            "SELECT from_version, to_version, steps FROM evolve.migrations WHERE entity_type = $1",
+pub fn path_steps(entity_type: &str, from: i32, to: i32) -> Result<Vec<PathStep>, String> {
+    type Edge = (
+        i32,
+        i32,
+        Value,
+        Option<pg_sys::Oid>,
+        Vec<Option<pg_sys::Oid>>,
+    );
+    let edges: Vec<Edge> = Spi::connect(|c| {
+        c.select(
+            "SELECT from_version, to_version, steps, run_as::pg_catalog.oid, \
+                    pg_catalog.array_to_json(function_oids::pg_catalog.oid[])::pg_catalog.jsonb \
+             FROM evolve.migrations WHERE entity_type = $1",
             None,
             &[entity_type.into()],
         )
         .or_raise()
         .map(|r| {
+            let oids = r
+                .get::<JsonB>(5)
+                .or_raise()
+                .and_then(|j| j.0.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|v| v.as_u64().map(|o| pg_sys::Oid::from(o as u32)))
+                .collect();
             (
                 r.get::<i32>(1).or_raise().unwrap_or(0),
                 r.get::<i32>(2).or_raise().unwrap_or(0),
-                r.get::<JsonB>(3).or_raise().map(|j| j.0).unwrap_or(Value::Null),
+                r.get::<JsonB>(3)
+                    .or_raise()
+                    .map(|j| j.0)
+                    .unwrap_or(Value::Null),
+                r.get::<pg_sys::Oid>(4).or_raise(),
+                oids,
             )
         })
         .collect()
-        });
+    });
     let pairs: Vec<(i32, i32)> = edges.iter().map(|e| (e.0, e.1)).collect();
     let Some(path) = migrate::shortest_path(&pairs, from, to) else {
         return Err(format!("no migration path from version {from} to {to}"));
     };
     let mut steps = Vec::new();
     for (a, b) in path {
-        let doc = &edges
+        let (_, _, doc, run_as, oids) = edges
             .iter()
             .find(|e| e.0 == a && e.1 == b)
-            .expect("edge on the path")
-            .2;
+            .expect("edge on the path");
         if doc.as_array().is_some_and(|s| s.is_empty()) {
             continue;
         }
-        steps.extend(migrate::parse_steps(doc).map_err(|e| e.to_string())?);
+        let mut functions = oids.iter();
+        for step in migrate::parse_steps(doc).map_err(|e| e.to_string())? {
+            let function = matches!(step, Step::Function { .. }).then(|| {
+                match (functions.next().copied().flatten(), run_as) {
+                    (Some(oid), Some(run_as)) => Ok(UserFn { oid, run_as: *run_as }),
+                    _ => Err(format!(
+                        "the function steps of the migration from version {a} to {b} were registered before 0.3.0 and are not resolved; register the migration again"
+                    )),
+                }
+            });
+            steps.push(PathStep { step, function });
+        }
     }
     Ok(steps)
 }
 
-/// Calls a user function jsonb → jsonb (inside the caller's subtransaction).
-fn call_function(name: &str, payload: Value) -> Result<Value, String> {
-    crate::userfn::call::<JsonB, JsonB>(name, "jsonb", "", JsonB(payload)).map(|j| j.0)
+/// Calls a migration function jsonb → jsonb as the role that registered it (inside the
+/// caller's subtransaction).
+fn call_function(f: &Result<UserFn, String>, payload: Value) -> Result<Value, String> {
+    let f = f.as_ref().map_err(Clone::clone)?;
+    let arg = JsonB(payload).into_datum().expect("jsonb is never NULL");
+    match crate::userfn::call(*f, arg, "migration function")? {
+        None => Err("the function returned NULL".into()),
+        // SAFETY: the function returns jsonb (checked when it was registered).
+        Some(d) => unsafe { crate::jsonb::Json::from_result_datum(d) }.map(|j| j.0),
+    }
 }
 
 #[allow(clippy::result_large_err)]
 /// Applies migration steps to a payload. Function steps run in one subtransaction, so a
 /// failing function leaves nothing behind.
 pub fn apply(
-    steps: &[Step],
+    steps: &[PathStep],
     payload: &Map<String, Value>,
     from: i32,
     to: i32,
 ) -> Result<Map<String, Value>, Failure> {
-    let has_function = steps.iter().any(|s| matches!(s, Step::Function { .. }));
+    let has_function = steps.iter().any(|s| s.function.is_some());
     let run = |p: Map<String, Value>| -> Result<Map<String, Value>, StepError> {
         let mut p = p;
-        migrate::apply_steps(&mut p, steps, &mut call_function)?;
+        for (index, s) in steps.iter().enumerate() {
+            let mut call = |_: &str, v: Value| match &s.function {
+                Some(f) => call_function(f, v),
+                None => Err("not a function step".into()),
+            };
+            migrate::apply_steps(&mut p, std::slice::from_ref(&s.step), &mut call)
+                .map_err(|e| StepError { index, ..e })?;
+        }
         Ok(p)
     };
     let to_failure = |e: StepError| Failure {
@@ -165,10 +220,10 @@ pub fn record_failure(
 
 /// Per-batch cache of migration paths, keyed by (entity_type, from, to).
 #[derive(Default)]
-pub struct Paths(HashMap<(String, i32, i32), Result<Vec<Step>, String>>);
+pub struct Paths(HashMap<(String, i32, i32), Result<Vec<PathStep>, String>>);
 
 impl Paths {
-    pub fn get(&mut self, entity_type: &str, from: i32, to: i32) -> &Result<Vec<Step>, String> {
+    pub fn get(&mut self, entity_type: &str, from: i32, to: i32) -> &Result<Vec<PathStep>, String> {
         self.0
             .entry((entity_type.to_string(), from, to))
             .or_insert_with(|| path_steps(entity_type, from, to))
@@ -206,52 +261,6 @@ pub fn record_derived_edge(entity_type: &str, old: &Definition, new: &Definition
     });
 }
 
-fn check_function(name: &str) {
-    let row = Spi::connect(|c| {
-        let rows = c
-            .select(
-                "SELECT p.prorettype = 'jsonb'::pg_catalog.regtype, \
-                        pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE') \
-                 FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure($1)",
-                Some(1),
-                &[
-                    format!("{name}(jsonb)").as_str().into(),
-                    crate::access::caller().into(),
-                ],
-            )
-            .or_raise();
-        if rows.is_empty() {
-            return None;
-        }
-        let r = rows.first();
-        Some((
-            r.get::<bool>(1).or_raise().unwrap_or(false),
-            r.get::<bool>(2).or_raise().unwrap_or(false),
-        ))
-    });
-    match row {
-        None => raise(
-            SqlState::UndefinedFunction,
-            format!("migration function {name}(jsonb) does not exist"),
-            None,
-            Some("A function step names a SQL function taking and returning jsonb.".into()),
-        ),
-        Some((false, _)) => raise(
-            SqlState::InvalidFunctionDefinition,
-            format!("migration function {name}(jsonb) must return jsonb"),
-            None,
-            None,
-        ),
-        Some((true, false)) => raise(
-            SqlState::InsufficientPrivilege,
-            format!("permission denied to execute migration function {name}(jsonb)"),
-            None,
-            Some("Grant EXECUTE on it to the role registering the migration.".into()),
-        ),
-        Some((true, true)) => {}
-    }
-}
-
 fn global_version_exists(entity_type: &str, version: i32) -> bool {
     Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM evolve.schema_history WHERE entity_type = $1 AND user_id IS NULL AND version = $2)",
@@ -273,7 +282,7 @@ fn current_global_version(entity_type: &str) -> Option<i32> {
 /// Steps: rename, add, drop, cast, nest, unnest, function (a jsonb → jsonb SQL function the
 /// caller may execute). Returns the number of steps.
 #[pg_extern(volatile, parallel_unsafe)]
-fn register_migration(entity_type: &str, from_version: i32, to_version: i32, steps: JsonB) -> i32 {
+fn register_migration(entity_type: &str, from_version: i32, to_version: i32, steps: Json) -> i32 {
     crate::access::require_admin("register a migration");
     check_entity_type(entity_type);
     for v in [from_version, to_version] {
@@ -307,23 +316,35 @@ fn register_migration(entity_type: &str, from_version: i32, to_version: i32, ste
         ),
         Err(e) => crate::error::raise_core(e),
     };
-    for step in &parsed {
-        if let Step::Function { name } = step {
-            check_function(name);
-        }
-    }
+    // Each function is resolved now, once, and runs as the registering role from then on.
+    let run_as = crate::access::caller();
+    let oids: Vec<pg_sys::Oid> = parsed
+        .iter()
+        .filter_map(|step| match step {
+            Step::Function { name } => Some(
+                crate::userfn::resolve(name, "jsonb", &["jsonb"], run_as, "migration function").oid,
+            ),
+            _ => None,
+        })
+        .collect();
     Spi::connect_mut(|c| {
         c.update(
-            "INSERT INTO evolve.migrations (entity_type, from_version, to_version, steps, derived) \
-             VALUES ($1, $2, $3, $4, false) \
+            "INSERT INTO evolve.migrations \
+                 (entity_type, from_version, to_version, steps, derived, run_as, function_oids) \
+             VALUES ($1, $2, $3, $4, false, $5::pg_catalog.oid::pg_catalog.regrole, \
+                     $6::pg_catalog.oid[]::pg_catalog.regprocedure[]) \
              ON CONFLICT (entity_type, from_version, to_version) DO UPDATE \
-             SET steps = EXCLUDED.steps, derived = false, created_at = now(), created_by = current_user",
+             SET steps = EXCLUDED.steps, derived = false, created_at = now(), \
+                 created_by = evolve._calling_role(), run_as = EXCLUDED.run_as, \
+                 function_oids = EXCLUDED.function_oids",
             None,
             &[
                 entity_type.into(),
                 from_version.into(),
                 to_version.into(),
                 JsonB(migrate::steps_to_json(&parsed)).into(),
+                run_as.into(),
+                oids.into(),
             ],
         )
         .or_raise();
@@ -335,11 +356,13 @@ fn register_migration(entity_type: &str, from_version: i32, to_version: i32, ste
 /// version), without ingesting or recording anything. Raises SQLSTATE 22000 when a step fails.
 #[pg_extern(volatile, parallel_unsafe)]
 fn migrate_payload(
-    entity_type: &str,
-    payload: JsonB,
-    from_version: i32,
+    entity_type: Option<&str>,
+    payload: Json,
+    from_version: Option<i32>,
     to_version: default!(Option<i32>, "NULL"),
 ) -> JsonB {
+    let entity_type = crate::error::required(entity_type, "entity_type");
+    let from_version = crate::error::required(from_version, "from_version");
     check_entity_type(entity_type);
     let Some(current) = current_global_version(entity_type) else {
         raise(

@@ -309,7 +309,9 @@ fn rationale(draft: &Draft) -> String {
     };
     let input = format!("{}\n{}", draft.rationale, draft.evidence);
     match in_subtransaction(AssertUnwindSafe(|| {
-        crate::userfn::call::<&str, String>(&f, "text", "::text", &input)
+        crate::userfn::call_setting_with_text("evolve.rationale_function", &f, &["text"], &input)
+            // SAFETY: the function returns text (checked by the call).
+            .map(|(d, _)| unsafe { String::from_datum(d, false) }.unwrap_or_default())
     })) {
         Ok(Ok(text)) if !text.trim().is_empty() => text,
         Ok(Err(e)) | Err((_, e)) => {
@@ -725,14 +727,16 @@ fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str) -> i64 {
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "_approve_proposal")]
-fn approve_proposal(id: i64, reviewer: Option<String>, notes: Option<String>) -> i64 {
+fn approve_proposal(id: Option<i64>, reviewer: Option<String>, notes: Option<String>) -> i64 {
+    let id = crate::error::required(id, "id");
     crate::access::require_admin("approve a proposal");
     let reviewer = reviewer.unwrap_or_else(|| "unknown".into());
     review(id, &reviewer, notes.as_deref(), "approve")
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "_reject_proposal")]
-fn reject_proposal(id: i64, reviewer: Option<String>, notes: Option<String>) -> i64 {
+fn reject_proposal(id: Option<i64>, reviewer: Option<String>, notes: Option<String>) -> i64 {
+    let id = crate::error::required(id, "id");
     crate::access::require_admin("reject a proposal");
     let p = load(id, "pending");
     Spi::run_with_args(
@@ -886,9 +890,10 @@ fn undo(p: &Proposal, details: &Value) -> Value {
 /// with `user_id`, that user's view of them and its own types).
 #[pg_extern(stable, parallel_safe)]
 fn schema_diagram(
-    format: default!(&str, "'mermaid'"),
+    format: default!(Option<&str>, "'mermaid'"),
     user_id: default!(Option<String>, "NULL"),
 ) -> String {
+    let format = crate::error::required(format, "format");
     crate::access::require_read(user_id.as_deref());
     if format != "mermaid" {
         raise(

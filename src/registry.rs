@@ -5,6 +5,7 @@
 //! lock the head row (`FOR UPDATE`), so concurrent changes to one schema serialize; the statement
 //! trigger on `evolve.schemas` invalidates every backend's schema cache at commit.
 
+use crate::jsonb::Json;
 use evolve_core::diff::diff;
 use evolve_core::schema::{self, check_extension, effective, Definition};
 use evolve_core::{CoreError, SqlState};
@@ -311,7 +312,7 @@ pub fn parse_document(doc: &Value) -> Definition {
 /// Registers (or updates) an entity type's schema; global when `user_id` is NULL, otherwise a
 /// per-user extension of the global schema. Returns the new version number.
 #[pg_extern(volatile, parallel_unsafe)]
-fn register_schema(definition: JsonB, user_id: default!(Option<String>, "NULL")) -> i32 {
+fn register_schema(definition: Json, user_id: default!(Option<String>, "NULL")) -> i32 {
     let user_id = user_id.as_deref();
     check_user_id(user_id);
     access::require_schema_owner(user_id, "register");
@@ -326,10 +327,11 @@ fn register_schema(definition: JsonB, user_id: default!(Option<String>, "NULL"))
 /// registers the result as a new version. A user may not remove a global field.
 #[pg_extern(volatile, parallel_unsafe)]
 fn update_schema_incremental(
-    entity_type: &str,
-    patch: JsonB,
+    entity_type: Option<&str>,
+    patch: Json,
     user_id: default!(Option<String>, "NULL"),
 ) -> i32 {
+    let entity_type = crate::error::required(entity_type, "entity_type");
     let user_id = user_id.as_deref();
     check_user_id(user_id);
     access::require_schema_owner(user_id, "change");
@@ -423,14 +425,16 @@ fn set_status(entity_type: &str, user_id: Option<&str>, status: &str) -> bool {
 
 /// Makes a deactivated schema active again. Returns false when it already was.
 #[pg_extern(volatile, parallel_unsafe)]
-fn activate_schema(entity_type: &str, user_id: default!(Option<String>, "NULL")) -> bool {
+fn activate_schema(entity_type: Option<&str>, user_id: default!(Option<String>, "NULL")) -> bool {
+    let entity_type = crate::error::required(entity_type, "entity_type");
     set_status(entity_type, user_id.as_deref(), "active")
 }
 
 /// Deactivates a schema: `active_schema` no longer returns it (a user scope falls back to the
 /// global schema). Its versions are kept. Returns false when it already was inactive.
 #[pg_extern(volatile, parallel_unsafe)]
-fn deactivate_schema(entity_type: &str, user_id: default!(Option<String>, "NULL")) -> bool {
+fn deactivate_schema(entity_type: Option<&str>, user_id: default!(Option<String>, "NULL")) -> bool {
+    let entity_type = crate::error::required(entity_type, "entity_type");
     set_status(entity_type, user_id.as_deref(), "inactive")
 }
 
@@ -536,7 +540,11 @@ pub fn effective_definition(
 /// The effective schema of an entity type: the global schema merged with the user's extension.
 /// NULL when the type has no active schema. Served from the backend-local cache.
 #[pg_extern(stable, parallel_safe)]
-fn active_schema(entity_type: &str, user_id: default!(Option<String>, "NULL")) -> Option<RawJsonb> {
+fn active_schema(
+    entity_type: Option<&str>,
+    user_id: default!(Option<String>, "NULL"),
+) -> Option<RawJsonb> {
+    let entity_type = crate::error::required(entity_type, "entity_type");
     access::require_read(user_id.as_deref());
     let key = (entity_type.to_owned(), user_id);
     cache::lookup(key, |(t, u)| {

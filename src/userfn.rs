@@ -1,57 +1,326 @@
-//! Calling functions that users name in settings or migration steps (`schema.fn`).
+//! Calling functions that users name: migration `function` steps, `evolve.embedding_function`
+//! and `evolve.rationale_function`.
 //!
-//! The name is resolved once per backend with `to_regprocedure`; the call then goes through the
-//! resolved function's schema and name, quoted by PostgreSQL (`format('%I.%I')`), never through
-//! the text the user wrote, so a later search_path cannot redirect it. The argument goes in as
-//! an SPI parameter.
+//! The model (README, "Privileges"):
+//! * A name is resolved to one function OID without consulting any search_path: `schema.fn`
+//!   names its schema, a bare `fn` means `pg_catalog.fn`. Temporary schemas are refused, so no
+//!   session can plant a function under a name another session will call.
+//! * Migration steps are resolved once, when registered; the OIDs and the registering role are
+//!   stored with the migration and nothing resolves the names again. The settings are resolved
+//!   by the same rule (their value is a qualified name, so the session calling them cannot
+//!   change what it means).
+//! * The function runs with the rights of the role that chose it — the registering role for a
+//!   migration step, the calling role for the superuser-only settings — never with the
+//!   extension owner's, under `SECURITY_RESTRICTED_OPERATION` (no SET ROLE, no temporary
+//!   objects). Its owner must hold that role's privileges (the owner is that role, a role it
+//!   is a member of, or a superuser), so whoever can change the function's body could already
+//!   act as the role it runs as. Both rules are checked when the name is resolved and again at
+//!   every call (ownership and grants can change).
+//! * The call goes through the function manager by OID with the argument as a datum: no SQL
+//!   text is built from a name.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use pgrx::datum::{FromDatum, IntoDatum};
+use evolve_core::SqlState;
 use pgrx::prelude::*;
 
-thread_local! {
-    /// (name, argument type, result cast) → the `SELECT` calling it.
-    static CALLS: RefCell<HashMap<(String, &'static str, &'static str), String>> = RefCell::new(HashMap::new());
+use crate::error::{raise, OrRaise};
+
+/// A resolved user function and the role it runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserFn {
+    pub oid: pg_sys::Oid,
+    pub run_as: pg_sys::Oid,
 }
 
-fn call_sql(
-    name: &str,
-    arg_type: &'static str,
-    result_cast: &'static str,
-) -> Result<String, String> {
-    let key = (name.to_string(), arg_type, result_cast);
-    if let Some(sql) = CALLS.with(|c| c.borrow().get(&key).cloned()) {
-        return Ok(sql);
+/// Why a name or a stored function cannot be used: (SQLSTATE, message, hint).
+pub type Refusal = (SqlState, String, Option<String>);
+
+/// Splits `schema.fn` / `fn` into (schema, function), folding case as PostgreSQL does for
+/// unquoted identifiers. The pure layer has already checked the characters.
+fn split(name: &str) -> (String, String) {
+    match name.split_once('.') {
+        Some((s, f)) => (s.to_ascii_lowercase(), f.to_ascii_lowercase()),
+        None => ("pg_catalog".into(), name.to_ascii_lowercase()),
     }
-    let signature = format!("{name}({arg_type})");
-    let sql = Spi::get_one_with_args::<String>(
-        "SELECT (SELECT format('SELECT %I.%I($1)%s', n.nspname, p.proname, $2::text) \
-                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-                 WHERE p.oid = to_regprocedure($1))",
-        &[signature.as_str().into(), result_cast.into()],
-    )
-    .map_err(|e| e.to_string())?
-    .ok_or_else(|| format!("function {signature} does not exist"))?;
-    CALLS.with(|c| c.borrow_mut().insert(key, sql.clone()));
-    Ok(sql)
 }
 
-/// Calls `name(arg_type)` with one argument; the result, cast by `result_cast` (e.g. `::text`),
-/// must not be NULL.
-pub fn call<A, R>(
+fn is_temp_schema(schema: &str) -> bool {
+    schema == "pg_temp"
+        || schema
+            .strip_prefix("pg_temp_")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        || schema
+            .strip_prefix("pg_toast_temp_")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What the catalog says about a function, from the point of view of `run_as`.
+struct Facts {
+    temp: bool,
+    returns: String,
+    may_execute: bool,
+    owner_trusted: bool,
+    signature: String,
+}
+
+fn facts(oid: pg_sys::Oid, run_as: pg_sys::Oid) -> Option<Facts> {
+    Spi::connect(|c| {
+        let rows = c
+            .select(
+                "SELECT n.nspname ~ '^pg_(toast_)?temp_', \
+                        CASE WHEN t.typcategory = 'A' THEN e.typname || '[]' ELSE t.typname END::pg_catalog.text, \
+                        pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE'), \
+                        pg_catalog.pg_has_role(p.proowner, $2, 'USAGE'), \
+                        pg_catalog.format('%I.%I', n.nspname, p.proname) \
+                 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                 JOIN pg_catalog.pg_type t ON t.oid = p.prorettype \
+                 LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem \
+                 WHERE p.oid = $1 AND p.prokind = 'f'",
+                Some(1),
+                &[oid.into(), run_as.into()],
+            )
+            .or_raise();
+        if rows.is_empty() {
+            return None;
+        }
+        let r = rows.first();
+        Some(Facts {
+            temp: r.get::<bool>(1).or_raise().unwrap_or(true),
+            returns: r.get::<String>(2).or_raise().unwrap_or_default(),
+            may_execute: r.get::<bool>(3).or_raise().unwrap_or(false),
+            owner_trusted: r.get::<bool>(4).or_raise().unwrap_or(false),
+            signature: r.get::<String>(5).or_raise().unwrap_or_default(),
+        })
+    })
+}
+
+fn role_name(role: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid = $1",
+        &[role.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| format!("role {}", role.to_u32()))
+}
+
+/// Checks that `f` may run as `f.run_as` and returns the function's return type.
+fn check(f: UserFn, what: &str) -> Result<String, Refusal> {
+    let Some(facts) = facts(f.oid, f.run_as) else {
+        return Err((
+            SqlState::UndefinedFunction,
+            format!("the {what} (function {}) no longer exists", f.oid.to_u32()),
+            Some(
+                "Name the function again (register the migration again, or set the setting again)."
+                    .into(),
+            ),
+        ));
+    };
+    if facts.temp {
+        return Err((
+            SqlState::InsufficientPrivilege,
+            format!("the {what} {} is in a temporary schema", facts.signature),
+            Some(
+                "Create the function in a permanent schema and name it as schema.function.".into(),
+            ),
+        ));
+    }
+    let role = || role_name(f.run_as);
+    if !facts.may_execute {
+        return Err((
+            SqlState::InsufficientPrivilege,
+            format!(
+                "permission denied to execute the {what} {} as {}",
+                facts.signature,
+                role()
+            ),
+            Some(format!(
+                "GRANT EXECUTE ON FUNCTION {} TO {}.",
+                facts.signature,
+                role()
+            )),
+        ));
+    }
+    if !facts.owner_trusted {
+        return Err((
+            SqlState::InsufficientPrivilege,
+            format!(
+                "the {what} {} runs as {} but its owner does not hold that role's privileges",
+                facts.signature,
+                role()
+            ),
+            Some("A user-named function must be owned by the role it runs as, by a role that role is a member of, or by a superuser: ALTER FUNCTION … OWNER TO that role.".into()),
+        ));
+    }
+    Ok(facts.returns)
+}
+
+/// Resolves `name(arg_type)` for a function that will run as `run_as`, without any
+/// search_path (see the module documentation), and checks it may run so. `returns` lists the
+/// accepted result types (as `regtype` text). Raises with a SQLSTATE and a hint otherwise.
+pub fn resolve(
     name: &str,
-    arg_type: &'static str,
-    result_cast: &'static str,
-    arg: A,
-) -> Result<R, String>
-where
-    A: IntoDatum,
-    R: FromDatum + IntoDatum,
-{
-    let sql = call_sql(name, arg_type, result_cast)?;
-    Spi::get_one_with_args::<R>(&sql, &[arg.into()])
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("function {name} returned NULL"))
+    arg_type: &str,
+    returns: &[&str],
+    run_as: pg_sys::Oid,
+    what: &str,
+) -> UserFn {
+    resolve_quietly(name, arg_type, returns, run_as, what)
+        .unwrap_or_else(|(state, message, hint)| raise(state, message, None, hint))
+}
+
+fn resolve_quietly(
+    name: &str,
+    arg_type: &str,
+    returns: &[&str],
+    run_as: pg_sys::Oid,
+    what: &str,
+) -> Result<UserFn, Refusal> {
+    let (schema, function) = split(name);
+    if is_temp_schema(&schema) {
+        return Err((
+            SqlState::InsufficientPrivilege,
+            format!("the {what} {name} is in a temporary schema"),
+            Some(
+                "Create the function in a permanent schema and name it as schema.function.".into(),
+            ),
+        ));
+    }
+    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(%s)', $1, $2, $3))::pg_catalog.oid",
+        &[schema.as_str().into(), function.as_str().into(), arg_type.into()],
+    )
+    .ok()
+    .flatten()
+    .filter(|o| *o != pg_sys::InvalidOid)
+    .ok_or_else(|| {
+        (
+            SqlState::UndefinedFunction,
+            format!("the {what} {schema}.{function}({arg_type}) does not exist"),
+            Some("Name it as schema.function (a name without a schema means pg_catalog; the search_path is not used).".into()),
+        )
+    })?;
+    let f = UserFn { oid, run_as };
+    let got = check(f, what)?;
+    if !returns.contains(&got.as_str()) {
+        return Err((
+            SqlState::InvalidFunctionDefinition,
+            format!(
+                "the {what} {schema}.{function}({arg_type}) returns {got}, expected {}",
+                returns.join(" or ")
+            ),
+            None,
+        ));
+    }
+    Ok(f)
+}
+
+thread_local! {
+    /// Settings' functions: (value, calling role) → resolution. Resolution does not depend on
+    /// the session's search_path, and every call checks the function again.
+    static SETTINGS: RefCell<HashMap<(String, u32), UserFn>> = RefCell::new(HashMap::new());
+}
+
+/// The function a setting names, run as the calling role (see the module documentation).
+pub fn for_setting(
+    name: &str,
+    arg_type: &str,
+    returns: &[&str],
+    what: &str,
+) -> Result<UserFn, Refusal> {
+    let run_as = crate::access::caller();
+    let key = (name.to_string(), run_as.to_u32());
+    if let Some(f) = SETTINGS.with(|s| s.borrow().get(&key).copied()) {
+        if facts(f.oid, f.run_as).is_some() {
+            return Ok(f);
+        }
+    }
+    let f = resolve_quietly(name, arg_type, returns, run_as, what)?;
+    SETTINGS.with(|s| s.borrow_mut().insert(key, f));
+    Ok(f)
+}
+
+/// Restores the user id and security context when dropped, also while unwinding from an error.
+struct UserSwitch(pg_sys::Oid, i32);
+
+impl UserSwitch {
+    fn to(role: pg_sys::Oid) -> UserSwitch {
+        let mut uid = pg_sys::InvalidOid;
+        let mut context = 0;
+        // SAFETY: plain reads and writes of backend-local state, as SECURITY DEFINER calls do;
+        // the Drop below restores it on every path.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut uid, &mut context);
+            pg_sys::SetUserIdAndSecContext(
+                role,
+                context
+                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            );
+        }
+        UserSwitch(uid, context)
+    }
+}
+
+impl Drop for UserSwitch {
+    fn drop(&mut self) {
+        // SAFETY: restores what `to` saved.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) };
+    }
+}
+
+/// Calls `f` with one non-NULL argument, as `f.run_as`. `Ok(None)` when it returned NULL.
+/// Errors of the function itself propagate as PostgreSQL errors (callers that must survive
+/// them run this in a subtransaction).
+pub fn call(f: UserFn, arg: pg_sys::Datum, what: &str) -> Result<Option<pg_sys::Datum>, String> {
+    check(f, what).map_err(|(_, message, _)| message)?;
+    let _switch = UserSwitch::to(f.run_as);
+    // SAFETY: fmgr_info fills `flinfo` for an existing function (checked above, in this
+    // transaction); the call info is allocated for exactly one argument and lives in the current
+    // memory context for the duration of the call; errors raised by the function cross into
+    // Rust through pg_guard_ffi_boundary.
+    unsafe {
+        let mut flinfo = std::mem::MaybeUninit::<pg_sys::FmgrInfo>::zeroed().assume_init();
+        pg_sys::fmgr_info(f.oid, &mut flinfo);
+        let size = std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()
+            + std::mem::size_of::<pg_sys::NullableDatum>();
+        let fcinfo = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
+        (*fcinfo).flinfo = &mut flinfo;
+        (*fcinfo).nargs = 1;
+        (*fcinfo).fncollation = pg_sys::DEFAULT_COLLATION_OID;
+        let args = (*fcinfo).args.as_mut_slice(1);
+        args[0] = pg_sys::NullableDatum {
+            value: arg,
+            isnull: false,
+        };
+        let Some(addr) = flinfo.fn_addr else {
+            return Err(format!("the {what} cannot be called"));
+        };
+        let result = pg_sys::ffi::pg_guard_ffi_boundary(|| addr(fcinfo));
+        if (*fcinfo).isnull {
+            Ok(None)
+        } else {
+            Ok(Some(result))
+        }
+    }
+}
+
+/// Calls the function a setting names with one text argument, as the calling role; returns
+/// the result datum and the result type's name (one of `returns`).
+pub fn call_setting_with_text(
+    setting: &str,
+    name: &str,
+    returns: &[&str],
+    text: &str,
+) -> Result<(pg_sys::Datum, String), String> {
+    let what = format!("function of {setting}");
+    let f = for_setting(name, "text", returns, &what).map_err(|(_, m, _)| m)?;
+    let returned = check(f, &what).map_err(|(_, m, _)| m)?;
+    let arg = text.into_datum().expect("text is never NULL");
+    match call(f, arg, &what)? {
+        Some(d) => Ok((d, returned)),
+        None => Err(format!("{setting} {name} returned NULL")),
+    }
 }

@@ -27,6 +27,8 @@ pub enum SqlState {
     InvalidFunctionDefinition,
     /// 42501 insufficient_privilege.
     InsufficientPrivilege,
+    /// 22004 null_value_not_allowed: a required argument is NULL.
+    NullValueNotAllowed,
 }
 
 impl SqlState {
@@ -42,6 +44,7 @@ impl SqlState {
             SqlState::UndefinedFunction => "42883",
             SqlState::InvalidFunctionDefinition => "42P13",
             SqlState::InsufficientPrivilege => "42501",
+            SqlState::NullValueNotAllowed => "22004",
         }
     }
 }

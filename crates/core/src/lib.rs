@@ -15,6 +15,7 @@ pub mod impact;
 pub mod infer;
 pub mod lifecycle;
 pub mod migrate;
+pub mod number;
 pub mod payload;
 pub mod proposals;
 pub mod propose;

@@ -448,11 +448,13 @@ fn f64_to_i64(f: f64) -> Option<i64> {
 
 /// Reads a string as a finite number: an integer when it is one that fits i64.
 fn parse_number(s: &str) -> Option<Number> {
+    // A JSON number is kept digit for digit; other spellings Rust reads (".5", "5.") go
+    // through f64.
     let s = s.trim();
-    if let Ok(i) = s.parse::<i64>() {
-        return Some(i.into());
-    }
-    s.parse::<f64>().ok().and_then(Number::from_f64)
+    let s = s.strip_prefix('+').unwrap_or(s);
+    serde_json::from_str::<Number>(s)
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().and_then(Number::from_f64))
 }
 
 /// Converts a value to a cast target by the rules of the module documentation's
@@ -865,13 +867,28 @@ mod tests {
             (json!(u64::MAX), Number, ok(json!(u64::MAX))),
             (json!("42"), Number, ok(json!(42))),
             (json!(" -1.5 "), Number, ok(json!(-1.5))),
-            (json!("1e3"), Number, ok(json!(1000.0))),
+            (
+                json!("1e3"),
+                Number,
+                ok(serde_json::from_str("1e3").unwrap()),
+            ),
+            (
+                json!("123456789012345678901234567890.5"),
+                Number,
+                ok(serde_json::from_str("123456789012345678901234567890.5").unwrap()),
+            ),
             (json!("+2"), Number, ok(json!(2))),
             (json!("abc"), Number, None),
             (json!(""), Number, None),
             (json!("NaN"), Number, None),
             (json!("inf"), Number, None),
-            (json!("1e400"), Number, None),
+            // Numbers are exact: a JSON number beyond f64 is still a number.
+            (
+                json!("1e400"),
+                Number,
+                ok(serde_json::from_str("1e400").unwrap()),
+            ),
+            (json!("NaN"), Number, None),
             (json!(true), Number, None),
             (json!({"a": 1}), Number, None),
             (json!([1]), Number, None),

@@ -18,6 +18,9 @@ use crate::schema::{AttrType, Definition};
 pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
 /// Deepest nesting accepted in a payload; the payload object itself is level 1.
 pub const MAX_PAYLOAD_DEPTH: usize = 64;
+/// The longest payload key and entity key, in bytes: keys are indexed, and PostgreSQL's
+/// btree refuses entries over a third of a page (about 2.7 kB).
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// Whether `v` nests deeper than `limit` levels (an object or array is one level more than its
 /// deepest member; a scalar is level 0). Iterative, so that any depth is safe to check.
@@ -59,6 +62,13 @@ pub fn check_payload(v: &Value, text_len: usize) -> Result<&Map<String, Value>, 
             message: format!("must be a JSON object, not {kind}"),
         });
     };
+    if let Some(k) = obj.keys().find(|k| k.len() > MAX_KEY_BYTES) {
+        return Err(CoreError::TooLarge {
+            what: "payload key",
+            size: k.len(),
+            limit: MAX_KEY_BYTES,
+        });
+    }
     if deeper_than(v, MAX_PAYLOAD_DEPTH) {
         return Err(CoreError::TooDeep {
             what: "payload",

@@ -70,34 +70,9 @@ fn kind_rank(v: &Value) -> u8 {
     }
 }
 
-/// Compares an integer with a float exactly. Rounding to f64 is monotonic, so when the rounded
-/// integer differs from the float it is on the same side as the integer itself; when it is
-/// equal, the float is integral and small enough for an i128.
-fn cmp_int_float(i: i128, f: f64) -> Ordering {
-    match (i as f64).partial_cmp(&f) {
-        Some(Ordering::Equal) => i.cmp(&(f as i128)),
-        Some(o) => o,
-        None => Ordering::Equal, // serde_json numbers are never NaN.
-    }
-}
-
-fn as_int(n: &Number) -> Option<i128> {
-    n.as_i64()
-        .map(i128::from)
-        .or_else(|| n.as_u64().map(i128::from))
-}
-
-/// Compares two JSON numbers numerically and exactly (integers beyond 2^53 included).
+/// Compares two JSON numbers numerically and exactly, whatever their size or precision.
 fn cmp_numbers(a: &Number, b: &Number) -> Ordering {
-    match (as_int(a), as_int(b)) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(x), None) => cmp_int_float(x, b.as_f64().unwrap_or(0.0)),
-        (None, Some(y)) => cmp_int_float(y, a.as_f64().unwrap_or(0.0)).reverse(),
-        (None, None) => {
-            let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
-            x.partial_cmp(&y).unwrap_or(Ordering::Equal)
-        }
-    }
+    crate::number::cmp(a, b)
 }
 
 fn sorted_entries(m: &Map<String, Value>) -> Vec<(&String, &Value)> {

@@ -47,7 +47,9 @@ SELECT E'\n## Roles and tenants\n\n'
     || E'The tenant of a session is `evolve.current_user_id` (`SET LOCAL evolve.current_user_id = ''ana''` per transaction, or `ALTER ROLE … SET`). Outside `evolve_admin`, a session reads global rows and its tenant''s rows, and writes only its tenant''s scope (the global scope when unset; global schemas are the admins''). The writing functions are SECURITY DEFINER with `search_path = pg_catalog, pg_temp` and check the caller (the session role, after SET ROLE) themselves.\n';
 SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
     || E'| 22023 | malformed definition, patch, payload, change document or argument (the message names the JSON path) |\n'
-    || E'| 54000 | a document over its size or nesting limit |\n'
+    || E'| 54000 | a document over its size or nesting limit (JSON arguments nest at most 64 levels); a payload key or entity_key over 1,024 bytes |\n'
+    || E'| 54001 | JSON nested so deep that PostgreSQL\'s own parser stops (stack depth), before pg_evolve sees it |\n'
+    || E'| 22004 | a required argument is NULL (the message names it) |\n'
     || E'| 42704 | unknown entity type (or no active schema), version, conflict, entity, job or proposal |\n'
     || E'| 42P17 | a user extension contradicts the global schema |\n'
     || E'| 55000 | an incompatible change (every reason in DETAIL); a type pending review; an alias; an illegal fragment transition; promoting an undeclared key; pg_cron missing; a proposal not pending (or, for a rollback, not implemented); search blocked during re-embedding |\n'
@@ -55,4 +57,4 @@ SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
     || E'| 23514 | a direct write breaking a table''s CHECK constraint |\n'
     || E'| 22000 | a schema conflict that could not be migrated, under `evolve.migration_strategy = ''reject''`; a query that cannot be embedded |\n'
     || E'| 42883 / 42P13 | a user function (migration step, embedding, rationale) that does not exist / has the wrong signature |\n'
-    || E'| 42501 | a call outside the caller''s role or tenant (see Roles and tenants); an inbox row for another tenant (row-level security); a migration function the caller may not execute |';
+    || E'| 42501 | a call outside the caller''s role or tenant (see Roles and tenants); an inbox row for another tenant (set aside in inbox_rejects); a user function in a temporary schema, one the role it runs as may not execute, or one whose owner does not hold that role''s privileges |';

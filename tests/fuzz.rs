@@ -60,6 +60,22 @@ const STRINGS: &[&str] = &[
     "2024-01-01T00:00:00Z",
 ];
 
+/// Numbers at and past every limit f64 and i64 have: they must go through exactly or be
+/// refused with a documented SQLSTATE, never as XX000.
+const EXTREME_NUMBERS: &[&str] = &[
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "123456789012345678901234567890",
+    "-123456789012345678901234567890",
+    "3.14159265358979323846",
+    "0.1000000000000000000000000001",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "1e131071",
+    "1e-16383",
+];
+
 fn random_string(rng: &mut Rng) -> String {
     match rng.below(10) {
         0 => "x".repeat(rng.below(2000)),
@@ -79,6 +95,9 @@ fn random_json(rng: &mut Rng, depth: usize) -> Value {
         0 => Value::Null,
         1 => Value::Bool(rng.below(2) == 0),
         2 => json!(rng.next() as i64 >> rng.below(64)),
+        3 if rng.below(3) == 0 => {
+            serde_json::from_str::<Value>(rng.pick::<&str>(EXTREME_NUMBERS)).unwrap()
+        }
         3 => json!((rng.next() as f64 / 7.0) * if rng.below(2) == 0 { -1.0 } else { 1.0 }),
         4 | 5 => Value::String(random_string(rng)),
         6 => Value::Array(
@@ -123,7 +142,7 @@ fn mutate(rng: &mut Rng, doc: &Value) -> Value {
             }
             _ => {
                 *node = match rng.below(12) {
-                    0 => deep(40 + rng.below(40)),
+                    0 => deep(*rng.pick(&[40, 63, 64, 65, 80, 128, 129, 1000, 10_000])),
                     _ => random_json(rng, 3),
                 };
             }
@@ -270,10 +289,13 @@ fn ten_thousand_mutated_inputs_get_documented_sqlstates() {
             .collect();
         let outcome = match c.query(sql, &params) {
             Ok(_) => "ok".to_string(),
-            Err(e) => match e.code() {
-                Some(code) => code.code().to_string(),
-                None => panic!("input {i}: the connection failed: {e}\n{sql}\n{text}"),
-            },
+            Err(e) => {
+                assert_no_backtrace(&e);
+                match e.code() {
+                    Some(code) => code.code().to_string(),
+                    None => panic!("input {i}: the connection failed: {e}\n{sql}\n{text}"),
+                }
+            }
         };
         assert!(
             outcome == "ok" || (outcome != "XX000" && documented.contains(&outcome)),
@@ -309,4 +331,101 @@ fn ten_thousand_mutated_inputs_get_documented_sqlstates() {
     assert!(seen.get("ok").copied().unwrap_or(0) > 1000, "{seen:?}");
     assert!(seen.keys().filter(|k| *k != "ok").count() >= 4, "{seen:?}");
     eprintln!("outcomes: {seen:?}");
+}
+
+/// No error shows the extension's insides: no Rust backtrace, no source location.
+fn assert_no_backtrace(e: &postgres::Error) {
+    if let Some(db) = e.as_db_error() {
+        let text = format!("{} {:?} {:?}", db.message(), db.detail(), db.hint());
+        for marker in ["backtrace", "rust_begin_unwind", "src/", ".rs:"] {
+            assert!(!text.contains(marker), "an error shows {marker:?}: {text}");
+        }
+    }
+}
+
+/// Plausible values per argument type, so that only the NULL is wrong.
+fn sample(type_name: &str) -> &'static str {
+    match type_name {
+        "jsonb" => "'{\"entity_type\": \"earthquake\", \"mag\": 1}'::jsonb",
+        "integer" => "1",
+        "bigint" => "1::bigint",
+        "boolean" => "true",
+        "double precision" | "real" => "0.5",
+        "timestamp with time zone" => "now()",
+        "text[]" => "'{}'::text[]",
+        "bigint[]" => "'{}'::bigint[]",
+        "integer[]" => "'{}'::integer[]",
+        "jsonb[]" => "'{}'::jsonb[]",
+        "bigint[] " => "'{}'::bigint[]",
+        _ => "'earthquake'",
+    }
+}
+
+#[test]
+fn null_in_every_argument_gets_a_documented_sqlstate() {
+    let documented = documented_sqlstates();
+    let cluster = Cluster::start("fuzz-null", &[]);
+    let db = cluster.fresh_db("fuzz_null");
+    let mut su = cluster.connect_to(&db);
+    su.batch_execute(&format!(
+        "CREATE ROLE boss LOGIN; GRANT evolve_admin TO boss; \
+         SELECT evolve.register_schema('{}'); SELECT evolve.ingest('earthquake', '{}', entity_key => 'k1');",
+        definition(),
+        payload()
+    ))
+    .unwrap();
+    // Every function an ordinary role may call, with its argument types.
+    let functions: Vec<(String, Vec<String>)> = su
+        .query(
+            "SELECT p.proname::text, coalesce(array_agg(format_type(t.oid, NULL) ORDER BY a.n) FILTER (WHERE a.n IS NOT NULL), '{}') \
+             FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid \
+             JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_evolve' \
+             LEFT JOIN LATERAL unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, n) ON true \
+             LEFT JOIN pg_type t ON t.oid = a.t \
+             WHERE p.prokind = 'f' AND p.prorettype <> 'trigger'::regtype \
+               AND has_function_privilege('boss', p.oid, 'EXECUTE') \
+             GROUP BY p.oid, p.proname",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(functions.len() > 30, "{functions:?}");
+    let mut boss = cluster.connect_as(&db, "boss");
+    boss.batch_execute("SET client_min_messages = error")
+        .unwrap();
+    let mut calls = 0;
+    for (name, types) in &functions {
+        for null_at in 0..types.len() {
+            let args: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    if i == null_at {
+                        format!("NULL::{t}")
+                    } else {
+                        sample(t).to_string()
+                    }
+                })
+                .collect();
+            let sql = format!("SELECT evolve.{name}({})", args.join(", "));
+            let mut tx = boss.transaction().unwrap();
+            if let Err(e) = tx.batch_execute(&sql) {
+                assert_no_backtrace(&e);
+                let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
+                assert!(
+                    code != "XX000" && documented.contains(&code),
+                    "{sql}: SQLSTATE {code} is not documented: {e}"
+                );
+            }
+            tx.rollback().unwrap();
+            calls += 1;
+        }
+    }
+    assert!(calls > 60, "{calls} calls");
+    assert!(
+        !cluster.log().contains("terminated by signal"),
+        "a backend crashed"
+    );
 }

@@ -47,7 +47,7 @@ SELECT E'\n## Roles and tenants\n\n'
     || E'The tenant of a session is `evolve.current_user_id` (`SET LOCAL evolve.current_user_id = ''ana''` per transaction, or `ALTER ROLE … SET`). Outside `evolve_admin`, a session reads global rows and its tenant''s rows, and writes only its tenant''s scope (the global scope when unset; global schemas are the admins''). The writing functions are SECURITY DEFINER with `search_path = pg_catalog, pg_temp` and check the caller (the session role, after SET ROLE) themselves.\n';
 SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
     || E'| 22023 | malformed definition, patch, payload, change document or argument (the message names the JSON path) |\n'
-    || E'| 54000 | a document over its size or nesting limit (JSON arguments nest at most 64 levels); a payload key or entity_key over 1,024 bytes |\n'
+    || E'| 54000 | a document over its size or nesting limit (payloads 64 levels, definitions 32, any JSON argument 128); a payload key or entity_key over 1,024 bytes |\n'
     || E'| 54001 | JSON nested so deep that PostgreSQL\'s own parser stops (stack depth), before pg_evolve sees it |\n'
     || E'| 22004 | a required argument is NULL (the message names it) |\n'
     || E'| 42704 | unknown entity type (or no active schema), version, conflict, entity, job or proposal |\n'

@@ -1,5 +1,5 @@
-//! The upgrade path: 0.1.0 with data, `ALTER EXTENSION pg_evolve UPDATE`, data intact and the
-//! catalog equal to a fresh 0.2.0 install.
+//! The upgrade paths: 0.1.0 and 0.2.0 with data, `ALTER EXTENSION pg_evolve UPDATE`, data
+//! intact and the catalog equal to a fresh install of the version reached.
 
 use std::process::Command;
 
@@ -7,18 +7,21 @@ use postgres::Client;
 
 use crate::common::Cluster;
 
-/// The frozen 0.1.0 install script (`cargo pgrx schema` of the 0.1.0 tree). A database that
-/// runs 0.1.0 has it installed; the test puts it next to the current version's files.
+/// The frozen install scripts of earlier versions (`cargo pgrx schema` of their trees). A
+/// database that runs one has it installed; the tests put them next to the current files.
 const V010: &str = include_str!("fixtures/pg_evolve--0.1.0.sql");
+const V020: &str = include_str!("fixtures/pg_evolve--0.2.0.sql");
 
-fn install_v010_script() {
+fn install_old_scripts() {
     let out = Command::new("/usr/lib/postgresql/15/bin/pg_config")
         .arg("--sharedir")
         .output()
         .expect("pg_config runs");
     let dir = String::from_utf8(out.stdout).unwrap();
-    let path = format!("{}/extension/pg_evolve--0.1.0.sql", dir.trim());
-    std::fs::write(&path, V010).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    for (version, script) in [("0.1.0", V010), ("0.2.0", V020)] {
+        let path = format!("{}/extension/pg_evolve--{version}.sql", dir.trim());
+        std::fs::write(&path, script).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
 }
 
 fn version(c: &mut Client) -> String {
@@ -30,16 +33,39 @@ fn version(c: &mut Client) -> String {
     .get(0)
 }
 
-/// Every row of the extension's tables, ordered, as text (one line per table).
-fn data_digest(c: &mut Client) -> Vec<String> {
+/// The columns of each of the extension's tables.
+fn columns(c: &mut Client) -> Vec<(String, Vec<String>)> {
     crate::common::extension_tables(c)
-        .iter()
+        .into_iter()
         .map(|t| {
+            let cols = c
+                .query(
+                    "SELECT quote_ident(attname) FROM pg_attribute \
+                     WHERE attrelid = ('evolve.' || quote_ident($1))::regclass AND attnum > 0 AND NOT attisdropped \
+                     ORDER BY attnum",
+                    &[&t],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (t, cols)
+        })
+        .collect()
+}
+
+/// Every row of the given tables, ordered, as text over the given columns (one line per
+/// table): columns an upgrade adds do not hide whether the old ones kept their values.
+fn data_digest(c: &mut Client, tables: &[(String, Vec<String>)]) -> Vec<String> {
+    tables
+        .iter()
+        .map(|(t, cols)| {
             let row = c
                 .query_one(
                     &format!(
-                        "SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) \
-                         FROM evolve.{t} x"
+                        "SELECT count(*), md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) \
+                         FROM (SELECT {} FROM evolve.{t}) r",
+                        cols.join(", ")
                     ),
                     &[],
                 )
@@ -47,6 +73,21 @@ fn data_digest(c: &mut Client) -> Vec<String> {
             format!("{t}: {} rows, {}", row.get::<_, i64>(0), row.get::<_, String>(1))
         })
         .collect()
+}
+
+/// Upgraded and fresh catalogs are equal.
+fn assert_same_catalog(upgraded: &mut Client, fresh: &mut Client) {
+    let (upgraded, fresh) = (catalog(upgraded), catalog(fresh));
+    assert!(
+        fresh.len() > 200,
+        "the catalog description covers the extension"
+    );
+    let only_upgraded: Vec<_> = upgraded.iter().filter(|l| !fresh.contains(l)).collect();
+    let only_fresh: Vec<_> = fresh.iter().filter(|l| !upgraded.contains(l)).collect();
+    assert!(
+        only_upgraded.is_empty() && only_fresh.is_empty(),
+        "catalogs differ\nonly after upgrade: {only_upgraded:#?}\nonly in a fresh install: {only_fresh:#?}"
+    );
 }
 
 /// What the extension put in the catalog: routines with their properties and privileges,
@@ -104,85 +145,143 @@ fn catalog(c: &mut Client) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn upgrade_from_0_1_0_keeps_data_and_equals_a_fresh_install() {
-    install_v010_script();
-    let cluster = Cluster::start("upgrade", &[]);
+const DATA_010: &str = r#"
+    SELECT evolve.register_schema('{"entity_type": "earthquake", "description": "A seismic event",
+        "attributes": {"mag": {"type": "number", "merge_policy": "max"}, "place": {"type": "string"}}}');
+    SELECT evolve.register_schema('{"entity_type": "earthquake", "attributes": {"felt": {"type": "integer"}}}', 'ana');
+    SELECT evolve.ingest('earthquake', jsonb_build_object('mag', i / 10.0, 'place', 'p' || i, 'sig', i, 'tsunami', i % 2),
+                         entity_key => 'k' || (i % 40))
+    FROM generate_series(1, 200) i;
+    SELECT evolve.ingest('earthquake', '{"mag": 2, "felt": 4, "note": "x"}', 'ana', entity_key => 'a1');
+    SELECT count(*) FROM evolve.propose_schema('earthquake');
+    SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake", "description": "quake"}');
+"#;
+
+/// What 0.2.0 added on top: roles, a migration with a function step, inbox rejects.
+const DATA_020: &str = r#"
+    SET client_min_messages = error;
+    CREATE FUNCTION public.shout(p jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT p || '{"shouted": true}' $$;
+    SELECT evolve.update_schema_incremental('earthquake', '{"attributes": {"depth": {"type": "number"}}}');
+    SELECT evolve.register_migration('earthquake', 1, 2, '[{"function": "public.shout"}]');
+    INSERT INTO evolve.inbox (entity_type, payload) VALUES ('nope', '{"a": 1}'), ('earthquake', '{"mag": 1.25}');
+"#;
+
+fn create_dbs(cluster: &Cluster, names: &[&str]) {
     let mut admin = cluster.connect_to("postgres");
-    for db in ["old_db", "new_db"] {
+    for db in names {
         admin
             .batch_execute(&format!("CREATE DATABASE {db}"))
             .unwrap();
     }
+}
 
-    let mut old = cluster.connect_to("old_db");
-    old.batch_execute(
-        r#"
-        CREATE EXTENSION vector;
-        CREATE EXTENSION pg_evolve VERSION '0.1.0';
-        SELECT evolve.register_schema('{"entity_type": "earthquake", "description": "A seismic event",
-            "attributes": {"mag": {"type": "number", "merge_policy": "max"}, "place": {"type": "string"}}}');
-        SELECT evolve.register_schema('{"entity_type": "earthquake", "attributes": {"felt": {"type": "integer"}}}', 'ana');
-        SELECT evolve.ingest('earthquake', jsonb_build_object('mag', i / 10.0, 'place', 'p' || i, 'sig', i, 'tsunami', i % 2),
-                             entity_key => 'k' || (i % 40))
-        FROM generate_series(1, 200) i;
-        SELECT evolve.ingest('earthquake', '{"mag": 2, "felt": 4, "note": "x"}', 'ana', entity_key => 'a1');
-        SELECT count(*) FROM evolve.propose_schema('earthquake');
-        SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake", "description": "quake"}');
-        "#,
-    )
+/// Updates to `to` and checks that every old column of every old table holds the same rows
+/// and that the tables the update adds start empty.
+fn update_keeps_data(c: &mut Client, to: Option<&str>, reached: &str) {
+    let shape = columns(c);
+    let before = data_digest(c, &shape);
+    match to {
+        Some(v) => c.batch_execute(&format!("ALTER EXTENSION pg_evolve UPDATE TO '{v}'")),
+        None => c.batch_execute("ALTER EXTENSION pg_evolve UPDATE"),
+    }
     .unwrap();
+    assert_eq!(version(c), reached);
+    assert_eq!(data_digest(c, &shape), before, "data intact");
+    let added: Vec<(String, Vec<String>)> = columns(c)
+        .into_iter()
+        .filter(|(t, _)| !shape.iter().any(|(o, _)| o == t))
+        .collect();
+    let added = data_digest(c, &added);
+    assert!(added.iter().all(|l| l.contains(": 0 rows")), "{added:?}");
+}
+
+#[test]
+fn upgrades_keep_data_and_equal_a_fresh_install() {
+    install_old_scripts();
+    let cluster = Cluster::start("upgrade", &[]);
+    create_dbs(&cluster, &["from_010", "from_020", "fresh"]);
+
+    // 0.1.0 → 0.2.0 → 0.3.0.
+    let mut old = cluster.connect_to("from_010");
+    old.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.1.0';")
+        .unwrap();
+    old.batch_execute(DATA_010).unwrap();
     old.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old), "0.1.0");
-    let before = data_digest(&mut old);
-    assert!(
-        before.iter().any(|l| l.starts_with("entities: 41 rows")),
-        "{before:?}"
-    );
+    let entities: i64 = old
+        .query_one("SELECT count(*) FROM evolve.entities", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(entities, 41);
+    update_keeps_data(&mut old, Some("0.2.0"), "0.2.0");
+    update_keeps_data(&mut old, None, "0.3.0");
 
-    old.batch_execute("ALTER EXTENSION pg_evolve UPDATE")
+    // 0.2.0 with its own data → 0.3.0.
+    let mut old2 = cluster.connect_to("from_020");
+    old2.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.2.0';")
         .unwrap();
-    assert_eq!(version(&mut old), "0.2.0");
-    // Every table of 0.1.0 holds the same rows; the tables 0.2.0 adds start empty.
-    let after = data_digest(&mut old);
-    let (kept, added): (Vec<String>, Vec<String>) =
-        after.into_iter().partition(|l| before.contains(l));
-    assert_eq!(kept, before, "data intact");
-    assert!(added.iter().all(|l| l.contains(": 0 rows")), "{added:?}");
-    assert!(!added.is_empty(), "0.2.0 adds deferred_indexes");
+    old2.batch_execute(DATA_010).unwrap();
+    old2.batch_execute(DATA_020).unwrap();
+    old2.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    assert_eq!(version(&mut old2), "0.2.0");
+    update_keeps_data(&mut old2, None, "0.3.0");
 
-    let mut new = cluster.connect_to("new_db");
+    let mut new = cluster.connect_to("fresh");
     new.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
         .unwrap();
-    let (upgraded, fresh) = (catalog(&mut old), catalog(&mut new));
-    assert!(
-        fresh.len() > 200,
-        "the catalog description covers the extension"
-    );
-    let only_upgraded: Vec<_> = upgraded.iter().filter(|l| !fresh.contains(l)).collect();
-    let only_fresh: Vec<_> = fresh.iter().filter(|l| !upgraded.contains(l)).collect();
-    assert!(
-        only_upgraded.is_empty() && only_fresh.is_empty(),
-        "catalogs differ\nonly after upgrade: {only_upgraded:#?}\nonly in a fresh install: {only_fresh:#?}"
-    );
+    assert_same_catalog(&mut old, &mut new);
+    assert_same_catalog(&mut old2, &mut new);
 
-    // The upgraded database works, with 0.2.0's rules.
-    old.batch_execute(
-        r#"CREATE ROLE late_writer LOGIN; GRANT evolve_writer TO late_writer;
-           SELECT evolve.ingest('earthquake', '{"mag": 9.1, "place": "after"}', entity_key => 'after');"#,
+    // The upgraded databases work, with 0.3.0's rules.
+    for (db, c) in [("from_010", &mut old), ("from_020", &mut old2)] {
+        c.batch_execute(&format!(
+            r#"CREATE ROLE late_writer_{db} LOGIN; GRANT evolve_writer TO late_writer_{db};
+               SELECT evolve.ingest('earthquake', '{{"mag": 9.1, "place": "after", "exact": 0.1000000000000000000000000001}}', entity_key => 'after');"#,
+        ))
+        .unwrap();
+        let mut writer = cluster.connect_as(db, &format!("late_writer_{db}"));
+        let denied = writer
+            .batch_execute(r#"SELECT evolve.ingest('earthquake', '{"mag": 1}', 'ana')"#)
+            .unwrap_err();
+        assert_eq!(denied.code().map(|c| c.code()), Some("42501"));
+        // COPY-able inbox, no row-level security left on it.
+        writer
+            .batch_execute(r#"INSERT INTO evolve.inbox (entity_type, payload) VALUES ('earthquake', '{"mag": 3}')"#)
+            .unwrap();
+        let exact: String = c
+            .query_one(
+                "SELECT value::text FROM evolve.raw_fragments WHERE fragment_key = 'exact'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(exact, "0.1000000000000000000000000001");
+    }
+
+    // A function step registered under 0.2.0 was resolved at call time: after the update it
+    // refuses to run until the migration is registered again, which resolves it once.
+    old2.batch_execute("SET evolve.migration_strategy = 'reject'")
+        .unwrap();
+    let e = old2
+        .batch_execute(r#"SELECT evolve.ingest('earthquake', '{"mag": 1}', schema_version => 1)"#)
+        .unwrap_err();
+    let message = e.as_db_error().unwrap().message().to_string();
+    assert!(
+        message.contains("register the migration again"),
+        "{message}"
+    );
+    old2.batch_execute(
+        r#"SELECT evolve.register_migration('earthquake', 1, 2, '[{"function": "public.shout"}]');
+           SELECT evolve.ingest('earthquake', '{"mag": 1}', schema_version => 1, entity_key => 'shouted');"#,
     )
     .unwrap();
-    let mut writer = cluster.connect_as("old_db", "late_writer");
-    let denied = writer
-        .batch_execute(r#"SELECT evolve.ingest('earthquake', '{"mag": 1}', 'ana')"#)
-        .unwrap_err();
-    assert_eq!(denied.code().map(|c| c.code()), Some("42501"));
-    let mag: f64 = old
+    let shouted: i64 = old2
         .query_one(
-            "SELECT (evolve.entity(entity_id)->>'mag')::float8 FROM evolve.entities WHERE entity_key = 'after'",
+            "SELECT count(*) FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id) \
+             WHERE e.entity_key = 'shouted' AND f.fragment_key = 'shouted'",
             &[],
         )
         .unwrap()
         .get(0);
-    assert_eq!(mag, 9.1);
+    assert_eq!(shouted, 1);
 }

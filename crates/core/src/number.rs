@@ -13,9 +13,10 @@ use serde_json::{Number, Value};
 use crate::payload::MAX_PAYLOAD_DEPTH;
 use crate::CoreError;
 
-/// The deepest JSON any argument may nest: the payload limit (definitions allow less, and
-/// are checked again against their own limit).
-pub const MAX_JSON_DEPTH: usize = MAX_PAYLOAD_DEPTH;
+/// The deepest JSON any argument is read at: past the payload limit (64) and the definition
+/// limit (32), which are checked afterwards with their own messages, and within the parser's
+/// recursion limit (128), which would otherwise fail without a SQLSTATE of its own.
+pub const MAX_JSON_DEPTH: usize = 2 * MAX_PAYLOAD_DEPTH;
 
 /// How deep `text` nests, counting arrays and objects outside strings; stops counting past
 /// `limit` (`None` then). Linear, no recursion.
@@ -56,7 +57,11 @@ pub fn parse_exact(text: &str) -> Result<Value, CoreError> {
             limit: MAX_JSON_DEPTH,
         });
     }
-    serde_json::from_str(text).map_err(|e| CoreError::InvalidArgument {
+    // The depth is bounded above, so the parser's own recursion limit is not needed.
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let parsed = serde::Deserialize::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    parsed.map_err(|e| CoreError::InvalidArgument {
         what: "JSON value",
         message: e.to_string(),
     })
@@ -175,9 +180,9 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded_before_parsing() {
-        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        let ok = format!("{}{}", "[".repeat(128), "]".repeat(128));
         assert!(parse_exact(&ok).is_ok());
-        for depth in [65, 129, 10_000, 1_000_000] {
+        for depth in [129, 10_000, 1_000_000] {
             let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
             let e = parse_exact(&deep).unwrap_err();
             assert_eq!(e.sqlstate().code(), "54000", "{depth}");

@@ -317,7 +317,7 @@ fn register_migration(entity_type: &str, from_version: i32, to_version: i32, ste
             "INSERT INTO evolve.migrations (entity_type, from_version, to_version, steps, derived) \
              VALUES ($1, $2, $3, $4, false) \
              ON CONFLICT (entity_type, from_version, to_version) DO UPDATE \
-             SET steps = EXCLUDED.steps, derived = false, created_at = now(), created_by = current_user",
+             SET steps = EXCLUDED.steps, derived = false, created_at = now(), created_by = evolve._calling_role()",
             None,
             &[
                 entity_type.into(),

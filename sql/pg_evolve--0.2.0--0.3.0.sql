@@ -67,3 +67,123 @@ $$;
 
 -- ---------------------------------------------------------------- audit, defaults, tenant binding
 
+-- Audit columns name the calling role: the role in effect outside any SECURITY DEFINER function
+-- (after SET ROLE), where current_user would name the extension owner.
+CREATE OR REPLACE FUNCTION evolve._calling_role() RETURNS text
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'calling_role_wrapper';
+COMMENT ON FUNCTION evolve._calling_role() IS
+    'The calling role: the role in effect outside any SECURITY DEFINER function (after SET ROLE). Audit columns record it.';
+ALTER TABLE evolve.schema_history ALTER COLUMN created_by SET DEFAULT evolve._calling_role();
+ALTER TABLE evolve.migrations ALTER COLUMN created_by SET DEFAULT evolve._calling_role();
+ALTER TABLE evolve.schema_evolution_history ALTER COLUMN performed_by SET DEFAULT evolve._calling_role();
+COMMENT ON COLUMN evolve.schema_history.created_by IS 'The role that registered this version (the calling role, not the extension owner).';
+COMMENT ON COLUMN evolve.migrations.created_by IS 'The role that registered these steps (the calling role, not the extension owner).';
+COMMENT ON COLUMN evolve.schema_evolution_history.performed_by IS
+    'The role that performed the review (the calling role, whatever reviewer name was passed; that name is schema_proposals.reviewed_by).';
+COMMENT ON COLUMN evolve.entity_conflicts.resolved_by IS 'The role that resolved the conflict (the calling role).';
+
+-- Tenant binding. A role bound here acts only as its tenant: evolve.current_user_id cannot make
+-- it another (see README, Privileges). The binding of the calling role counts, else that of the
+-- login role, so that SET ROLE to an unbound role does not leave the tenant behind.
+CREATE TABLE IF NOT EXISTS evolve.tenant_roles (
+    role     regrole PRIMARY KEY,
+    user_id  text NOT NULL CHECK (octet_length(user_id) BETWEEN 1 AND 256 AND user_id !~ '[[:cntrl:]]'),
+    bound_by text NOT NULL DEFAULT evolve._calling_role(),
+    bound_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE evolve.tenant_roles IS
+    'Roles bound to a tenant (evolve.bind_tenant): a session of a bound role has that tenant whatever evolve.current_user_id says. Unbound roles take their tenant from evolve.current_user_id.';
+
+-- Bindings are cached per backend; any change reaches every backend when it commits.
+CREATE OR REPLACE FUNCTION evolve._invalidate_tenant_cache() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'invalidate_tenant_cache_wrapper';
+CREATE OR REPLACE FUNCTION evolve._tenant_roles_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM evolve._invalidate_tenant_cache();
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER tenant_roles_invalidate_cache
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evolve.tenant_roles
+    FOR EACH STATEMENT EXECUTE FUNCTION evolve._tenant_roles_changed();
+
+-- The session's tenant: the bound one, else evolve.current_user_id. Row-level security calls it
+-- for every row; the SQL wrapper inlines into the policies, leaving one call of the cached
+-- lookup. It never raises: a bound session that names another tenant still sees only its own
+-- rows (the functions refuse it, 42501).
+CREATE OR REPLACE FUNCTION evolve._session_tenant() RETURNS text
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'session_tenant_wrapper';
+CREATE OR REPLACE FUNCTION evolve.current_user_id() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT evolve._session_tenant() $$;
+COMMENT ON FUNCTION evolve.current_user_id() IS
+    'The tenant of this session: the tenant its role is bound to (evolve.bind_tenant), else evolve.current_user_id; NULL when neither.';
+
+CREATE OR REPLACE FUNCTION evolve.bind_tenant(role regrole, user_id text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role()::pg_catalog.name, 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to bind a role to a tenant'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'This is reserved to members of evolve_admin: GRANT evolve_admin TO the role.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1) THEN
+        RAISE EXCEPTION 'role % does not exist', $1::pg_catalog.oid
+            USING ERRCODE = 'undefined_object', HINT = 'Bind an existing role.';
+    END IF;
+    IF pg_catalog.pg_get_userbyid($1) OPERATOR(pg_catalog.=) ANY (ARRAY['evolve_reader', 'evolve_writer', 'evolve_admin']::pg_catalog.name[]) THEN
+        RAISE EXCEPTION 'role % cannot be bound to a tenant', $1
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Bind the login (or SET ROLE) role of the tenant, not one of pg_evolve''s group roles.';
+    END IF;
+    IF $2 IS NULL OR pg_catalog.octet_length($2) OPERATOR(pg_catalog.<) 1 OR pg_catalog.octet_length($2) OPERATOR(pg_catalog.>) 256
+       OR $2 OPERATOR(pg_catalog.~) '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid user_id %', pg_catalog.quote_nullable($2)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A user_id is 1 to 256 bytes of printable text.';
+    END IF;
+    INSERT INTO evolve.tenant_roles AS t (role, user_id) VALUES ($1, $2)
+    ON CONFLICT ON CONSTRAINT tenant_roles_pkey DO UPDATE
+        SET user_id = excluded.user_id, bound_by = evolve._calling_role(), bound_at = pg_catalog.now();
+END
+$$;
+COMMENT ON FUNCTION evolve.bind_tenant(regrole, text) IS
+    'Binds a role to a tenant (members of evolve_admin only): its sessions act as that tenant whatever evolve.current_user_id says, and naming another there is refused (42501). Binding again moves the role to the new tenant.';
+
+CREATE OR REPLACE FUNCTION evolve.unbind_tenant(role regrole) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role()::pg_catalog.name, 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to unbind a role from its tenant'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'This is reserved to members of evolve_admin: GRANT evolve_admin TO the role.';
+    END IF;
+    DELETE FROM evolve.tenant_roles t WHERE t.role OPERATOR(pg_catalog.=) $1;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION evolve.unbind_tenant(regrole) IS
+    'Removes a role''s tenant binding (members of evolve_admin only); its sessions take their tenant from evolve.current_user_id again. False when it was not bound.';
+
+-- A session reads its own binding (the lookup behind evolve.current_user_id runs as the querying
+-- role); admins read them all. Only bind_tenant and unbind_tenant write.
+ALTER TABLE evolve.tenant_roles ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS tenant ON evolve.tenant_roles;
+CREATE POLICY tenant ON evolve.tenant_roles
+    USING (pg_catalog.pg_get_userbyid(role) OPERATOR(pg_catalog.=) evolve._calling_role()
+           OR pg_catalog.pg_get_userbyid(role) OPERATOR(pg_catalog.=) session_user
+           OR pg_catalog.pg_has_role('evolve_admin', 'MEMBER'));
+REVOKE ALL ON evolve.tenant_roles FROM PUBLIC;
+GRANT SELECT ON evolve.tenant_roles TO evolve_reader;
+REVOKE ALL ON FUNCTION
+    evolve._calling_role(), evolve._session_tenant(), evolve._invalidate_tenant_cache(),
+    evolve._tenant_roles_changed(), evolve.bind_tenant(regrole, text), evolve.unbind_tenant(regrole)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve._calling_role(), evolve._session_tenant() TO evolve_reader;
+GRANT EXECUTE ON FUNCTION evolve.bind_tenant(regrole, text), evolve.unbind_tenant(regrole) TO evolve_admin;

@@ -434,7 +434,7 @@ fn resolve_conflict(id: i64, action: &str) -> String {
                 client
                     .update(
                         "UPDATE evolve.entity_conflicts SET status = 'merged', resolved_at = now(), \
-                         resolved_by = current_user WHERE kind = 'entity_type' AND new_name = $1 AND status = 'pending'",
+                         resolved_by = evolve._calling_role() WHERE kind = 'entity_type' AND new_name = $1 AND status = 'pending'",
                         None,
                         &[new_name.as_str().into()],
                     )
@@ -445,7 +445,7 @@ fn resolve_conflict(id: i64, action: &str) -> String {
         }
         client
             .update(
-                "UPDATE evolve.entity_conflicts SET status = $2, resolved_at = now(), resolved_by = current_user \
+                "UPDATE evolve.entity_conflicts SET status = $2, resolved_at = now(), resolved_by = evolve._calling_role() \
                  WHERE id = $1",
                 None,
                 &[id.into(), status.into()],

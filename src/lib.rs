@@ -128,7 +128,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/pg_evolve--0.2.0--0.3.0.sql",
     name = "v0_3_0",
-    requires = ["v0_2_0"]
+    requires = [
+        "v0_2_0",
+        access::calling_role,
+        access::session_tenant,
+        access::invalidate_tenant_cache
+    ]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
@@ -140,6 +145,7 @@ pub extern "C-unwind" fn _PG_init() {
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
     gucs::init();
     cache::init();
+    access::init();
     worker::register();
 }
 

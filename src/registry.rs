@@ -306,7 +306,7 @@ pub fn parse_document(doc: &Value) -> Definition {
         .map(|s| s.len())
         .unwrap_or(usize::MAX);
     schema::check_limits("schema definition", doc, text_len).or_raise();
-    Definition::parse(doc).or_raise()
+    Definition::parse_input(doc).or_raise()
 }
 
 /// Registers (or updates) an entity type's schema; global when `user_id` is NULL, otherwise a

@@ -77,6 +77,15 @@ SELECT evolve.register_schema('{"entity_type": "e", "relationships": {"r": {"des
 \echo :LAST_ERROR_SQLSTATE
 SELECT evolve.register_schema('{"entity_type": "e", "colour": "blue"}');
 \echo :LAST_ERROR_SQLSTATE
+-- A default must fit its attribute's type.
+SELECT evolve.register_schema('{"entity_type": "e", "attributes": {"a": {"type": "string", "default": 5}}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT evolve.register_schema('{"entity_type": "e", "attributes": {"a": {"type": "integer", "default": 1.5}}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT evolve.register_schema('{"entity_type": "e", "attributes": {"a": {"type": "date", "default": "2023-02-29"}}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT evolve.update_schema_incremental('earthquake', '{"attributes": {"mag": {"default": "big"}}}');
+\echo :LAST_ERROR_SQLSTATE
 -- 10 MB document
 SELECT evolve.register_schema(jsonb_build_object('entity_type', 'e', 'description', repeat('x', 10 * 1024 * 1024)));
 \echo :LAST_ERROR_SQLSTATE

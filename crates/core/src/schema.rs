@@ -220,7 +220,87 @@ pub fn check_limits(what: &'static str, doc: &Value, text_len: usize) -> Result<
     Ok(())
 }
 
+/// Whether a JSON number is an integer: exact integers (i64 or u64), and any number whose text
+/// has no fraction or exponent, so that an integer too large for 64 bits still counts when
+/// numbers keep their text (serde_json's `arbitrary_precision`).
+///
+/// Without `arbitrary_precision` a number that is neither i64 nor u64 is an f64, whose text
+/// always has a '.' or an exponent; with it, `is_f64` is false for such a huge integer and its
+/// text is the digits as written.
+fn is_integer(n: &serde_json::Number) -> bool {
+    n.is_i64() || n.is_u64() || !n.to_string().contains(['.', 'e', 'E'])
+}
+
+/// What a default of this type must be, for the error message.
+fn default_expectation(t: AttrType) -> &'static str {
+    match t {
+        AttrType::String => "a string",
+        AttrType::Number => "a number",
+        AttrType::Integer => "an integer (a number without fraction or exponent)",
+        AttrType::Boolean => "true or false",
+        AttrType::Timestamp => {
+            "an ISO-8601 timestamp string such as \"2024-01-31T12:00:00Z\" or an integer (epoch milliseconds)"
+        }
+        AttrType::Date => "an ISO-8601 date string such as \"2024-01-31\"",
+        AttrType::Object => "a JSON object",
+        AttrType::Array => "a JSON array",
+    }
+}
+
+/// Whether `v` is a valid default for an attribute of type `t`: the JSON kind of the type, with
+/// timestamps and dates in the formats [`crate::infer::is_timestamp`] and
+/// [`crate::infer::is_date`] accept (a timestamp may also be an integer of epoch milliseconds,
+/// as in payloads). `null` means "no default" and is always accepted.
+pub fn default_fits(t: AttrType, v: &Value) -> bool {
+    use crate::infer::{is_date, is_timestamp};
+    match (t, v) {
+        (_, Value::Null) => true,
+        (AttrType::String, Value::String(_)) => true,
+        (AttrType::Number, Value::Number(_)) => true,
+        (AttrType::Integer, Value::Number(n)) => is_integer(n),
+        (AttrType::Boolean, Value::Bool(_)) => true,
+        (AttrType::Timestamp, Value::String(s)) => is_timestamp(s),
+        (AttrType::Timestamp, Value::Number(n)) => is_integer(n),
+        (AttrType::Date, Value::String(s)) => is_date(s),
+        (AttrType::Object, Value::Object(_)) => true,
+        (AttrType::Array, Value::Array(_)) => true,
+        _ => false,
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if is_integer(n) => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Object(_) => "an object",
+        Value::Array(_) => "an array",
+    }
+}
+
 impl Attribute {
+    /// Checks that the default, if any, fits the attribute's type; the error names
+    /// `{path}/default`.
+    pub fn check_default(&self, path: &str) -> Result<(), CoreError> {
+        match &self.default {
+            Some(v) if !default_fits(self.attr_type, v) => Err(CoreError::def(
+                format!("{path}/default"),
+                format!(
+                    "a default of type {} must be {}, not {}",
+                    self.attr_type.as_str(),
+                    default_expectation(self.attr_type),
+                    match v {
+                        Value::String(s) if s.chars().count() <= 40 => format!("{v}"),
+                        other => json_kind(other).to_string(),
+                    }
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn parse(path: &str, v: &Value) -> Result<Attribute, CoreError> {
         let obj = v.as_object().ok_or_else(|| {
             CoreError::def(
@@ -441,6 +521,24 @@ impl Definition {
             attributes,
             relationships,
         })
+    }
+
+    /// Parses a definition given as input (registration, patch, compatibility check): as
+    /// [`Definition::parse`], and every default must fit its attribute's type. Definitions
+    /// already stored are read with `parse`, which does not check defaults, so that versions
+    /// registered before defaults were checked stay readable.
+    pub fn parse_input(doc: &Value) -> Result<Definition, CoreError> {
+        let def = Definition::parse(doc)?;
+        def.check_defaults()?;
+        Ok(def)
+    }
+
+    /// Checks every attribute's default against its type; the error names the first
+    /// offending `/attributes/{name}/default` (attributes in name order).
+    pub fn check_defaults(&self) -> Result<(), CoreError> {
+        self.attributes
+            .iter()
+            .try_for_each(|(name, a)| a.check_default(&format!("/attributes/{name}")))
     }
 
     /// Canonical JSON: keys sorted, defaults omitted.
@@ -681,6 +779,129 @@ mod tests {
                 Err(CoreError::InvalidDefinition { path: p, .. }) => assert_eq!(p, path, "{doc}"),
                 other => panic!("{doc}: expected an error at {path}, got {other:?}"),
             }
+        }
+    }
+
+    fn with_default(t: &str, default: Value) -> Value {
+        json!({"entity_type": "e", "attributes": {"a": {"type": t, "default": default}}})
+    }
+
+    #[test]
+    fn defaults_are_type_checked() {
+        // (type, default, fits)
+        let cases: Vec<(&str, Value, bool)> = vec![
+            ("string", json!("x"), true),
+            ("string", json!(""), true),
+            ("string", json!("2024-01-31"), true),
+            ("string", json!(5), false),
+            ("string", json!(true), false),
+            ("string", json!(["x"]), false),
+            ("string", json!({"x": 1}), false),
+            ("number", json!(1.5), true),
+            ("number", json!(2), true),
+            ("number", json!(-3e10), true),
+            ("number", json!(u64::MAX), true),
+            ("number", json!("1.5"), false),
+            ("number", json!(false), false),
+            ("integer", json!(2), true),
+            ("integer", json!(-2), true),
+            ("integer", json!(u64::MAX), true),
+            ("integer", json!(2.0), false),
+            ("integer", json!(1.5), false),
+            ("integer", json!(1e3), false),
+            ("integer", json!("2"), false),
+            ("boolean", json!(true), true),
+            ("boolean", json!(false), true),
+            ("boolean", json!(0), false),
+            ("boolean", json!("true"), false),
+            ("timestamp", json!("2024-01-31T12:00:00Z"), true),
+            ("timestamp", json!("2024-01-31 12:00"), true),
+            ("timestamp", json!("2024-01-31T12:00:00.123+02:00"), true),
+            ("timestamp", json!(1_706_702_400_000_i64), true),
+            ("timestamp", json!("2024-01-31"), false),
+            ("timestamp", json!("2024-02-30T12:00:00Z"), false),
+            ("timestamp", json!("yesterday"), false),
+            ("timestamp", json!(1.5), false),
+            ("timestamp", json!(true), false),
+            ("date", json!("2024-01-31"), true),
+            ("date", json!("2024-02-29"), true),
+            ("date", json!("2023-02-29"), false),
+            ("date", json!("2024-01-31T00:00:00Z"), false),
+            ("date", json!("31/01/2024"), false),
+            ("date", json!(20240131), false),
+            ("object", json!({}), true),
+            ("object", json!({"a": [1]}), true),
+            ("object", json!([]), false),
+            ("object", json!("{}"), false),
+            ("array", json!([]), true),
+            ("array", json!([1, "a"]), true),
+            ("array", json!({}), false),
+            ("array", json!("[]"), false),
+        ];
+        // Every type is covered, with a default that fits and one that does not.
+        for t in AttrType::ALL {
+            for want in [true, false] {
+                assert!(
+                    cases.iter().any(|(n, _, f)| *n == t.as_str() && *f == want),
+                    "no case of a {} default with fits={want}",
+                    t.as_str()
+                );
+            }
+        }
+        for (t, default, fits) in cases {
+            let doc = with_default(t, default.clone());
+            // Stored definitions stay readable whatever their default.
+            Definition::parse(&doc).unwrap();
+            match (Definition::parse_input(&doc), fits) {
+                (Ok(d), true) => assert_eq!(d.attributes["a"].default, Some(default)),
+                (Err(CoreError::InvalidDefinition { path, message }), false) => {
+                    assert_eq!(path, "/attributes/a/default", "{t} {default}");
+                    assert!(
+                        message.contains(&format!("of type {t} must be")),
+                        "{message}"
+                    );
+                }
+                (other, _) => {
+                    panic!("{t} with default {default}: expected fits={fits}, got {other:?}")
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn null_default_is_no_default() {
+        for t in AttrType::ALL {
+            let d = Definition::parse_input(&with_default(t.as_str(), Value::Null)).unwrap();
+            assert_eq!(d.attributes["a"].default, None, "{}", t.as_str());
+        }
+    }
+
+    #[test]
+    fn huge_integers_are_integers() {
+        // With serde_json's arbitrary_precision a huge integer keeps its digits and must count
+        // as an integer; without it, it is read as an f64 and is a number only.
+        let text = "123456789012345678901234567890";
+        let n: serde_json::Number = serde_json::from_str(text).unwrap();
+        let v = Value::Number(n.clone());
+        assert!(default_fits(AttrType::Number, &v));
+        assert_eq!(default_fits(AttrType::Integer, &v), n.to_string() == text);
+        let f: serde_json::Number = serde_json::from_str("1.0e3").unwrap();
+        assert!(!default_fits(AttrType::Integer, &Value::Number(f)));
+    }
+
+    #[test]
+    fn first_bad_default_is_reported() {
+        let doc = json!({"entity_type": "e", "attributes": {
+            "b": {"type": "integer", "default": "x"},
+            "a": {"type": "string", "default": "fine"},
+            "c": {"type": "date", "default": 1}
+        }});
+        match Definition::parse_input(&doc) {
+            Err(e @ CoreError::InvalidDefinition { .. }) => {
+                assert_eq!(e.sqlstate().code(), "22023");
+                assert!(e.to_string().contains("/attributes/b/default"), "{e}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

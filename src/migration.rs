@@ -69,7 +69,7 @@ pub fn path_steps(entity_type: &str, from: i32, to: i32) -> Result<Vec<PathStep>
     let edges: Vec<Edge> = Spi::connect(|c| {
         c.select(
             "SELECT from_version, to_version, steps, run_as::pg_catalog.oid, \
-                    pg_catalog.array_to_json(function_oids::pg_catalog.oid[])::pg_catalog.jsonb \
+                    function_oids::pg_catalog.int8[] \
              FROM evolve.migrations WHERE entity_type = $1",
             None,
             &[entity_type.into()],
@@ -77,12 +77,11 @@ pub fn path_steps(entity_type: &str, from: i32, to: i32) -> Result<Vec<PathStep>
         .or_raise()
         .map(|r| {
             let oids = r
-                .get::<JsonB>(5)
+                .get::<Vec<Option<i64>>>(5)
                 .or_raise()
-                .and_then(|j| j.0.as_array().cloned())
                 .unwrap_or_default()
-                .iter()
-                .map(|v| v.as_u64().map(|o| pg_sys::Oid::from(o as u32)))
+                .into_iter()
+                .map(|o| o.map(|o| pg_sys::Oid::from(o as u32)))
                 .collect();
             (
                 r.get::<i32>(1).or_raise().unwrap_or(0),

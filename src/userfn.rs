@@ -73,7 +73,8 @@ fn facts(oid: pg_sys::Oid, run_as: pg_sys::Oid) -> Option<Facts> {
                         CASE WHEN t.typcategory = 'A' THEN e.typname || '[]' ELSE t.typname END::pg_catalog.text, \
                         pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE'), \
                         pg_catalog.pg_has_role(p.proowner, $2, 'USAGE'), \
-                        pg_catalog.format('%I.%I', n.nspname, p.proname) \
+                        pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, \
+                                          pg_catalog.pg_get_function_identity_arguments(p.oid)) \
                  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  JOIN pg_catalog.pg_type t ON t.oid = p.prorettype \
                  LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem \

@@ -88,7 +88,7 @@ SELECT evolve.register_migration('quake', 1, 2, '[{"function": "public.not_jsonb
 \echo :LAST_ERROR_SQLSTATE
 CREATE FUNCTION public.private_fn(p jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT p $$;
 REVOKE EXECUTE ON FUNCTION public.private_fn(jsonb) FROM PUBLIC;
--- The caller's own EXECUTE privilege is checked, even though the function runs as the owner.
+-- The registering role's EXECUTE privilege is checked: the function runs with its rights.
 CREATE ROLE migration_author;
 GRANT evolve_admin TO migration_author;
 SET ROLE migration_author;
@@ -101,5 +101,27 @@ SELECT evolve.register_migration('quake', 1, 9, '[{"drop": {"key": "x"}}]');
 \echo :LAST_ERROR_SQLSTATE
 SELECT evolve.register_migration('quake', 1, 2, '{}');
 \echo :LAST_ERROR_SQLSTATE
+-- A function whose owner does not hold the registering role's privileges is refused: its
+-- owner could change its body to act with rights the owner does not have.
+GRANT EXECUTE ON FUNCTION public.private_fn(jsonb) TO migration_author;
+CREATE ROLE other_author;
+ALTER FUNCTION public.private_fn(jsonb) OWNER TO other_author;
+SET ROLE migration_author;
+SELECT evolve.register_migration('quake', 1, 2, '[{"function": "public.private_fn"}]');
+\echo :LAST_ERROR_SQLSTATE
+-- Temporary schemas are refused: no session may plant a function another session calls.
+CREATE FUNCTION pg_temp.tmp_fn(p jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT p $$;
+SELECT evolve.register_migration('quake', 1, 2, '[{"function": "pg_temp.tmp_fn"}]');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- A name without a schema means pg_catalog's function, whatever the search_path: resolved
+-- once, when registered, and run as the registering role.
+SET search_path = public, pg_catalog;
+SELECT evolve.register_migration('quake', 1, 2, '[{"function": "jsonb_strip_nulls"}]');
+RESET search_path;
+SELECT from_version, to_version, run_as, functions FROM evolve.migration_paths WHERE NOT derived ORDER BY 1, 2;
+SELECT evolve.migrate_payload('quake', '{"mag": 1, "place": null}', 1);
 DROP OWNED BY migration_author;
 DROP ROLE migration_author;
+DROP OWNED BY other_author;
+DROP ROLE other_author;

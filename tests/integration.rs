@@ -11,6 +11,7 @@ mod ingest;
 mod load;
 mod reference;
 mod security;
+mod security_audit;
 mod trust;
 mod upgrade;
 mod worker;

@@ -11,5 +11,6 @@ mod ingest;
 mod load;
 mod reference;
 mod security;
+mod security_tenants;
 mod upgrade;
 mod worker;

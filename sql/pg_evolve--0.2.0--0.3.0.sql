@@ -15,7 +15,7 @@
 
 -- A proposal's identity is its scope and its fingerprint: two scopes whose fingerprints are
 -- equal (FNV-1a 64 can collide, and a key can be searched for) own two proposals. Every lookup
--- and the upsert of propose_schema name the scope too (src/proposals.rs).
+-- and update of propose_schema names the scope too (src/proposals.rs).
 ALTER TABLE evolve.schema_proposals DROP CONSTRAINT IF EXISTS schema_proposals_fingerprint_key;
 ALTER TABLE evolve.schema_proposals DROP CONSTRAINT IF EXISTS schema_proposals_scope_fingerprint;
 ALTER TABLE evolve.schema_proposals

@@ -356,29 +356,33 @@ fn rationale(draft: &Draft) -> String {
 /// rolled-back one comes back only when its measure grew by the re-proposal factor; an
 /// implemented one is left alone. Returns the id when the proposal is pending afterwards.
 ///
-/// The identity is (user_id, fingerprint), unique with NULLS NOT DISTINCT: the lookup, the
-/// conflict target and the update all name the draft's scope, so equal fingerprints of two
-/// scopes are two proposals.
+/// The identity is (user_id, fingerprint), unique with NULLS NOT DISTINCT: the lookup and the
+/// update name the draft's scope, so equal fingerprints of two scopes are two proposals. The
+/// insert names no conflict target, so a database whose update to 0.3.0 is still to come (its
+/// fingerprints unique alone) refuses a colliding draft instead of taking another scope's row.
 fn store(draft: &Draft) -> Option<i64> {
     let fingerprint = draft.fingerprint();
     let user_id = draft.user_id.as_deref();
-    let existing: Option<(i64, String, Option<f64>)> = Spi::connect(|c| {
-        c.select(
-            "SELECT id, status, rejected_measure FROM evolve.schema_proposals \
-             WHERE fingerprint = $1 AND user_id IS NOT DISTINCT FROM $2",
-            None,
-            &[fingerprint.as_str().into(), user_id.into()],
-        )
-        .or_raise()
-        .next()
-        .map(|r| {
-            (
-                r.get::<i64>(1).or_raise().unwrap_or(0),
-                r.get::<String>(2).or_raise().unwrap_or_default(),
-                r.get::<f64>(3).or_raise(),
+    let lookup = || -> Option<(i64, String, Option<f64>)> {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT id, status, rejected_measure FROM evolve.schema_proposals \
+                 WHERE fingerprint = $1 AND user_id IS NOT DISTINCT FROM $2",
+                None,
+                &[fingerprint.as_str().into(), user_id.into()],
             )
+            .or_raise()
+            .next()
+            .map(|r| {
+                (
+                    r.get::<i64>(1).or_raise().unwrap_or(0),
+                    r.get::<String>(2).or_raise().unwrap_or_default(),
+                    r.get::<f64>(3).or_raise(),
+                )
+            })
         })
-    });
+    };
+    let existing = lookup();
     if let Some((_, status, rejected)) = &existing {
         let comes_back = matches!(status.as_str(), "rejected" | "rolled_back")
             && should_repropose(rejected.unwrap_or(0.0), draft.measure, REPROPOSE_FACTOR);
@@ -387,16 +391,43 @@ fn store(draft: &Draft) -> Option<i64> {
         }
     }
     let text = rationale(draft);
-    Spi::connect_mut(|c| {
+    let update = |id: i64| -> Option<i64> {
+        Spi::connect_mut(|c| {
+            c.update(
+                "UPDATE evolve.schema_proposals SET priority = $3, title = $4, rationale = $5, impact = $6, \
+                     sql_preview = $7, action = $8, evidence = $9, measure = $10, safe_name = $11, \
+                     status = 'pending', updated_at = now() \
+                 WHERE id = $1 AND user_id IS NOT DISTINCT FROM $2 \
+                 RETURNING id",
+                None,
+                &[
+                    id.into(),
+                    user_id.into(),
+                    draft.priority.as_str().into(),
+                    draft.title.as_str().into(),
+                    text.as_str().into(),
+                    draft.impact.into(),
+                    draft.sql_preview.as_str().into(),
+                    JsonB(draft.action.clone()).into(),
+                    JsonB(draft.evidence.clone()).into(),
+                    draft.measure.into(),
+                    draft.safe_name.as_str().into(),
+                ],
+            )
+            .or_raise()
+            .next()
+            .and_then(|r| r.get::<i64>(1).or_raise())
+        })
+    };
+    if let Some((id, _, _)) = existing {
+        return update(id);
+    }
+    let inserted = Spi::connect_mut(|c| {
         c.update(
-            "INSERT INTO evolve.schema_proposals AS p (kind, entity_type, user_id, name, safe_name, priority, \
+            "INSERT INTO evolve.schema_proposals (kind, entity_type, user_id, name, safe_name, priority, \
                  title, rationale, impact, sql_preview, action, fingerprint, evidence, measure) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (user_id, fingerprint) DO UPDATE SET priority = EXCLUDED.priority, title = EXCLUDED.title, \
-                 rationale = EXCLUDED.rationale, impact = EXCLUDED.impact, sql_preview = EXCLUDED.sql_preview, \
-                 action = EXCLUDED.action, evidence = EXCLUDED.evidence, measure = EXCLUDED.measure, \
-                 safe_name = EXCLUDED.safe_name, status = 'pending', updated_at = now() \
-             WHERE p.user_id IS NOT DISTINCT FROM EXCLUDED.user_id \
+             ON CONFLICT DO NOTHING \
              RETURNING id",
             None,
             &[
@@ -419,7 +450,11 @@ fn store(draft: &Draft) -> Option<i64> {
         .or_raise()
         .next()
         .and_then(|r| r.get::<i64>(1).or_raise())
-    })
+    });
+    // Nothing inserted: a concurrent run of the same scope inserted it first (its row is
+    // updated), or, before the update to 0.3.0, another scope holds the fingerprint (left
+    // alone: not stored).
+    inserted.or_else(|| lookup().and_then(|(id, _, _)| update(id)))
 }
 
 /// Detects proposals in scope, stores them and returns the ids of those pending (or just

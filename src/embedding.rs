@@ -53,11 +53,14 @@ fn affected_name(affected: &Affected) -> Option<String> {
     }
 }
 
-/// The measured re-embedding rate (entities per second over completed jobs), if any.
+/// The measured re-embedding rate (entities per second over completed jobs), if any. Read
+/// through `evolve.migration_progress`, which counts only the entities the caller may see (the
+/// jobs' own counters are not granted outside evolve_admin): a non-admin's estimate is its
+/// entities over the jobs' durations.
 fn measured_rate() -> Option<f64> {
     Spi::get_one::<f64>(
         "SELECT sum(processed_entities)::float8 / nullif(sum(extract(epoch FROM completed_at - started_at)), 0)::float8 \
-         FROM evolve.schema_migration_jobs WHERE status = 'completed' AND processed_entities > 0 \
+         FROM evolve.migration_progress WHERE status = 'completed' AND processed_entities > 0 \
            AND completed_at > started_at",
     )
     .ok()

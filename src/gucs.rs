@@ -89,7 +89,7 @@ pub fn init() {
         &SIMILARITY_THRESHOLD,
         0.0,
         1.0,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -193,7 +193,7 @@ pub fn init() {
         &MIN_ATTRIBUTE_PRESENCE,
         0.0,
         1.0,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -203,7 +203,7 @@ pub fn init() {
         &PROMOTION_MIN_USERS,
         1,
         i32::MAX,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(

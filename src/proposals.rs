@@ -2,6 +2,17 @@
 //! rollback) with its audit trail, and the Mermaid diagram. What is proposed, with which
 //! priority and evidence, is decided in `evolve_core::propose`; this layer gathers the inputs
 //! (aggregates, registry, catalog, inbox rejects), stores drafts by fingerprint and applies them.
+//!
+//! Tenants. `evolve.propose_schema` runs as the extension owner, so row-level security does not
+//! filter what it reads; this layer does. The drafts of a scope are built only from what that
+//! scope may see: the global rows and, for a user scope, that user's rows (entity keys for
+//! relationships and co-occurrence, type names for name conflicts). A global proposal is
+//! readable by every reader, so it is built from global rows only. A proposal's identity is its
+//! (user_id, fingerprint): every lookup and upsert names the scope, so a run of one scope can
+//! never match, return or update a row of another, whatever the fingerprints.
+//! `promote_to_global` is the one kind drawn from several tenants (their own schemas): it is
+//! computed only in a run by a member of evolve_admin, and the row-level security policy on
+//! `evolve.schema_proposals` shows it (with its users and field names) to admins only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
@@ -62,21 +73,35 @@ fn key_stats(entity_type: &str, user_id: Option<&str>) -> Vec<KeyStats> {
     })
 }
 
-/// For every known type, those of its entity keys found among `candidates`.
-fn known_keys(candidates: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String>> {
+/// The entities a scope's drafts may draw on: the global ones and, for a user scope, that
+/// user's (`$2` of the queries below). Appended to a `WHERE` on `evolve.entities`.
+const SCOPE_ENTITIES: &str = "(user_id IS NULL OR user_id = $2::text)";
+
+/// For every known type, those of its entity keys found among `candidates`, among the entities
+/// the scope `user_id` may see.
+fn known_keys(
+    candidates: &BTreeSet<String>,
+    user_id: Option<&str>,
+) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     if candidates.is_empty() {
         return out;
     }
     Spi::connect(|c| {
+        let sql = format!(
+            "SELECT entity_type, entity_key FROM evolve.entities \
+             WHERE entity_type = ANY (ARRAY(SELECT DISTINCT entity_type FROM evolve.entity_counts \
+                                            WHERE entity_count > 0 AND {SCOPE_ENTITIES})) \
+               AND entity_key = ANY ($1) AND {SCOPE_ENTITIES}"
+        );
         let rows = c
             .select(
-                "SELECT entity_type, entity_key FROM evolve.entities \
-                 WHERE entity_type = ANY (ARRAY(SELECT DISTINCT entity_type FROM evolve.entity_counts \
-                                                WHERE entity_count > 0)) \
-                   AND entity_key = ANY ($1)",
+                &sql,
                 None,
-                &[candidates.iter().cloned().collect::<Vec<_>>().into()],
+                &[
+                    candidates.iter().cloned().collect::<Vec<_>>().into(),
+                    user_id.into(),
+                ],
             )
             .or_raise();
         for r in rows {
@@ -89,7 +114,8 @@ fn known_keys(candidates: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String
 }
 
 /// A sample of a scope's entity keys (first by key order, through the index), and per other
-/// type how many of them are also its keys: bounded index probes, whatever the table size.
+/// type how many of them are also its keys (among the entities the scope may see): bounded
+/// index probes, whatever the table size.
 fn cooccurrence(entity_type: &str, user_id: Option<&str>) -> (usize, BTreeMap<String, usize>) {
     // `user_id IS NULL` / `= $2` (not IS NOT DISTINCT FROM) so that the scan is an ordered range
     // of the (entity_type, user_id, entity_key) index that stops at the limit.
@@ -118,11 +144,12 @@ fn cooccurrence(entity_type: &str, user_id: Option<&str>) -> (usize, BTreeMap<St
         c.select(
             "SELECT entity_type, count(DISTINCT entity_key) FROM evolve.entities \
              WHERE entity_type = ANY (ARRAY(SELECT DISTINCT entity_type FROM evolve.entity_counts \
-                                            WHERE entity_count > 0 AND entity_type <> $1)) \
-               AND entity_key = ANY ($2) \
+                                            WHERE entity_count > 0 AND entity_type <> $1 \
+                                              AND (user_id IS NULL OR user_id = $3::text))) \
+               AND entity_key = ANY ($2) AND (user_id IS NULL OR user_id = $3::text) \
              GROUP BY entity_type",
             None,
-            &[entity_type.into(), keys.clone().into()],
+            &[entity_type.into(), keys.clone().into(), user_id.into()],
         )
         .or_raise()
         .map(|r| {
@@ -173,7 +200,7 @@ fn scope_drafts(
         definition: &definition,
         min_presence: gucs::min_attribute_presence(),
     };
-    let mut drafts = propose::key_drafts(&scope, &keys, &known_keys(&candidates));
+    let mut drafts = propose::key_drafts(&scope, &keys, &known_keys(&candidates, user_id));
     let (sampled, shared) = cooccurrence(entity_type, user_id);
     let related = propose::cooccurrence_drafts(&scope, sampled, &shared, &drafts);
     drafts.extend(related);
@@ -212,10 +239,13 @@ fn entity_type_drafts(entity_type: Option<&str>, user_id: Option<&str>) -> Vec<D
     if rejected.is_empty() {
         return Vec::new();
     }
+    // Names a new type may conflict with: those the scope sees (as the registry's own conflict
+    // detection does), never another tenant's.
     let existing = text_rows(
         "SELECT DISTINCT entity_type FROM evolve.schemas WHERE current_version > 0 \
+             AND (user_id IS NULL OR user_id = $1::text) \
          UNION SELECT alias FROM evolve.entity_type_aliases",
-        &[],
+        &[user_id.into()],
     );
     let mut out = Vec::new();
     for (t, n) in rejected {
@@ -250,7 +280,9 @@ fn entity_type_drafts(entity_type: Option<&str>, user_id: Option<&str>) -> Vec<D
     out
 }
 
-/// Drafts promoting fields common to many users' schemas to the global schema.
+/// Drafts promoting fields common to many users' schemas to the global schema. They read every
+/// tenant's own schemas and name the users and fields: only an admin's run computes them, and
+/// only admins can read them (the policy on `evolve.schema_proposals`).
 fn promotion_drafts(entity_type: Option<&str>) -> Vec<Draft> {
     let min_users = gucs::promotion_min_users();
     let types = text_rows(
@@ -325,24 +357,34 @@ fn rationale(draft: &Draft) -> String {
 /// Stores a draft by fingerprint: a pending proposal gets the new evidence; a rejected or
 /// rolled-back one comes back only when its measure grew by the re-proposal factor; an
 /// implemented one is left alone. Returns the id when the proposal is pending afterwards.
+///
+/// The identity is (user_id, fingerprint), unique with NULLS NOT DISTINCT: the lookup and the
+/// update name the draft's scope, so equal fingerprints of two scopes are two proposals. The
+/// insert names no conflict target, so a database whose update to 0.3.0 is still to come (its
+/// fingerprints unique alone) refuses a colliding draft instead of taking another scope's row.
 fn store(draft: &Draft) -> Option<i64> {
     let fingerprint = draft.fingerprint();
-    let existing: Option<(i64, String, Option<f64>)> = Spi::connect(|c| {
-        c.select(
-            "SELECT id, status, rejected_measure FROM evolve.schema_proposals WHERE fingerprint = $1",
-            None,
-            &[fingerprint.as_str().into()],
-        )
-        .or_raise()
-        .next()
-        .map(|r| {
-            (
-                r.get::<i64>(1).or_raise().unwrap_or(0),
-                r.get::<String>(2).or_raise().unwrap_or_default(),
-                r.get::<f64>(3).or_raise(),
+    let user_id = draft.user_id.as_deref();
+    let lookup = || -> Option<(i64, String, Option<f64>)> {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT id, status, rejected_measure FROM evolve.schema_proposals \
+                 WHERE fingerprint = $1 AND user_id IS NOT DISTINCT FROM $2",
+                None,
+                &[fingerprint.as_str().into(), user_id.into()],
             )
+            .or_raise()
+            .next()
+            .map(|r| {
+                (
+                    r.get::<i64>(1).or_raise().unwrap_or(0),
+                    r.get::<String>(2).or_raise().unwrap_or_default(),
+                    r.get::<f64>(3).or_raise(),
+                )
+            })
         })
-    });
+    };
+    let existing = lookup();
     if let Some((_, status, rejected)) = &existing {
         let comes_back = matches!(status.as_str(), "rejected" | "rolled_back")
             && should_repropose(rejected.unwrap_or(0.0), draft.measure, REPROPOSE_FACTOR);
@@ -351,21 +393,49 @@ fn store(draft: &Draft) -> Option<i64> {
         }
     }
     let text = rationale(draft);
-    Spi::connect_mut(|c| {
+    let update = |id: i64| -> Option<i64> {
+        Spi::connect_mut(|c| {
+            c.update(
+                "UPDATE evolve.schema_proposals SET priority = $3, title = $4, rationale = $5, impact = $6, \
+                     sql_preview = $7, action = $8, evidence = $9, measure = $10, safe_name = $11, \
+                     status = 'pending', updated_at = now() \
+                 WHERE id = $1 AND user_id IS NOT DISTINCT FROM $2 \
+                 RETURNING id",
+                None,
+                &[
+                    id.into(),
+                    user_id.into(),
+                    draft.priority.as_str().into(),
+                    draft.title.as_str().into(),
+                    text.as_str().into(),
+                    draft.impact.into(),
+                    draft.sql_preview.as_str().into(),
+                    JsonB(draft.action.clone()).into(),
+                    JsonB(draft.evidence.clone()).into(),
+                    draft.measure.into(),
+                    draft.safe_name.as_str().into(),
+                ],
+            )
+            .or_raise()
+            .next()
+            .and_then(|r| r.get::<i64>(1).or_raise())
+        })
+    };
+    if let Some((id, _, _)) = existing {
+        return update(id);
+    }
+    let inserted = Spi::connect_mut(|c| {
         c.update(
-            "INSERT INTO evolve.schema_proposals AS p (kind, entity_type, user_id, name, safe_name, priority, \
+            "INSERT INTO evolve.schema_proposals (kind, entity_type, user_id, name, safe_name, priority, \
                  title, rationale, impact, sql_preview, action, fingerprint, evidence, measure) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (fingerprint) DO UPDATE SET priority = EXCLUDED.priority, title = EXCLUDED.title, \
-                 rationale = EXCLUDED.rationale, impact = EXCLUDED.impact, sql_preview = EXCLUDED.sql_preview, \
-                 action = EXCLUDED.action, evidence = EXCLUDED.evidence, measure = EXCLUDED.measure, \
-                 safe_name = EXCLUDED.safe_name, status = 'pending', updated_at = now() \
+             ON CONFLICT DO NOTHING \
              RETURNING id",
             None,
             &[
                 draft.kind.into(),
                 draft.entity_type.as_str().into(),
-                draft.user_id.as_deref().into(),
+                user_id.into(),
                 draft.name.as_str().into(),
                 draft.safe_name.as_str().into(),
                 draft.priority.as_str().into(),
@@ -382,7 +452,11 @@ fn store(draft: &Draft) -> Option<i64> {
         .or_raise()
         .next()
         .and_then(|r| r.get::<i64>(1).or_raise())
-    })
+    });
+    // Nothing inserted: a concurrent run of the same scope inserted it first (its row is
+    // updated), or, before the update to 0.3.0, another scope holds the fingerprint (left
+    // alone: not stored).
+    inserted.or_else(|| lookup().and_then(|(id, _, _)| update(id)))
 }
 
 /// Detects proposals in scope, stores them and returns the ids of those pending (or just
@@ -415,7 +489,7 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
         drafts.extend(scope_drafts(t, user_id, &indexes));
     }
     drafts.extend(entity_type_drafts(entity_type, user_id));
-    if user_id.is_none() {
+    if user_id.is_none() && crate::access::is_admin() {
         drafts.extend(promotion_drafts(entity_type));
     }
     let mut ids = Vec::new();

@@ -12,6 +12,7 @@ mod load;
 mod reference;
 mod security;
 mod security_audit;
+mod security_tenants;
 mod trust;
 mod upgrade;
 mod worker;

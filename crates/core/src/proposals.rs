@@ -57,6 +57,9 @@
 //!
 //! [`fingerprint`] is FNV-1a 64 over `kind`, `entity_type`, `user_id` (empty when `None`) and
 //! `name` joined by U+001F, as 16 lower-case hex digits: stable across releases and platforms.
+//! A 64-bit hash can collide, and a key can be searched for that makes it collide: the SQL layer
+//! therefore never identifies a proposal by its fingerprint alone but by (user_id, fingerprint),
+//! so that equal fingerprints of two scopes are two proposals.
 //! [`should_repropose`]: a rejected proposal comes back only when
 //! `current ≥ rejected × factor − 1e-9` (the slack absorbs floating-point rounding: `0.6`
 //! reaches `0.4 × 1.5`) and `current > rejected` (so that a rejected presence of 0

@@ -22,7 +22,8 @@
 //!   inferred from the rejected payloads. Approved at once unless its name is close to an
 //!   existing type's ([`similar_names`]), which is a conflict for review.
 //! - `promote_to_global`: a field declared by at least `min_users` users' own schemas of a type
-//!   and absent from the global schema.
+//!   and absent from the global schema. Its evidence names users and fields of several tenants:
+//!   the SQL layer drafts it only in an admin's run and shows it to admins only.
 //!
 //! # Priorities
 //!

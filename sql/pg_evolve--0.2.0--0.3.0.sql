@@ -47,7 +47,7 @@ CREATE OR REPLACE FUNCTION evolve._ingest_inbox(
     ids bigint[], entity_types text[], payloads text[], user_ids text[], sources text[],
     entity_keys text[], schema_versions integer[]) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c AS 'MODULE_PATHNAME', 'ingest_inbox_wrapper';
+LANGUAGE c AS 'MODULE_PATHNAME', 'route_inbox_rows_wrapper';
 REVOKE ALL ON FUNCTION evolve._ingest_inbox(bigint[], text[], text[], text[], text[], text[], integer[]) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION evolve._route_inbox() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

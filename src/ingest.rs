@@ -720,10 +720,12 @@ fn ingest(
 /// the role that inserted them). Every bad row goes to `evolve.inbox_rejects` with its SQLSTATE
 /// and message and the others are ingested: an unreadable payload (numbers are read exactly,
 /// nesting is bounded), a key too large, a row for a tenant the inserting role may not write.
-/// Payloads arrive as text so that reading each is this function's, row by row.
+/// Payloads arrive as text so that reading each is this function's, row by row. (Its C symbol
+/// differs from 0.2.0's jsonb[] version, so an old definition calling the new library fails
+/// cleanly instead of reading jsonb as text.)
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe, name = "_ingest_inbox")]
-fn ingest_inbox(
+fn route_inbox_rows(
     ids: Vec<Option<i64>>,
     entity_types: Vec<Option<String>>,
     payloads: Vec<Option<String>>,
@@ -820,6 +822,18 @@ fn ingest_inbox(
         rejected.len(),
         ids.len()
     );
+}
+
+/// 0.2.0's inbox routing (payloads as jsonb[]). Only its symbol is kept, so that 0.2.0's
+/// definition still resolves against this library: it refuses until the update has run.
+#[pg_extern(sql = false)]
+fn ingest_inbox() {
+    raise(
+        SqlState::ObjectNotInPrerequisiteState,
+        "the installed pg_evolve library is newer than the extension's SQL objects",
+        None,
+        Some("Run ALTER EXTENSION pg_evolve UPDATE.".into()),
+    )
 }
 
 fn scope_name(user_id: Option<&str>) -> String {

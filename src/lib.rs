@@ -41,7 +41,7 @@ extension_sql_file!(
     requires = [
         "governance",
         fragments::fragment_transition_allowed,
-        ingest::ingest_inbox
+        ingest::route_inbox_rows
     ]
 );
 extension_sql_file!(

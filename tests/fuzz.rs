@@ -366,6 +366,7 @@ fn sample(type_name: &str) -> &'static str {
         "boolean" => "true",
         "double precision" | "real" => "0.5",
         "timestamp with time zone" => "now()",
+        "interval" => "'90 days'::interval",
         "text[]" => "'{}'::text[]",
         "bigint[]" => "'{}'::bigint[]",
         "integer[]" => "'{}'::integer[]",

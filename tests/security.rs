@@ -225,7 +225,6 @@ fn tenant_a_can_neither_read_nor_change_tenant_b() {
         "SELECT evolve.promote_fragments('quake', 'secret_B', 'B')",
         "SELECT evolve.promote_fragments('quake', 'shared_key')",
         "SELECT evolve.propose_schema('quake', 'B')",
-        r#"INSERT INTO evolve.inbox (entity_type, payload, user_id) VALUES ('quake', '{"mag": 1}', 'B')"#,
         "UPDATE evolve.entities SET snapshot = '{}' WHERE user_id = 'B'",
         "DELETE FROM evolve.raw_fragments",
         "UPDATE evolve.raw_fragment_aggregates SET sample_count = 0",
@@ -246,6 +245,21 @@ fn tenant_a_can_neither_read_nor_change_tenant_b() {
         ),
         "42704",
         "another tenant's entity does not exist for A"
+    );
+    // An inbox row for B is set aside (42501), filed under A's own scope.
+    assert_eq!(
+        state(
+            &mut a,
+            r#"SET client_min_messages = error; INSERT INTO evolve.inbox (entity_type, payload, user_id) VALUES ('quake', '{"mag": 1}', 'B')"#
+        ),
+        "ok"
+    );
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM evolve.inbox_rejects WHERE sqlstate = '42501' AND user_id = 'A'"
+        ),
+        1
     );
     assert_eq!(tenant_b_rows(&mut su), before, "B's rows are unchanged");
 

@@ -157,13 +157,19 @@ const DATA_010: &str = r#"
     SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake", "description": "quake"}');
 "#;
 
-/// What 0.2.0 added on top: roles, a migration with a function step, inbox rejects.
+/// Rows only 0.2.0 had reasons to hold: a migration with a function step (as 0.2.0's
+/// register_migration stored it, by name only) and inbox rejects. Written directly: the library
+/// installed is the new one, whose functions expect 0.3.0's tables.
 const DATA_020: &str = r#"
     SET client_min_messages = error;
     CREATE FUNCTION public.shout(p jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT p || '{"shouted": true}' $$;
     SELECT evolve.update_schema_incremental('earthquake', '{"attributes": {"depth": {"type": "number"}}}');
-    SELECT evolve.register_migration('earthquake', 1, 2, '[{"function": "public.shout"}]');
-    INSERT INTO evolve.inbox (entity_type, payload) VALUES ('nope', '{"a": 1}'), ('earthquake', '{"mag": 1.25}');
+    INSERT INTO evolve.migrations (entity_type, from_version, to_version, steps, derived)
+    VALUES ('earthquake', 1, 2, '[{"function": "public.shout"}]', false)
+    ON CONFLICT (entity_type, from_version, to_version) DO UPDATE SET steps = EXCLUDED.steps, derived = false;
+    INSERT INTO evolve.inbox_rejects (inbox_id, entity_type, payload, sqlstate, error)
+    VALUES (1, 'nope', '{"a": 1}', '42704', 'entity type "nope" has no active schema'),
+           (2, 'nope', '{"a": 2}', '42704', 'entity type "nope" has no active schema');
 "#;
 
 fn create_dbs(cluster: &Cluster, names: &[&str]) {

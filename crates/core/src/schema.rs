@@ -227,9 +227,7 @@ pub fn check_limits(what: &'static str, doc: &Value, text_len: usize) -> Result<
 /// Without `arbitrary_precision` a number that is neither i64 nor u64 is an f64, whose text
 /// always has a '.' or an exponent; with it, `is_f64` is false for such a huge integer and its
 /// text is the digits as written.
-fn is_integer(n: &serde_json::Number) -> bool {
-    n.is_i64() || n.is_u64() || !n.to_string().contains(['.', 'e', 'E'])
-}
+use crate::number::is_integer;
 
 /// What a default of this type must be, for the error message.
 fn default_expectation(t: AttrType) -> &'static str {

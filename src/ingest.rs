@@ -739,6 +739,8 @@ fn route_inbox_rows(
     // The user scope each reject is filed under: a row claiming a scope its writer may not
     // write is filed under the writer's own tenant, so nothing lands in another tenant's view.
     let mut filed_under: Vec<Option<String>> = Vec::with_capacity(ids.len());
+    // Whether the inserting role may write each scope, asked once per scope.
+    let mut may_write: HashMap<Option<String>, bool> = HashMap::new();
     for i in 0..ids.len() {
         let mut rejected = None;
         let payload = match payloads[i].as_deref().map(evolve_core::number::parse_exact) {
@@ -754,7 +756,10 @@ fn route_inbox_rows(
         };
         let user_id = user_ids[i].clone();
         let mut file_as = user_id.clone();
-        if rejected.is_none() && !crate::access::may_write(user_id.as_deref()) {
+        let allowed = *may_write
+            .entry(user_id.clone())
+            .or_insert_with(|| crate::access::may_write(user_id.as_deref()));
+        if rejected.is_none() && !allowed {
             rejected = Some(Reject {
                 state: SqlState::InsufficientPrivilege,
                 message: format!(

@@ -10,8 +10,9 @@ cd "$ROOT"
 
 bash "$ROOT/scripts/setup.sh"
 
-step "format and lints"
+step "format, lints and layering"
 cargo fmt --all -- --check
+python3 "$ROOT/scripts/layers.py"
 cargo clippy --workspace --all-targets --features "pg15 pg_test integration" -- -D warnings
 
 step "tier 1: pure logic (cargo test -p evolve-core)"

@@ -14,7 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{in_subtransaction, raise, OrRaise};
 use crate::gucs::{self, SearchDuringReembed};
-use crate::registry::{effective_definition, read_head, write_version};
+use crate::registry::write_version;
+use crate::store::{effective_definition, read_head};
 
 /// Entities per second assumed by `analyze_impact` before any job has been measured.
 const DEFAULT_RATE: f64 = 200.0;
@@ -138,7 +139,7 @@ fn apply_change(change: Json) -> i64 {
     let c = parse_change(&change.0);
     let (affected, priority) = impact::impact(&c);
     let types = c.entity_types();
-    crate::registry::writable_transaction();
+    crate::args::writable_transaction();
     // Who is affected is decided before the change (a deleted relationship is still in the
     // snapshots then).
     let mut targets: Vec<i64> = Vec::new();
@@ -342,7 +343,7 @@ fn enriched_text(entity_id: i64) -> Option<String> {
         ))
     })?;
     let def = effective_definition(&row.0, row.1.as_deref())
-        .map(|d| d.0)
+        .map(|e| e.definition)
         .unwrap_or_else(|| {
             Definition::parse(&serde_json::json!({"entity_type": row.0})).expect("valid")
         });
@@ -511,7 +512,7 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
 #[pg_extern(volatile, parallel_unsafe, name = "_reembed_batch")]
 pub fn reembed_batch() -> i32 {
     crate::access::require_admin("run re-embedding");
-    crate::registry::writable_transaction();
+    crate::args::writable_transaction();
     let limit = gucs::embed_batch_size();
     let mut items = match PICK_CURSOR.get() {
         Some(c) => pick(
@@ -543,7 +544,7 @@ pub fn reembed_batch() -> i32 {
         return 0;
     }
     let embedder = embedder_id();
-    let mut schemas: HashMap<(String, Option<String>), Option<crate::registry::Effective>> =
+    let mut schemas: HashMap<(String, Option<String>), Option<crate::store::Effective>> =
         HashMap::new();
     let mut done: Vec<Done> = Vec::new();
     let mut failed: Vec<(i64, i64, i32, String)> = Vec::new();
@@ -554,7 +555,7 @@ pub fn reembed_batch() -> i32 {
             .or_insert_with(|| effective_definition(&item.entity_type, item.user_id.as_deref()));
         let fallback;
         let (def, version) = match schema {
-            Some((d, v, _)) => (&*d, *v),
+            Some(e) => (&e.definition, e.version),
             None => {
                 fallback = Definition::parse(&serde_json::json!({"entity_type": item.entity_type}))
                     .expect("valid");

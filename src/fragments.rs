@@ -11,10 +11,10 @@ use pgrx::JsonB;
 use serde_json::{Map, Value};
 
 use crate::access;
+use crate::args::{check_entity_type, check_user_id};
 use crate::error::{raise, OrRaise};
 use crate::gucs;
 use crate::ingest;
-use crate::registry::{check_entity_type, check_user_id};
 
 fn as_map(j: &Json) -> Map<String, Value> {
     j.0.as_object().cloned().unwrap_or_default()
@@ -123,10 +123,10 @@ fn promote_fragments(
     check_entity_type(entity_type);
     check_user_id(user_id.as_deref());
     access::require_schema_owner(user_id.as_deref(), "promote fragments of");
-    let declared = crate::registry::effective_definition(entity_type, user_id.as_deref())
-        .map(|(def, _, _)| {
-            def.attributes.contains_key(fragment_key)
-                || def.relationships.contains_key(fragment_key)
+    let declared = crate::store::effective_definition(entity_type, user_id.as_deref())
+        .map(|e| {
+            e.definition.attributes.contains_key(fragment_key)
+                || e.definition.relationships.contains_key(fragment_key)
         })
         .unwrap_or(false);
     if !declared {
@@ -149,9 +149,9 @@ pub fn promote(
     attribute: &str,
     user_id: Option<&str>,
 ) -> i64 {
-    let attr_type = crate::registry::effective_definition(entity_type, user_id)
-        .and_then(|(def, _, _)| def.attributes.get(attribute).map(|a| a.attr_type));
-    crate::registry::writable_transaction();
+    let attr_type = crate::store::effective_definition(entity_type, user_id)
+        .and_then(|e| e.definition.attributes.get(attribute).map(|a| a.attr_type));
+    crate::args::writable_transaction();
     let rows: Vec<(i64, i64, Value, Option<String>)> = Spi::connect_mut(|client| {
         // Lock order as in ingestion: entities (by id), then their fragments (by entity, key).
         client

@@ -12,12 +12,11 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::access;
+use crate::args::{check_entity_type, check_user_id};
 use crate::error::{raise, OrRaise};
 use crate::gucs;
 use crate::jsonb::RawJsonb;
-use crate::registry::{
-    check_entity_type, check_user_id, effective_document, read_head, write_version, Head,
-};
+use crate::store::{effective_document, read_head, Head};
 
 /// The compatibility mode governing a scope: the global schema's, else the scope's own.
 fn mode_of(client: &SpiClient<'_>, entity_type: &str) -> CompatMode {
@@ -278,7 +277,7 @@ fn check_compatibility(
     let user_id = user_id.as_deref();
     check_user_id(user_id);
     access::require_read(user_id);
-    let def = crate::registry::parse_document(&definition.0);
+    let def = crate::args::parse_document(&definition.0);
     let reasons = Spi::connect(
         |client| match read_head(client, &def.entity_type, user_id, "") {
             Some(head) if head.version > 0 => incompatibilities(client, &head, &def).1,
@@ -341,152 +340,6 @@ fn set_quota(user_id: &str, max_schemas: i32, max_fields: i32) {
     })
 }
 
-/// Resolves a name conflict. `keep`: the new name stands (a type pending review becomes active).
-/// `merge`: the new name becomes an alias of the existing one (a pending type is removed and
-/// `active_schema(new_name)` answers with the existing type; an attribute moves into the
-/// existing attribute's aliases in a new version). Returns the conflict's new status.
-#[pg_extern(volatile, parallel_unsafe)]
-fn resolve_conflict(id: i64, action: &str) -> String {
-    access::require_admin("resolve a conflict");
-    let status = match action {
-        "keep" => "kept",
-        "merge" => "merged",
-        _ => raise(
-            SqlState::InvalidParameterValue,
-            format!("unknown action \"{action}\""),
-            None,
-            Some("Use 'keep' or 'merge'.".into()),
-        ),
-    };
-    crate::registry::writable_transaction();
-    Spi::connect_mut(|client| {
-        let row = client
-            .select(
-                "SELECT kind, entity_type, user_id, new_name, existing_name, status \
-                 FROM evolve.entity_conflicts WHERE id = $1 FOR UPDATE",
-                Some(1),
-                &[id.into()],
-            )
-            .or_raise();
-        if row.is_empty() {
-            raise(
-                SqlState::UndefinedObject,
-                format!("conflict {id} does not exist"),
-                None,
-                None,
-            );
-        }
-        let row = row.first();
-        let kind: String = row.get(1).or_raise().unwrap_or_default();
-        let entity_type: String = row.get(2).or_raise().unwrap_or_default();
-        let user_id: Option<String> = row.get(3).or_raise();
-        let new_name: String = row.get(4).or_raise().unwrap_or_default();
-        let existing: String = row.get(5).or_raise().unwrap_or_default();
-        let current: String = row.get(6).or_raise().unwrap_or_default();
-        if current != "pending" {
-            raise(
-                SqlState::ObjectNotInPrerequisiteState,
-                format!("conflict {id} is already resolved ({current})"),
-                None,
-                None,
-            );
-        }
-        let user_id = user_id.as_deref();
-        match (kind.as_str(), status) {
-            ("entity_type", "kept") => {
-                let others = client
-                    .select(
-                        "SELECT 1 FROM evolve.entity_conflicts WHERE kind = 'entity_type' AND new_name = $1 \
-                         AND status = 'pending' AND id <> $2",
-                        None,
-                        &[new_name.as_str().into(), id.into()],
-                    )
-                    .or_raise()
-                    .len();
-                if others == 0 {
-                    client
-                        .update(
-                            "UPDATE evolve.schemas SET status = 'active', updated_at = now() \
-                             WHERE entity_type = $1 AND status = 'pending_review'",
-                            None,
-                            &[new_name.as_str().into()],
-                        )
-                        .or_raise();
-                }
-            }
-            ("entity_type", _) => {
-                client
-                    .update(
-                        "DELETE FROM evolve.schemas WHERE entity_type = $1 AND status = 'pending_review'",
-                        None,
-                        &[new_name.as_str().into()],
-                    )
-                    .or_raise();
-                client
-                    .update(
-                        "INSERT INTO evolve.entity_type_aliases (alias, entity_type) VALUES ($1, $2) \
-                         ON CONFLICT (alias) DO UPDATE SET entity_type = EXCLUDED.entity_type",
-                        None,
-                        &[new_name.as_str().into(), existing.as_str().into()],
-                    )
-                    .or_raise();
-                // Every other pending conflict of the merged name is settled by the merge.
-                client
-                    .update(
-                        "UPDATE evolve.entity_conflicts SET status = 'merged', resolved_at = now(), \
-                         resolved_by = evolve._calling_role() WHERE kind = 'entity_type' AND new_name = $1 AND status = 'pending'",
-                        None,
-                        &[new_name.as_str().into()],
-                    )
-                    .or_raise();
-            }
-            (_, "merged") => merge_attribute(client, &entity_type, user_id, &new_name, &existing),
-            _ => {}
-        }
-        client
-            .update(
-                "UPDATE evolve.entity_conflicts SET status = $2, resolved_at = now(), resolved_by = evolve._calling_role() \
-                 WHERE id = $1",
-                None,
-                &[id.into(), status.into()],
-            )
-            .or_raise();
-        crate::cache::invalidate_local();
-    });
-    status.to_string()
-}
-
-/// Folds attribute `new_name` into `existing` as an alias, in a new version of the scope.
-fn merge_attribute(
-    client: &mut SpiClient<'_>,
-    entity_type: &str,
-    user_id: Option<&str>,
-    new_name: &str,
-    existing: &str,
-) {
-    let Some(head) = read_head(client, entity_type, user_id, "FOR UPDATE") else {
-        return;
-    };
-    let mut def = Definition::parse(&head.definition).or_raise();
-    if def.attributes.remove(new_name).is_none() {
-        return;
-    }
-    match def.attributes.get_mut(existing) {
-        Some(attr) => {
-            if !attr.aliases.iter().any(|a| a == new_name) {
-                attr.aliases.push(new_name.to_string());
-            }
-        }
-        None => raise(
-            SqlState::ObjectNotInPrerequisiteState,
-            format!("attribute \"{existing}\" is not in the schema of \"{entity_type}\"; cannot merge into it"),
-            None,
-            Some("Resolve with action => 'keep' instead.".into()),
-        ),
-    }
-    write_version(client, &head, &def, user_id);
-}
-
 /// The effective schema of a type as it was at a point in time (by version timestamps; status
 /// changes are not versions and are not considered).
 #[pg_extern(stable, parallel_safe)]
@@ -521,34 +374,6 @@ fn schema_at(
     effective_document(&rows).map(RawJsonb::encode)
 }
 
-fn version_definition(
-    client: &SpiClient<'_>,
-    entity_type: &str,
-    user_id: Option<&str>,
-    version: i32,
-) -> Definition {
-    let doc: Option<JsonB> = client
-        .select(
-            "SELECT definition FROM evolve.schema_history WHERE entity_type = $1 \
-             AND user_id IS NOT DISTINCT FROM $2 AND version = $3",
-            Some(1),
-            &[entity_type.into(), user_id.into(), version.into()],
-        )
-        .or_raise()
-        .first()
-        .get_one()
-        .unwrap_or(None);
-    match doc {
-        Some(j) => Definition::parse(&j.0).or_raise(),
-        None => raise(
-            SqlState::UndefinedObject,
-            format!("version {version} of \"{entity_type}\" does not exist"),
-            None,
-            Some("See evolve.schema_versions for the versions that exist.".into()),
-        ),
-    }
-}
-
 /// What changed between two versions of one schema scope.
 #[pg_extern(stable, parallel_safe)]
 fn schema_diff(
@@ -562,9 +387,19 @@ fn schema_diff(
     let to_version = crate::error::required(to_version, "to_version");
     let user_id = user_id.as_deref();
     access::require_read(user_id);
-    Spi::connect(|client| {
-        let from = version_definition(client, entity_type, user_id, from_version);
-        let to = version_definition(client, entity_type, user_id, to_version);
-        JsonB(diff(Some(&from), &to).to_json())
+    let from = existing_version(entity_type, user_id, from_version);
+    let to = existing_version(entity_type, user_id, to_version);
+    JsonB(diff(Some(&from), &to).to_json())
+}
+
+/// A version that must exist (42704 otherwise).
+fn existing_version(entity_type: &str, user_id: Option<&str>, version: i32) -> Definition {
+    crate::store::version_definition(entity_type, user_id, version).unwrap_or_else(|| {
+        raise(
+            SqlState::UndefinedObject,
+            format!("version {version} of \"{entity_type}\" does not exist"),
+            None,
+            Some("See evolve.schema_versions for the versions that exist.".into()),
+        )
     })
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::error::{raise, OrNone, OrRaise};
 use crate::gucs::{self, MigrationStrategy};
 use crate::migration;
-use crate::registry::effective_definition;
+use crate::store::effective_definition;
 use evolve_core::migrate;
 
 /// One payload to ingest.
@@ -75,7 +75,7 @@ type EntityKey = (String, Option<String>, String);
 /// An input that passed validation: its canonical scope and payload object.
 type Checked<'a> = Result<(Scope, &'a serde_json::Map<String, Value>), Reject>;
 /// (definition, version, schema hash) of an effective schema.
-type Schema = (Definition, i32, i64);
+type Schema = crate::store::Effective;
 
 /// Validates one input against its schema; returns the canonical scope and the payload object.
 fn validate<'a>(input: &'a Input, schemas: &mut HashMap<Scope, Option<Schema>>) -> Checked<'a> {
@@ -121,7 +121,12 @@ fn validate<'a>(input: &'a Input, schemas: &mut HashMap<Scope, Option<Schema>>) 
     let schema = schemas
         .entry(scope.clone())
         .or_insert_with(|| effective_definition(entity_type, input.user_id.as_deref()));
-    let Some((def, version, _)) = schema else {
+    let Some(Schema {
+        definition: def,
+        version,
+        ..
+    }) = schema
+    else {
         return reject(
             SqlState::UndefinedObject,
             format!("entity type \"{entity_type}\" has no active schema"),
@@ -161,8 +166,11 @@ fn resolve_conflicts(
             out.push(None);
             continue;
         };
-        let (def, current, _) = schemas
-            [&(input.entity_type.clone().unwrap_or_default(), u.clone())]
+        let Schema {
+            definition: def,
+            version: current,
+            ..
+        } = schemas[&(input.entity_type.clone().unwrap_or_default(), u.clone())]
             .as_ref()
             .expect("validated");
         let mut payload: Option<serde_json::Map<String, Value>> = None;
@@ -199,7 +207,7 @@ fn resolve_conflicts(
                         );
                         let retry = strategy == MigrationStrategy::Auto
                             && attempts < gucs::max_migration_attempts()
-                            && migration::version_definition(t, from).is_some_and(|old| {
+                            && crate::store::version_definition(t, None, from).is_some_and(|old| {
                                 let before = attempt_payload.clone();
                                 migrate::coerce(&old, &mut attempt_payload);
                                 attempt_payload != before
@@ -372,8 +380,11 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             Ok(((t, u), obj)) => {
                 let k = k.clone().unwrap_or_default();
                 let entity_id = distinct[&(t.clone(), u.clone(), k)];
-                let (def, version, _) = schemas
-                    [&(input.entity_type.clone().unwrap_or_default(), u.clone())]
+                let Schema {
+                    definition: def,
+                    version,
+                    ..
+                } = schemas[&(input.entity_type.clone().unwrap_or_default(), u.clone())]
                     .as_ref()
                     .expect("validated");
                 let parts = split(def, transformed.as_ref().unwrap_or(obj));
@@ -511,7 +522,7 @@ pub fn record_observations(observations: Vec<NewObservation>) {
     let mut entity_ids: Vec<i64> = observations.iter().map(|o| o.entity_id).collect();
     entity_ids.sort_unstable();
     entity_ids.dedup();
-    crate::registry::writable_transaction();
+    crate::args::writable_transaction();
     Spi::connect_mut(|client| {
         // Lock the entities (in id order) before their observations get ids, so ids follow
         // the order in which snapshots absorb them.
@@ -591,7 +602,7 @@ pub fn record_observations(observations: Vec<NewObservation>) {
                 .entry((st.entity_type.clone(), st.user_id.clone()))
                 .or_insert_with(|| effective_definition(&st.entity_type, st.user_id.as_deref()))
                 .as_ref()
-                .map(|(d, _, h)| (d.clone(), *h))
+                .map(|e| (e.definition.clone(), e.hash))
         };
         // Entities whose snapshot was reduced with another schema: full recompute.
         let mut full: Vec<i64> = Vec::new();
@@ -861,7 +872,7 @@ fn entity(entity_id: i64) -> Option<JsonB> {
 /// Recomputes an entity's snapshot from all its observations and returns it.
 #[pg_extern(volatile, parallel_unsafe)]
 fn refresh_snapshot(entity_id: i64) -> JsonB {
-    crate::registry::writable_transaction();
+    crate::args::writable_transaction();
     Spi::connect_mut(|client| {
         let st: Vec<(String, Option<String>)> = client
             .select(
@@ -889,13 +900,14 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
                 None,
             );
         };
-        let (def, _, hash) = effective_definition(&t, u.as_deref()).unwrap_or_else(|| {
-            (
-                Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid"),
-                0,
-                0,
-            )
-        });
+        let (def, hash) = effective_definition(&t, u.as_deref())
+            .map(|e| (e.definition, e.hash))
+            .unwrap_or_else(|| {
+                (
+                    Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid"),
+                    0,
+                )
+            });
         let mut cells = Snapshot::new();
         let mut last = 0;
         let history = client

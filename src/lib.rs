@@ -6,6 +6,7 @@
 use pgrx::prelude::*;
 
 mod access;
+mod args;
 mod cache;
 mod embedding;
 mod error;
@@ -19,6 +20,7 @@ mod migration;
 mod plans;
 mod proposals;
 mod registry;
+mod store;
 mod userfn;
 mod worker;
 
@@ -98,13 +100,13 @@ extension_sql_file!(
         registry::update_schema_incremental,
         registry::activate_schema,
         registry::deactivate_schema,
-        registry::active_schema,
+        store::active_schema,
         governance::schema_at,
         governance::schema_diff,
         governance::check_compatibility,
         governance::set_quota,
         governance::set_compatibility,
-        governance::resolve_conflict,
+        registry::resolve_conflict,
         proposals::schema_diagram,
         fragments::field_confidence,
         fragments::promote_fragments,

@@ -18,8 +18,8 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
 
+use crate::args::check_entity_type;
 use crate::error::{in_subtransaction, raise, OrNone, OrRaise};
-use crate::registry::check_entity_type;
 use crate::userfn::UserFn;
 
 /// Why a payload could not be migrated. (Built only on the failure path, so its size is moot.)
@@ -227,17 +227,6 @@ impl Paths {
             .entry((entity_type.to_string(), from, to))
             .or_insert_with(|| path_steps(entity_type, from, to))
     }
-}
-
-/// The definition of a global version (for coercions at that version).
-pub fn version_definition(entity_type: &str, version: i32) -> Option<Definition> {
-    Spi::get_one_with_args::<JsonB>(
-        "SELECT definition FROM evolve.schema_history WHERE entity_type = $1 AND user_id IS NULL AND version = $2",
-        &[entity_type.into(), version.into()],
-    )
-    .ok()
-    .flatten()
-    .and_then(|j| Definition::parse(&j.0).ok())
 }
 
 /// Records the derived edge from a new global version's predecessor (renames via aliases,

@@ -28,11 +28,10 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use crate::args::{check_entity_type, check_user_id, writable_transaction};
 use crate::error::{in_subtransaction, raise, OrRaise};
 use crate::gucs;
-use crate::registry::{
-    check_entity_type, check_user_id, effective_definition, writable_transaction,
-};
+use crate::store::effective_definition;
 
 fn text_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<String> {
     Spi::connect(|c| {
@@ -180,7 +179,9 @@ fn scope_drafts(
     user_id: Option<&str>,
     indexes: &BTreeSet<String>,
 ) -> Vec<Draft> {
-    let Some((definition, _, _)) = effective_definition(entity_type, user_id) else {
+    let Some(crate::store::Effective { definition, .. }) =
+        effective_definition(entity_type, user_id)
+    else {
         return Vec::new();
     };
     let keys = key_stats(entity_type, user_id);
@@ -986,7 +987,7 @@ fn schema_diagram(
     );
     let defs: Vec<Definition> = types
         .iter()
-        .filter_map(|t| effective_definition(t, user).map(|e| e.0))
+        .filter_map(|t| effective_definition(t, user).map(|e| e.definition))
         .collect();
     evolve_core::proposals::mermaid(&defs)
 }

@@ -7,145 +7,22 @@
 
 use crate::jsonb::Json;
 use evolve_core::diff::diff;
-use evolve_core::schema::{self, check_extension, effective, Definition};
+use evolve_core::schema::{self, check_extension, Definition};
 use evolve_core::{CoreError, SqlState};
 use pgrx::prelude::*;
-use std::cell::RefCell;
 
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::spi::SpiClient;
 use pgrx::JsonB;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::access;
+use crate::args::{check_entity_type, check_user_id, parse_document};
 use crate::cache;
 use crate::error::{raise, OrRaise};
 use crate::governance;
-use crate::jsonb::RawJsonb;
-
-/// Checks a user id argument: NULL means global; otherwise 1–256 bytes without control characters.
-pub fn check_user_id(user_id: Option<&str>) {
-    if let Some(u) = user_id {
-        if !evolve_core::ident::is_valid_user_id(u) {
-            raise(
-                SqlState::InvalidParameterValue,
-                format!("invalid user_id {u:?}"),
-                Some(
-                    "A user_id is 1 to 256 bytes of printable text; NULL means the global scope."
-                        .into(),
-                ),
-                None,
-            );
-        }
-    }
-}
-
-/// Checks an entity type name argument.
-pub fn check_entity_type(entity_type: &str) {
-    if let Some(problem) = evolve_core::ident::name_problem(entity_type) {
-        raise(
-            SqlState::InvalidParameterValue,
-            format!("invalid entity type \"{entity_type}\": {problem}"),
-            None,
-            None,
-        );
-    }
-}
-
-fn scope_label(entity_type: &str, user_id: Option<&str>) -> String {
-    match user_id {
-        None => format!("global schema \"{entity_type}\""),
-        Some(u) => format!("schema \"{entity_type}\" of user \"{u}\""),
-    }
-}
-
-fn not_found(entity_type: &str, user_id: Option<&str>) -> ! {
-    raise(
-        SqlState::UndefinedObject,
-        format!("{} does not exist", scope_label(entity_type, user_id)),
-        None,
-        Some("Register it first with evolve.register_schema(definition, user_id).".into()),
-    )
-}
-
-/// The head row of one schema scope.
-#[derive(Clone)]
-pub struct Head {
-    pub schema_id: i64,
-    pub version: i32,
-    pub definition: Value,
-    pub status: String,
-}
-
-/// `WHERE` clause selecting one scope; `$1` is the entity type, `$2` the user id. Two texts so
-/// that both forms use the unique index.
-fn scope_predicate(user_id: Option<&str>) -> &'static str {
-    if user_id.is_some() {
-        "entity_type = $1 AND user_id = $2"
-    } else {
-        "entity_type = $1 AND user_id IS NULL AND $2::text IS NULL"
-    }
-}
-
-/// Row locks need a read-write SPI execution: make sure the transaction has an xid, which is
-/// how SPI decides.
-pub fn writable_transaction() {
-    // SAFETY: assigns (or returns) the current transaction id; raises an ERROR if impossible.
-    unsafe { pgrx::pg_sys::GetCurrentTransactionId() };
-}
-
-pub fn read_head(
-    client: &SpiClient<'_>,
-    entity_type: &str,
-    user_id: Option<&str>,
-    lock: &str,
-) -> Option<Head> {
-    if !lock.is_empty() {
-        writable_transaction();
-    }
-    let sql = format!(
-        "SELECT schema_id, current_version, definition, status FROM evolve.schemas WHERE {} {lock}",
-        scope_predicate(user_id)
-    );
-    let rows = client
-        .select(&sql, Some(1), &[entity_type.into(), user_id.into()])
-        .or_raise();
-    rows.into_iter().next().map(|row| Head {
-        schema_id: row.get::<i64>(1).or_raise().unwrap_or_default(),
-        version: row.get::<i32>(2).or_raise().unwrap_or_default(),
-        definition: row
-            .get::<JsonB>(3)
-            .or_raise()
-            .map(|j| j.0)
-            .unwrap_or(Value::Null),
-        status: row.get::<String>(4).or_raise().unwrap_or_default(),
-    })
-}
-
-fn parse_stored(doc: &Value) -> Definition {
-    Definition::parse(doc).unwrap_or_else(|e| pgrx::error!("stored definition is invalid: {e}"))
-}
-
-/// Locks the head of a scope, creating it (at version 0, invisible until commit) if needed.
-fn lock_or_create_head(
-    client: &mut SpiClient<'_>,
-    def: &Definition,
-    user_id: Option<&str>,
-) -> Head {
-    client
-        .update(
-            "INSERT INTO evolve.schemas (entity_type, user_id, current_version, definition) \
-             VALUES ($1, $2, 0, $3) ON CONFLICT DO NOTHING",
-            None,
-            &[
-                def.entity_type.as_str().into(),
-                user_id.into(),
-                JsonB(def.to_json()).into(),
-            ],
-        )
-        .or_raise();
-    read_head(client, &def.entity_type, user_id, "FOR UPDATE")
-        .expect("the head row exists: it was just inserted or already there")
-}
+use crate::store::{
+    canonical_type, lock_or_create_head, not_found, parse_stored, read_head, scope_label, Head,
+};
 
 /// Checks the extension rule in both directions: a user definition against the global one, or
 /// a new global definition against every user's extension.
@@ -287,28 +164,6 @@ fn refuse_alias(client: &SpiClient<'_>, entity_type: &str) {
     }
 }
 
-/// The entity type an alias was merged into; `None` when the name is no alias.
-fn canonical_type(client: &SpiClient<'_>, entity_type: &str) -> Option<String> {
-    client
-        .select(
-            "SELECT entity_type FROM evolve.entity_type_aliases WHERE alias = $1",
-            Some(1),
-            &[entity_type.into()],
-        )
-        .or_raise()
-        .first()
-        .get_one()
-        .unwrap_or(None)
-}
-
-pub fn parse_document(doc: &Value) -> Definition {
-    let text_len = serde_json::to_string(doc)
-        .map(|s| s.len())
-        .unwrap_or(usize::MAX);
-    schema::check_limits("schema definition", doc, text_len).or_raise();
-    Definition::parse_input(doc).or_raise()
-}
-
 /// Registers (or updates) an entity type's schema; global when `user_id` is NULL, otherwise a
 /// per-user extension of the global schema. Returns the new version number.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -438,117 +293,148 @@ fn deactivate_schema(entity_type: Option<&str>, user_id: default!(Option<String>
     set_status(entity_type, user_id.as_deref(), "inactive")
 }
 
-thread_local! {
-    /// The two lookup plans (with and without a user), prepared once per backend. A kept plan
-    /// is revalidated by PostgreSQL when the tables it reads change.
-    static EFFECTIVE_PLANS: RefCell<[Option<OwnedPreparedStatement>; 2]> = const { RefCell::new([None, None]) };
-}
-
-/// Reads and merges the active global and user definitions of a type. `None`: no active schema.
-pub fn compute_effective(entity_type: &str, user_id: Option<&str>) -> Option<Value> {
-    let slot = user_id.is_some() as usize;
-    let rows: Vec<(Option<String>, Value, i32)> = Spi::connect(|client| {
-        let text = [PgOid::BuiltIn(PgBuiltInOids::TEXTOID); 2];
-        EFFECTIVE_PLANS.with(|plans| {
-            let mut plans = plans.borrow_mut();
-            if plans[slot].is_none() {
-                let sql = if user_id.is_some() {
-                    "SELECT user_id, definition, current_version FROM evolve.schemas \
-                     WHERE entity_type = $1 AND (user_id IS NULL OR user_id = $2) \
-                       AND status = 'active' AND current_version > 0"
-                } else {
-                    "SELECT user_id, definition, current_version FROM evolve.schemas \
-                     WHERE entity_type = $1 AND user_id IS NULL AND $2::text IS NULL \
-                       AND status = 'active' AND current_version > 0"
-                };
-                plans[slot] = Some(client.prepare(sql, &text).or_raise().keep());
-            }
-            let plan = plans[slot].as_ref().expect("prepared above");
-            client
-                .select(plan, None, &[entity_type.into(), user_id.into()])
-                .or_raise()
-                .map(|row| {
-                    (
-                        row.get::<String>(1).or_raise(),
-                        row.get::<JsonB>(2)
-                            .or_raise()
-                            .map(|j| j.0)
-                            .unwrap_or_default(),
-                        row.get::<i32>(3).or_raise().unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-    });
-    if rows.is_empty() {
-        // Not a registered type: maybe a name merged into one.
-        if let Some(canonical) = Spi::connect(|c| canonical_type(c, entity_type)) {
-            if canonical != entity_type {
-                return compute_effective(&canonical, user_id);
-            }
+/// Resolves a name conflict. `keep`: the new name stands (a type pending review becomes active).
+/// `merge`: the new name becomes an alias of the existing one (a pending type is removed and
+/// `active_schema(new_name)` answers with the existing type; an attribute moves into the
+/// existing attribute's aliases in a new version). Returns the conflict's new status.
+#[pg_extern(volatile, parallel_unsafe)]
+fn resolve_conflict(id: i64, action: &str) -> String {
+    access::require_admin("resolve a conflict");
+    let status = match action {
+        "keep" => "kept",
+        "merge" => "merged",
+        _ => raise(
+            SqlState::InvalidParameterValue,
+            format!("unknown action \"{action}\""),
+            None,
+            Some("Use 'keep' or 'merge'.".into()),
+        ),
+    };
+    crate::args::writable_transaction();
+    Spi::connect_mut(|client| {
+        let row = client
+            .select(
+                "SELECT kind, entity_type, user_id, new_name, existing_name, status \
+                 FROM evolve.entity_conflicts WHERE id = $1 FOR UPDATE",
+                Some(1),
+                &[id.into()],
+            )
+            .or_raise();
+        if row.is_empty() {
+            raise(
+                SqlState::UndefinedObject,
+                format!("conflict {id} does not exist"),
+                None,
+                None,
+            );
         }
-    }
-    effective_document(&rows)
+        let row = row.first();
+        let kind: String = row.get(1).or_raise().unwrap_or_default();
+        let entity_type: String = row.get(2).or_raise().unwrap_or_default();
+        let user_id: Option<String> = row.get(3).or_raise();
+        let new_name: String = row.get(4).or_raise().unwrap_or_default();
+        let existing: String = row.get(5).or_raise().unwrap_or_default();
+        let current: String = row.get(6).or_raise().unwrap_or_default();
+        if current != "pending" {
+            raise(
+                SqlState::ObjectNotInPrerequisiteState,
+                format!("conflict {id} is already resolved ({current})"),
+                None,
+                None,
+            );
+        }
+        let user_id = user_id.as_deref();
+        match (kind.as_str(), status) {
+            ("entity_type", "kept") => {
+                let others = client
+                    .select(
+                        "SELECT 1 FROM evolve.entity_conflicts WHERE kind = 'entity_type' AND new_name = $1 \
+                         AND status = 'pending' AND id <> $2",
+                        None,
+                        &[new_name.as_str().into(), id.into()],
+                    )
+                    .or_raise()
+                    .len();
+                if others == 0 {
+                    client
+                        .update(
+                            "UPDATE evolve.schemas SET status = 'active', updated_at = now() \
+                             WHERE entity_type = $1 AND status = 'pending_review'",
+                            None,
+                            &[new_name.as_str().into()],
+                        )
+                        .or_raise();
+                }
+            }
+            ("entity_type", _) => {
+                client
+                    .update(
+                        "DELETE FROM evolve.schemas WHERE entity_type = $1 AND status = 'pending_review'",
+                        None,
+                        &[new_name.as_str().into()],
+                    )
+                    .or_raise();
+                client
+                    .update(
+                        "INSERT INTO evolve.entity_type_aliases (alias, entity_type) VALUES ($1, $2) \
+                         ON CONFLICT (alias) DO UPDATE SET entity_type = EXCLUDED.entity_type",
+                        None,
+                        &[new_name.as_str().into(), existing.as_str().into()],
+                    )
+                    .or_raise();
+                // Every other pending conflict of the merged name is settled by the merge.
+                client
+                    .update(
+                        "UPDATE evolve.entity_conflicts SET status = 'merged', resolved_at = now(), \
+                         resolved_by = evolve._calling_role() WHERE kind = 'entity_type' AND new_name = $1 AND status = 'pending'",
+                        None,
+                        &[new_name.as_str().into()],
+                    )
+                    .or_raise();
+            }
+            (_, "merged") => merge_attribute(client, &entity_type, user_id, &new_name, &existing),
+            _ => {}
+        }
+        client
+            .update(
+                "UPDATE evolve.entity_conflicts SET status = $2, resolved_at = now(), resolved_by = evolve._calling_role() \
+                 WHERE id = $1",
+                None,
+                &[id.into(), status.into()],
+            )
+            .or_raise();
+        crate::cache::invalidate_local();
+    });
+    status.to_string()
 }
 
-/// The effective schema document from the active (user_id, definition, version) rows of a type.
-pub fn effective_document(rows: &[(Option<String>, Value, i32)]) -> Option<Value> {
-    let global = rows.iter().find(|r| r.0.is_none());
-    let user = rows.iter().find(|r| r.0.is_some());
-    let g = global.map(|r| parse_stored(&r.1));
-    let u = user.map(|r| parse_stored(&r.1));
-    let eff = effective(g.as_ref(), u.as_ref())?;
-    let mut doc = eff.to_json();
-    let obj = doc.as_object_mut().expect("a definition is an object");
-    if let Some(g) = global {
-        obj.insert("version".into(), g.2.into());
-    }
-    if let Some(u) = user {
-        obj.insert("user_id".into(), u.0.clone().into());
-        obj.insert("user_version".into(), u.2.into());
-    }
-    Some(doc)
-}
-
-/// The schema hash stored with snapshots (stable across builds).
-fn stable_hash(bytes: &[u8]) -> i64 {
-    evolve_core::hash::fnv1a64(&[bytes]) as i64
-}
-
-/// An effective schema: its definition, version and hash.
-pub type Effective = (Definition, i32, i64);
-
-/// The effective schema as a parsed definition, with its version (the user's when a user
-/// extension exists, else the global one) and a hash that changes whenever it does. Cached.
-pub fn effective_definition(
+/// Folds attribute `new_name` into `existing` as an alias, in a new version of the scope.
+fn merge_attribute(
+    client: &mut SpiClient<'_>,
     entity_type: &str,
     user_id: Option<&str>,
-) -> Option<(Definition, i32, i64)> {
-    let key = (entity_type.to_owned(), user_id.map(str::to_owned));
-    let bytes = cache::lookup(key, |(t, u)| {
-        compute_effective(t, u.as_deref()).map(|doc| RawJsonb::encode(doc).0)
-    })?;
-    let doc = RawJsonb::decode(&bytes);
-    let version = doc
-        .get("version")
-        .and_then(Value::as_i64)
-        .or_else(|| doc.get("user_version").and_then(Value::as_i64))
-        .unwrap_or(0) as i32;
-    Some((parse_stored(&doc), version, stable_hash(&bytes)))
-}
-
-/// The effective schema of an entity type: the global schema merged with the user's extension.
-/// NULL when the type has no active schema. Served from the backend-local cache.
-#[pg_extern(stable, parallel_safe)]
-fn active_schema(
-    entity_type: Option<&str>,
-    user_id: default!(Option<String>, "NULL"),
-) -> Option<RawJsonb> {
-    let entity_type = crate::error::required(entity_type, "entity_type");
-    access::require_read(user_id.as_deref());
-    let key = (entity_type.to_owned(), user_id);
-    cache::lookup(key, |(t, u)| {
-        compute_effective(t, u.as_deref()).map(|doc| RawJsonb::encode(doc).0)
-    })
-    .map(RawJsonb)
+    new_name: &str,
+    existing: &str,
+) {
+    let Some(head) = read_head(client, entity_type, user_id, "FOR UPDATE") else {
+        return;
+    };
+    let mut def = Definition::parse(&head.definition).or_raise();
+    if def.attributes.remove(new_name).is_none() {
+        return;
+    }
+    match def.attributes.get_mut(existing) {
+        Some(attr) => {
+            if !attr.aliases.iter().any(|a| a == new_name) {
+                attr.aliases.push(new_name.to_string());
+            }
+        }
+        None => raise(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!("attribute \"{existing}\" is not in the schema of \"{entity_type}\"; cannot merge into it"),
+            None,
+            Some("Resolve with action => 'keep' instead.".into()),
+        ),
+    }
+    write_version(client, &head, &def, user_id);
 }

@@ -14,7 +14,6 @@ use crate::access;
 use crate::args::{check_entity_type, check_user_id};
 use crate::error::{raise, OrRaise};
 use crate::gucs;
-use crate::ingest;
 
 fn as_map(j: &Json) -> Map<String, Value> {
     j.0.as_object().cloned().unwrap_or_default()
@@ -201,15 +200,17 @@ pub fn promote(
     let n = rows.len() as i64;
     let observations = rows
         .into_iter()
-        .map(|(_, entity_id, value, source)| ingest::NewObservation {
-            entity_id,
-            attribute: attribute.to_string(),
-            value,
-            source,
-            schema_version: None,
-        })
+        .map(
+            |(_, entity_id, value, source)| crate::snapshots::NewObservation {
+                entity_id,
+                attribute: attribute.to_string(),
+                value,
+                source,
+                schema_version: None,
+            },
+        )
         .collect();
-    ingest::record_observations(observations);
+    crate::snapshots::record_observations(observations);
     n
 }
 

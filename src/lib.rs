@@ -8,20 +8,23 @@ use pgrx::prelude::*;
 mod access;
 mod args;
 mod cache;
-mod embedding;
 mod error;
 mod fragments;
 mod governance;
 mod gucs;
+mod impact;
 mod ingest;
 mod jsonb;
 mod maintenance;
 mod migration;
 mod plans;
 mod proposals;
+mod reembed;
 mod registry;
+mod snapshots;
 mod store;
 mod userfn;
+mod vectors;
 mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -71,8 +74,8 @@ extension_sql_file!(
     requires = [
         "aggregates",
         "migration",
-        embedding::reembed_batch,
-        embedding::embed_builtin
+        reembed::reembed_batch,
+        vectors::embed_builtin
     ]
 );
 
@@ -115,13 +118,13 @@ extension_sql_file!(
         migration::migrate_payload,
         migration::register_migration,
         ingest::ingest,
-        ingest::entity,
-        ingest::refresh_snapshot,
-        embedding::enriched_text,
-        embedding::semantic_search,
-        embedding::analyze_impact,
-        embedding::apply_change,
-        embedding::retry_failed,
+        snapshots::entity,
+        snapshots::refresh_snapshot,
+        vectors::enriched_text,
+        vectors::semantic_search,
+        impact::analyze_impact,
+        impact::apply_change,
+        reembed::retry_failed,
         cache::cache_stats,
         maintenance::schedule_maintenance
     ]

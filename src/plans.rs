@@ -1,4 +1,5 @@
-//! Statements of hot loops, prepared once per backend and kept (`SPI_keepplan`).
+//! L0 SPI helpers: statements of hot loops, prepared once per backend and kept (`SPI_keepplan`),
+//! and the one relation lookup.
 //!
 //! A kept plan is revalidated by PostgreSQL's plan cache when what it reads changes, so keeping
 //! one is safe across DDL; what it saves is the parse and plan of every execution.
@@ -7,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::PgOid;
+use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 
 use crate::error::OrRaise;
@@ -35,4 +36,16 @@ pub fn execute<'conn>(
     let table = client.update(&plan, None, args).or_raise();
     PLANS.with(|plans| plans.borrow_mut().insert(sql, plan));
     table
+}
+
+/// The oid of a relation of schema `evolve` (InvalidOid when missing), from the syscache.
+pub fn evolve_relation(name: &std::ffi::CStr) -> pg_sys::Oid {
+    // SAFETY: syscache lookups by name; a missing schema or relation gives InvalidOid.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"evolve".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return pg_sys::InvalidOid;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), nsp)
+    }
 }

@@ -1,0 +1,309 @@
+//! L2: observations and snapshots. Observations are recorded set-based and merged into their
+//! entities' snapshots (`evolve.entities.snapshot`): incrementally when the snapshot was
+//! reduced with the current effective schema, by a full recompute otherwise or on
+//! `refresh_snapshot`. Ingestion (L3) and fragment promotion (L2) both record through here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::store::Effective;
+
+use evolve_core::reduce::{self, Observation, Snapshot};
+use evolve_core::schema::Definition;
+use evolve_core::SqlState;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::error::{raise, OrNone, OrRaise};
+use crate::store::effective_definition;
+
+/// An observation to record for an existing entity.
+pub struct NewObservation {
+    pub entity_id: i64,
+    pub attribute: String,
+    pub value: Value,
+    pub source: Option<String>,
+    pub schema_version: Option<i32>,
+}
+
+struct EntityState {
+    entity_type: String,
+    user_id: Option<String>,
+    cells: Snapshot,
+    schema_hash: i64,
+    last_computed: i64,
+}
+
+/// Records observations and merges them into their entities' snapshots: incrementally when the
+/// entity's snapshot was reduced with the current schema, by a full recompute otherwise.
+pub fn record_observations(observations: Vec<NewObservation>) {
+    if observations.is_empty() {
+        return;
+    }
+    let mut entity_ids: Vec<i64> = observations.iter().map(|o| o.entity_id).collect();
+    entity_ids.sort_unstable();
+    entity_ids.dedup();
+    crate::args::writable_transaction();
+    Spi::connect_mut(|client| {
+        // Lock the entities (in id order) before their observations get ids, so ids follow
+        // the order in which snapshots absorb them.
+        let mut states: BTreeMap<i64, EntityState> = client
+            .select(
+                "SELECT entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                        last_computed_observation_id \
+                 FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
+                None,
+                &[entity_ids.clone().into()],
+            )
+            .or_raise()
+            .map(|r| {
+                let cells: Snapshot = r
+                    .get::<JsonB>(4)
+                    .or_raise()
+                    .and_then(|j| serde_json::from_value(j.0).ok())
+                    .unwrap_or_default();
+                (
+                    r.get::<i64>(1).or_raise().unwrap_or_default(),
+                    EntityState {
+                        entity_type: r.get::<String>(2).or_raise().unwrap_or_default(),
+                        user_id: r.get::<String>(3).or_raise(),
+                        cells,
+                        schema_hash: r.get::<i64>(5).or_raise().unwrap_or_default(),
+                        last_computed: r.get::<i64>(6).or_raise().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+
+        let n = observations.len();
+        let mut e = Vec::with_capacity(n);
+        let mut a = Vec::with_capacity(n);
+        let mut v = Vec::with_capacity(n);
+        let mut s = Vec::with_capacity(n);
+        let mut sv = Vec::with_capacity(n);
+        for o in observations {
+            e.push(o.entity_id);
+            a.push(o.attribute);
+            v.push(JsonB(o.value));
+            s.push(o.source);
+            sv.push(o.schema_version);
+        }
+        let mut inserted: Vec<(i64, i64, String, Observation)> = client
+            .update(
+                "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version) \
+                 SELECT entity_id, attribute, value, source, schema_version \
+                 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::int[]) WITH ORDINALITY \
+                      AS u(entity_id, attribute, value, source, schema_version, ord) \
+                 ORDER BY ord \
+                 RETURNING observation_id, entity_id, attribute, value, source",
+                None,
+                &[e.into(), a.into(), v.into(), s.into(), sv.into()],
+            )
+            .or_raise()
+            .map(|r| {
+                let id = r.get::<i64>(1).or_raise().unwrap_or_default();
+                (
+                    id,
+                    r.get::<i64>(2).or_raise().unwrap_or_default(),
+                    r.get::<String>(3).or_raise().unwrap_or_default(),
+                    Observation {
+                        id,
+                        value: r.get::<JsonB>(4).or_raise().map(|j| j.0).unwrap_or(Value::Null),
+                        source: r.get::<String>(5).or_raise(),
+                    },
+                )
+            })
+            .collect();
+        inserted.sort_by_key(|o| o.0);
+
+        let mut schemas: HashMap<(String, Option<String>), Option<Effective>> = HashMap::new();
+        let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
+        let mut schema_of = |st: &EntityState| {
+            schemas
+                .entry((st.entity_type.clone(), st.user_id.clone()))
+                .or_insert_with(|| effective_definition(&st.entity_type, st.user_id.as_deref()))
+                .as_ref()
+                .map(|e| (e.definition.clone(), e.hash))
+        };
+        // Entities whose snapshot was reduced with another schema: full recompute.
+        let mut full: Vec<i64> = Vec::new();
+        let mut defs: HashMap<i64, (Definition, i64)> = HashMap::new();
+        for (id, st) in &states {
+            let (def, hash) = schema_of(st).unwrap_or_else(|| (empty.clone(), 0));
+            if hash != st.schema_hash {
+                full.push(*id);
+            }
+            defs.insert(*id, (def, hash));
+        }
+        if !full.is_empty() {
+            for id in &full {
+                if let Some(st) = states.get_mut(id) {
+                    st.cells.clear();
+                    st.last_computed = 0;
+                }
+            }
+            let history = client
+                .select(
+                    "SELECT entity_id, observation_id, attribute, value, source FROM evolve.observations \
+                     WHERE entity_id = ANY($1) ORDER BY entity_id, observation_id",
+                    None,
+                    &[full.clone().into()],
+                )
+                .or_raise();
+            for r in history {
+                let entity_id = r.get::<i64>(1).or_raise().unwrap_or_default();
+                let obs = Observation {
+                    id: r.get::<i64>(2).or_raise().unwrap_or_default(),
+                    value: r
+                        .get::<JsonB>(4)
+                        .or_raise()
+                        .map(|j| j.0)
+                        .unwrap_or(Value::Null),
+                    source: r.get::<String>(5).or_raise(),
+                };
+                let attribute = r.get::<String>(3).or_raise().unwrap_or_default();
+                if let (Some(st), Some((def, _))) =
+                    (states.get_mut(&entity_id), defs.get(&entity_id))
+                {
+                    reduce::apply(def, &mut st.cells, &attribute, &obs);
+                    st.last_computed = st.last_computed.max(obs.id);
+                }
+            }
+        }
+        for (_, entity_id, attribute, obs) in &inserted {
+            if let (Some(st), Some((def, _))) = (states.get_mut(entity_id), defs.get(entity_id)) {
+                if obs.id > st.last_computed {
+                    reduce::apply(def, &mut st.cells, attribute, obs);
+                    st.last_computed = obs.id;
+                }
+            }
+        }
+        write_snapshots(client, &states, &defs);
+    });
+}
+
+fn write_snapshots(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    states: &BTreeMap<i64, EntityState>,
+    defs: &HashMap<i64, (Definition, i64)>,
+) {
+    let mut ids = Vec::with_capacity(states.len());
+    let mut snaps = Vec::with_capacity(states.len());
+    let mut cells = Vec::with_capacity(states.len());
+    let mut hashes = Vec::with_capacity(states.len());
+    let mut lasts = Vec::with_capacity(states.len());
+    for (id, st) in states {
+        ids.push(*id);
+        snaps.push(JsonB(reduce::snapshot_values(&st.cells)));
+        cells.push(JsonB(
+            serde_json::to_value(&st.cells).expect("cells serialize"),
+        ));
+        hashes.push(defs.get(id).map(|d| d.1).unwrap_or(0));
+        lasts.push(st.last_computed);
+    }
+    client
+        .update(
+            "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
+                 last_computed_observation_id = u.l, updated_at = now() \
+             FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
+             WHERE e.entity_id = u.id",
+            None,
+            &[ids.into(), snaps.into(), cells.into(), hashes.into(), lasts.into()],
+        )
+        .or_raise();
+}
+
+/// The entity's snapshot: its attributes' values reduced with their merge policies.
+#[pg_extern(stable, parallel_safe)]
+fn entity(entity_id: i64) -> Option<JsonB> {
+    Spi::get_one_with_args::<JsonB>(
+        "SELECT snapshot FROM evolve.entities WHERE entity_id = $1",
+        &[entity_id.into()],
+    )
+    .or_none()
+}
+
+/// Recomputes an entity's snapshot from all its observations and returns it.
+#[pg_extern(volatile, parallel_unsafe)]
+fn refresh_snapshot(entity_id: i64) -> JsonB {
+    crate::args::writable_transaction();
+    Spi::connect_mut(|client| {
+        let st: Vec<(String, Option<String>)> = client
+            .select(
+                "SELECT entity_type, user_id FROM evolve.entities WHERE entity_id = $1 FOR UPDATE",
+                None,
+                &[entity_id.into()],
+            )
+            .or_raise()
+            .map(|r| {
+                (
+                    r.get::<String>(1).or_raise().unwrap_or_default(),
+                    r.get::<String>(2).or_raise(),
+                )
+            })
+            .collect();
+        let Some((t, u)) = st
+            .into_iter()
+            .next()
+            .filter(|(_, u)| crate::access::may_write(u.as_deref()))
+        else {
+            raise(
+                SqlState::UndefinedObject,
+                format!("entity {entity_id} does not exist"),
+                None,
+                None,
+            );
+        };
+        let (def, hash) = effective_definition(&t, u.as_deref())
+            .map(|e| (e.definition, e.hash))
+            .unwrap_or_else(|| {
+                (
+                    Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid"),
+                    0,
+                )
+            });
+        let mut cells = Snapshot::new();
+        let mut last = 0;
+        let history = client
+            .select(
+                "SELECT observation_id, attribute, value, source FROM evolve.observations \
+                 WHERE entity_id = $1 ORDER BY observation_id",
+                None,
+                &[entity_id.into()],
+            )
+            .or_raise();
+        for r in history {
+            let obs = Observation {
+                id: r.get::<i64>(1).or_raise().unwrap_or_default(),
+                value: r
+                    .get::<JsonB>(3)
+                    .or_raise()
+                    .map(|j| j.0)
+                    .unwrap_or(Value::Null),
+                source: r.get::<String>(4).or_raise(),
+            };
+            reduce::apply(
+                &def,
+                &mut cells,
+                &r.get::<String>(2).or_raise().unwrap_or_default(),
+                &obs,
+            );
+            last = obs.id;
+        }
+        let mut states = BTreeMap::new();
+        states.insert(
+            entity_id,
+            EntityState {
+                entity_type: t,
+                user_id: u,
+                cells,
+                schema_hash: hash,
+                last_computed: last,
+            },
+        );
+        let mut defs = HashMap::new();
+        defs.insert(entity_id, (def, hash));
+        write_snapshots(client, &states, &defs);
+        JsonB(reduce::snapshot_values(&states[&entity_id].cells))
+    })
+}

@@ -1,0 +1,269 @@
+//! L2: what entities are embedded from and into: the enriched text, the embedders (built-in
+//! or `evolve.embedding_function`), pgvector datums, and semantic search.
+
+use evolve_core::embed::{self, DEFAULT_DIM};
+use evolve_core::schema::Definition;
+use evolve_core::SqlState;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
+
+use crate::error::{raise, OrRaise};
+use crate::gucs::{self, SearchDuringReembed};
+use crate::plans::evolve_relation;
+use crate::store::effective_definition;
+
+/// The text an entity is embedded from (see docs: snapshot + semantic descriptions).
+#[pg_extern(stable, parallel_safe)]
+fn enriched_text(entity_id: i64) -> Option<String> {
+    let row = Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT entity_type, user_id, snapshot FROM evolve.entities WHERE entity_id = $1",
+                Some(1),
+                &[entity_id.into()],
+            )
+            .or_raise();
+        if rows.is_empty() {
+            return None;
+        }
+        let r = rows.first();
+        Some((
+            r.get::<String>(1).or_raise().unwrap_or_default(),
+            r.get::<String>(2).or_raise(),
+            r.get::<JsonB>(3)
+                .or_raise()
+                .map(|j| j.0)
+                .unwrap_or(Value::Null),
+        ))
+    })?;
+    let def = effective_definition(&row.0, row.1.as_deref())
+        .map(|e| e.definition)
+        .unwrap_or_else(|| {
+            Definition::parse(&serde_json::json!({"entity_type": row.0})).expect("valid")
+        });
+    Some(embed::enriched_text(
+        &def,
+        row.2.as_object().unwrap_or(&Map::new()),
+    ))
+}
+
+/// The built-in deterministic embedder: feature hashing of words, word pairs and character
+/// trigrams, L2-normalized, 256 dimensions, as `real[]` (`evolve.embed` casts it to a vector;
+/// no text round trip).
+#[pg_extern(immutable, strict, parallel_safe, name = "_embed_builtin")]
+fn embed_builtin(text: &str) -> Vec<f32> {
+    embed::embed(text, DEFAULT_DIM)
+}
+
+/// Embeds one text with the configured embedder: the built-in one, or the function named by
+/// `evolve.embedding_function` (its vector read as `real[]`, checked to have the column's
+/// dimension so one bad result fails its entity, not the batch).
+pub fn embed_text(text: &str) -> Result<Vec<f32>, String> {
+    match gucs::embedding_function() {
+        None => Ok(embed::embed(text, DEFAULT_DIM)),
+        Some(f) => {
+            let (datum, returned) = crate::userfn::call_setting_with_text(
+                "evolve.embedding_function",
+                &f,
+                &["vector", "float4[]"],
+                text,
+            )?;
+            // SAFETY: the datum is of the type the catalog says the function returns.
+            let v = unsafe {
+                if returned == "vector" {
+                    read_vector(datum)
+                } else {
+                    Vec::<f32>::from_datum(datum, false).unwrap_or_default()
+                }
+            };
+            if v.len() != DEFAULT_DIM {
+                return Err(format!(
+                    "embedding function {f} returned {} dimensions, expected {DEFAULT_DIM}",
+                    v.len()
+                ));
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// A pgvector datum's elements (layout: varlena header, int16 dim, int16 unused, float4[dim]).
+///
+/// # Safety
+/// `datum` must be a valid, possibly toasted, vector datum.
+unsafe fn read_vector(datum: pg_sys::Datum) -> Vec<f32> {
+    // SAFETY: per the contract; the detoasted copy is read within its bounds.
+    unsafe {
+        let p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<u8>();
+        let dim = std::ptr::read_unaligned(p.add(4).cast::<i16>()).max(0) as usize;
+        let data = p.add(8).cast::<f32>();
+        (0..dim)
+            .map(|i| std::ptr::read_unaligned(data.add(i)))
+            .collect()
+    }
+}
+
+/// The identity of the embedder, part of every content hash: changing the embedder changes
+/// every hash, so nothing is skipped as unchanged.
+pub fn embedder_id() -> String {
+    gucs::embedding_function().unwrap_or_else(|| format!("builtin-fh-{DEFAULT_DIM}"))
+}
+
+/// The `vector[]` argument of a batch's write: each element built in place in pgvector's
+/// documented layout (varlena header, int16 dim, int16 unused, float4[dim]), so no vector goes
+/// through text, a `real[]` slice or a cast. The element type is the embedding column's own,
+/// looked up in the syscache at every batch (a recreated extension gets a new type oid).
+pub fn vector_array(vectors: &[&[f32]]) -> pgrx::datum::DatumWithOid<'static> {
+    let rel = evolve_relation(c"entity_embeddings");
+    // SAFETY: syscache lookups by oid and attribute name; every oid is checked before use.
+    let (elem, array) = unsafe {
+        let attnum = pg_sys::get_attnum(rel, c"embedding".as_ptr());
+        let elem = pg_sys::get_atttype(rel, attnum);
+        (elem, pg_sys::get_array_type(elem))
+    };
+    if elem == pg_sys::InvalidOid || array == pg_sys::InvalidOid {
+        raise(
+            SqlState::UndefinedObject,
+            "evolve.entity_embeddings.embedding has no vector type",
+            None,
+            Some("Reinstall pg_evolve (its table definition is damaged).".into()),
+        );
+    }
+    let mut elems: Vec<pg_sys::Datum> = vectors
+        .iter()
+        .map(|v| {
+            let size = pg_sys::VARHDRSZ + 4 + 4 * v.len();
+            // SAFETY: palloc0 returns a MAXALIGNed, zeroed block of `size` bytes in the current
+            // memory context; the header, the dimension (int16 at offset 4; offset 6 stays 0)
+            // and the floats (from offset 8) are written inside it.
+            unsafe {
+                let p = pg_sys::palloc0(size).cast::<u8>();
+                pgrx::set_varsize_4b(p.cast(), size as i32);
+                p.add(4).cast::<i16>().write(v.len() as i16);
+                std::ptr::copy_nonoverlapping(v.as_ptr(), p.add(8).cast::<f32>(), v.len());
+                pg_sys::Datum::from(p)
+            }
+        })
+        .collect();
+    let (mut typlen, mut typbyval, mut typalign) = (0i16, false, 0 as std::ffi::c_char);
+    // SAFETY: `elems` holds `vectors.len()` varlena datums of type `elem`, whose storage
+    // properties are read from the catalog; construct_array copies them into a new array
+    // palloc'd in the current memory context, which outlives the statement.
+    let datum = unsafe {
+        pg_sys::get_typlenbyvalalign(elem, &mut typlen, &mut typbyval, &mut typalign);
+        pg_sys::construct_array(
+            elems.as_mut_ptr(),
+            elems.len() as i32,
+            elem,
+            typlen.into(),
+            typbyval,
+            typalign,
+        )
+    };
+    // SAFETY: the datum is a valid array of the array type given.
+    unsafe { pgrx::datum::DatumWithOid::new(pg_sys::Datum::from(datum), array) }
+}
+
+thread_local! {
+    static VECTOR_SCHEMA: std::cell::OnceCell<String> = const { std::cell::OnceCell::new() };
+}
+
+/// The schema of the vector extension's type, quoted; resolved once per backend. Queries name
+/// its type and operator through it, so they never depend on the caller's search_path.
+fn vector_schema() -> String {
+    VECTOR_SCHEMA.with(|s| {
+        s.get_or_init(|| {
+            Spi::get_one::<String>(
+                "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+                 WHERE a.attrelid = 'evolve.entity_embeddings'::pg_catalog.regclass AND a.attname = 'embedding'",
+            )
+            .or_raise()
+            .unwrap_or_else(|| "public".into())
+        })
+        .clone()
+    })
+}
+
+/// Nearest entities of a type to a query text, by cosine distance of their embeddings. While the
+/// type has an active re-embedding job, `evolve.search_during_reembed` decides: allow, warn
+/// (default) or block (SQLSTATE 55000).
+#[pg_extern(volatile, parallel_unsafe)]
+fn semantic_search(
+    entity_type: &str,
+    query: &str,
+    k: default!(i32, 10),
+) -> TableIterator<
+    'static,
+    (
+        name!(entity_id, i64),
+        name!(entity_key, String),
+        name!(distance, f64),
+        name!(snapshot, JsonB),
+    ),
+> {
+    if k < 1 {
+        raise(
+            SqlState::InvalidParameterValue,
+            "k must be positive",
+            None,
+            None,
+        );
+    }
+    let active = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM evolve.schema_migration_jobs WHERE $1 = ANY(entity_types) AND status IN ('queued', 'running')",
+        &[entity_type.into()],
+    )
+    .or_raise()
+    .unwrap_or(0);
+    if active > 0 {
+        match gucs::search_during_reembed() {
+            SearchDuringReembed::Allow => {}
+            SearchDuringReembed::Warn => pgrx::warning!(
+                "\"{entity_type}\" is being re-embedded ({active} active job(s)): results may mix old and new embeddings"
+            ),
+            SearchDuringReembed::Block => raise(
+                SqlState::ObjectNotInPrerequisiteState,
+                format!("\"{entity_type}\" is being re-embedded ({active} active job(s))"),
+                None,
+                Some("Wait for evolve.migration_progress to reach 100 %, or SET evolve.search_during_reembed = 'warn'.".into()),
+            ),
+        }
+    }
+    let q = match embed_text(query) {
+        Ok(v) => v,
+        Err(e) => raise(
+            SqlState::DataException,
+            format!("cannot embed the query: {e}"),
+            None,
+            None,
+        ),
+    };
+    let v = vector_schema();
+    let sql = format!(
+        "SELECT e.entity_id, e.entity_key, (x.embedding OPERATOR({v}.<=>) $1::{v}.vector)::float8, e.snapshot \
+         FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
+         WHERE e.entity_type = $2 ORDER BY x.embedding OPERATOR({v}.<=>) $1::{v}.vector LIMIT $3"
+    );
+    let rows: Vec<(i64, String, f64, JsonB)> = Spi::connect(|client| {
+        client
+            .select(
+                &sql,
+                None,
+                &[q.into(), entity_type.into(), (k as i64).into()],
+            )
+            .or_raise()
+            .map(|r| {
+                (
+                    r.get::<i64>(1).or_raise().unwrap_or(0),
+                    r.get::<String>(2).or_raise().unwrap_or_default(),
+                    r.get::<f64>(3).or_raise().unwrap_or(0.0),
+                    r.get::<JsonB>(4).or_raise().unwrap_or(JsonB(Value::Null)),
+                )
+            })
+            .collect()
+    });
+    TableIterator::new(rows)
+}

@@ -52,6 +52,7 @@ impl RawJsonb {
 // context current at return, which is the one PostgreSQL expects results in.
 unsafe impl BoxRet for RawJsonb {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        // SAFETY: copies this value's bytes into a fresh palloc'd buffer of their length.
         unsafe {
             let dst = pg_sys::palloc(self.0.len()) as *mut u8;
             std::ptr::copy_nonoverlapping(self.0.as_ptr(), dst, self.0.len());

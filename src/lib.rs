@@ -3,6 +3,8 @@
 //! The pure logic lives in the `evolve-core` crate; these modules move data between it and
 //! PostgreSQL.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use pgrx::prelude::*;
 
 mod access;

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Lists the `crate::` edges between the extension's modules (src/*.rs) and fails on a cycle.
+"""Checks the extension's layering: lists the `crate::` edges between its modules (src/*.rs),
+fails on an import cycle, and fails when a module calls into a higher layer than its own
+(docs/architecture.md draws them).
 
 Run by command 2 (scripts/test.sh). `python3 scripts/layers.py --edges` prints the edges."""
 import pathlib
@@ -9,6 +11,21 @@ import sys
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 # Not modules of the layering: the crate root and the in-backend tests.
 SKIP = {"lib", "tests"}
+
+# Each module's layer; a module may call its own layer and the ones below.
+LAYERS = {
+    # L0: errors, settings, argument checks, SPI helpers, jsonb, access, user functions, cache
+    "error": 0, "gucs": 0, "args": 0, "plans": 0, "jsonb": 0, "access": 0, "userfn": 0,
+    "cache": 0,
+    # L1: the schema store
+    "store": 1,
+    # L2: governance checks, migration, snapshots, fragments, vectors
+    "governance": 2, "migration": 2, "snapshots": 2, "fragments": 2, "vectors": 2,
+    # L3: the registry write pipeline, ingestion
+    "registry": 3, "ingest": 3,
+    # L4: impact, re-embedding, proposals, maintenance, the worker
+    "impact": 4, "reembed": 4, "proposals": 4, "maintenance": 4, "worker": 4,
+}
 
 
 def edges():
@@ -57,7 +74,20 @@ def main():
     if cycle:
         print("import cycle among src/ modules: " + " -> ".join(cycle), file=sys.stderr)
         return 1
-    print(f"no import cycle among {len(graph)} src/ modules")
+    unplaced = sorted(m for m in graph if m not in LAYERS)
+    if unplaced:
+        print(f"modules without a layer in scripts/layers.py: {unplaced}", file=sys.stderr)
+        return 1
+    upward = [
+        f"{m} (L{LAYERS[m]}) -> {n} (L{LAYERS[n]})"
+        for m in sorted(graph)
+        for n in sorted(graph[m])
+        if LAYERS[n] > LAYERS[m]
+    ]
+    if upward:
+        print("calls into a higher layer: " + "; ".join(upward), file=sys.stderr)
+        return 1
+    print(f"{len(graph)} src/ modules in 5 layers, no call upward, no import cycle")
     return 0
 
 

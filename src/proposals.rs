@@ -623,16 +623,7 @@ struct Applied {
 }
 
 fn run_patch(entity_type: &str, user_id: Option<&str>, patch: &Value) -> i32 {
-    Spi::get_one_with_args::<i32>(
-        "SELECT evolve.update_schema_incremental($1, $2, $3)",
-        &[
-            entity_type.into(),
-            JsonB(patch.clone()).into(),
-            user_id.into(),
-        ],
-    )
-    .or_raise()
-    .unwrap_or(0)
+    crate::registry::update_incremental(entity_type, patch, user_id)
 }
 
 fn record_object(p: &Proposal, kind: &str, name: &str, columns: Value, sql: &str) {
@@ -722,12 +713,7 @@ fn apply(p: &Proposal) -> Applied {
             out.rollback.push(drop);
         }
         "register" => {
-            let version = Spi::get_one_with_args::<i32>(
-                "SELECT evolve.register_schema($1, $2)",
-                &[JsonB(p.action["definition"].clone()).into(), user.into()],
-            )
-            .or_raise()
-            .unwrap_or(0);
+            let version = crate::registry::register(&p.action["definition"], user);
             // The rejected rows are ingested again (rows that still fail return to the rejects).
             let replayed = Spi::connect_mut(|c| {
                 c.update(

@@ -168,10 +168,15 @@ fn refuse_alias(client: &SpiClient<'_>, entity_type: &str) {
 /// per-user extension of the global schema. Returns the new version number.
 #[pg_extern(volatile, parallel_unsafe)]
 fn register_schema(definition: Json, user_id: default!(Option<String>, "NULL")) -> i32 {
-    let user_id = user_id.as_deref();
+    register(&definition.0, user_id.as_deref())
+}
+
+/// `register_schema`, for the layers above (proposals, changes): the same checks and the same
+/// pipeline, without a trip through SQL.
+pub fn register(definition: &serde_json::Value, user_id: Option<&str>) -> i32 {
     check_user_id(user_id);
     access::require_schema_owner(user_id, "register");
-    let def = parse_document(&definition.0);
+    let def = parse_document(definition);
     Spi::connect_mut(|client| {
         let head = lock_or_create_head(client, &def, user_id);
         write_version(client, &head, &def, user_id)
@@ -187,11 +192,18 @@ fn update_schema_incremental(
     user_id: default!(Option<String>, "NULL"),
 ) -> i32 {
     let entity_type = crate::error::required(entity_type, "entity_type");
-    let user_id = user_id.as_deref();
+    update_incremental(entity_type, &patch.0, user_id.as_deref())
+}
+
+/// `update_schema_incremental`, for the layers above: the same checks and pipeline.
+pub fn update_incremental(
+    entity_type: &str,
+    patch: &serde_json::Value,
+    user_id: Option<&str>,
+) -> i32 {
     check_user_id(user_id);
     access::require_schema_owner(user_id, "change");
     check_entity_type(entity_type);
-    let patch = patch.0;
     if !patch.is_object() {
         raise(
             SqlState::InvalidParameterValue,

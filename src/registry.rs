@@ -225,7 +225,7 @@ pub fn update_incremental(
     let text_len = serde_json::to_string(&patch)
         .map(|s| s.len())
         .unwrap_or(usize::MAX);
-    schema::check_limits("schema patch", &patch, text_len).or_raise();
+    schema::check_limits("schema patch", patch, text_len).or_raise();
     Spi::connect_mut(|client| {
         let own = read_head(client, entity_type, user_id, "FOR UPDATE");
         let global = match user_id {
@@ -237,7 +237,7 @@ pub fn update_incremental(
         }
         if let Some(g) = &global {
             let g = parse_stored(&g.definition);
-            for removed in schema::patch_removals(&patch) {
+            for removed in schema::patch_removals(patch) {
                 if g.attributes.contains_key(&removed) || g.relationships.contains_key(&removed) {
                     crate::error::raise_core(CoreError::ExtensionViolation {
                         entity_type: entity_type.to_string(),
@@ -250,7 +250,7 @@ pub fn update_incremental(
             .as_ref()
             .map(|h| h.definition.clone())
             .unwrap_or_else(|| json!({"entity_type": entity_type}));
-        let def = parse_document(&schema::merge_patch(&base, &patch));
+        let def = parse_document(&schema::merge_patch(&base, patch));
         let head = match own {
             Some(h) => h,
             None => lock_or_create_head(client, &def, user_id),

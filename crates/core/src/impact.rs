@@ -26,8 +26,8 @@
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
-use crate::ident::{is_valid_name, name_problem};
 use crate::schema::{AttrType, Attribute, Definition, MergePolicy};
+use crate::validate::{check_name, optional_string, reject_unknown, required_name};
 
 /// Every change kind, as spelled in the `"kind"` key.
 pub const KINDS: [&str; 8] = [
@@ -144,11 +144,9 @@ impl Affected {
     }
 }
 
-fn def_err(path: impl Into<String>, message: impl Into<String>) -> CoreError {
-    CoreError::InvalidDefinition {
-        path: path.into(),
-        message: message.into(),
-    }
+/// The pointer of a member of the change document.
+fn member(key: &str) -> String {
+    format!("/{key}")
 }
 
 fn arg_err(message: String) -> CoreError {
@@ -158,57 +156,33 @@ fn arg_err(message: String) -> CoreError {
     }
 }
 
-fn required_name(obj: &Map<String, Value>, key: &str) -> Result<String, CoreError> {
-    let path = format!("/{key}");
-    match obj.get(key) {
-        None | Some(Value::Null) => Err(def_err(path, "is required")),
-        Some(Value::String(s)) => {
-            if is_valid_name(s) {
-                Ok(s.clone())
-            } else {
-                let problem = name_problem(s).unwrap_or("is not a valid name");
-                Err(def_err(path, format!("name \"{s}\" {problem}")))
-            }
-        }
-        Some(_) => Err(def_err(path, "must be a string")),
-    }
-}
-
 /// `description` for the `*_description_changed` kinds: the key is required, the value a string
 /// or `null`.
 fn required_description(obj: &Map<String, Value>) -> Result<Option<String>, CoreError> {
     match obj.get("description") {
-        None => Err(def_err(
+        None => Err(CoreError::def(
             "/description",
             "is required (a string, or null to remove the description)",
         )),
         Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(def_err("/description", "must be a string or null")),
-    }
-}
-
-fn optional_description(obj: &Map<String, Value>) -> Result<Option<String>, CoreError> {
-    match obj.get("description") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(def_err("/description", "must be a string")),
+        Some(_) => Err(CoreError::def("/description", "must be a string or null")),
     }
 }
 
 fn entity_type_list(obj: &Map<String, Value>) -> Result<Vec<String>, CoreError> {
     let items = match obj.get("entity_types") {
-        None | Some(Value::Null) => return Err(def_err("/entity_types", "is required")),
+        None | Some(Value::Null) => return Err(CoreError::def("/entity_types", "is required")),
         Some(Value::Array(items)) => items,
         Some(_) => {
-            return Err(def_err(
+            return Err(CoreError::def(
                 "/entity_types",
                 "must be an array of entity type names",
             ))
         }
     };
     if items.is_empty() {
-        return Err(def_err(
+        return Err(CoreError::def(
             "/entity_types",
             "must name at least one entity type",
         ));
@@ -217,11 +191,9 @@ fn entity_type_list(obj: &Map<String, Value>) -> Result<Vec<String>, CoreError> 
     for (i, v) in items.iter().enumerate() {
         let path = format!("/entity_types/{i}");
         let Value::String(s) = v else {
-            return Err(def_err(path, "must be a string"));
+            return Err(CoreError::def(path, "must be a string"));
         };
-        if let Some(problem) = name_problem(s) {
-            return Err(def_err(path, format!("name \"{s}\" {problem}")));
-        }
+        check_name(&path, s)?;
         if !out.contains(s) {
             out.push(s.clone());
         }
@@ -229,68 +201,62 @@ fn entity_type_list(obj: &Map<String, Value>) -> Result<Vec<String>, CoreError> 
     Ok(out)
 }
 
-fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), CoreError> {
-    for key in obj.keys() {
-        if key != "kind" && !allowed.contains(&key.as_str()) {
-            let mut expected = vec!["kind"];
-            expected.extend_from_slice(allowed);
-            return Err(def_err(
-                format!("/{key}"),
-                format!("unknown key; expected one of {}", expected.join(", ")),
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Change {
     /// Parses and validates a change document. Errors are [`CoreError::InvalidDefinition`]
     /// naming the offending JSON pointer path.
     pub fn parse(v: &Value) -> Result<Change, CoreError> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| def_err("/", "a change must be a JSON object with a \"kind\" key"))?;
+        let obj = v.as_object().ok_or_else(|| {
+            CoreError::def("/", "a change must be a JSON object with a \"kind\" key")
+        })?;
         let kind = match obj.get("kind") {
             None | Some(Value::Null) => {
-                return Err(def_err(
+                return Err(CoreError::def(
                     "/kind",
                     format!("is required; expected one of {}", KINDS.join(", ")),
                 ))
             }
             Some(Value::String(s)) => s.as_str(),
-            Some(_) => return Err(def_err("/kind", "must be a string")),
+            Some(_) => return Err(CoreError::def("/kind", "must be a string")),
         };
         let change = match kind {
             "entity_type_description_changed" => {
-                reject_unknown(obj, &["entity_type", "description"])?;
+                reject_unknown(obj, &["kind", "entity_type", "description"], member)?;
                 Change::EntityTypeDescriptionChanged {
-                    entity_type: required_name(obj, "entity_type")?,
+                    entity_type: required_name(obj, "entity_type", "")?,
                     description: required_description(obj)?,
                 }
             }
             "attribute_description_changed" => {
-                reject_unknown(obj, &["entity_type", "attribute", "description"])?;
+                reject_unknown(
+                    obj,
+                    &["kind", "entity_type", "attribute", "description"],
+                    member,
+                )?;
                 Change::AttributeDescriptionChanged {
-                    entity_type: required_name(obj, "entity_type")?,
-                    attribute: required_name(obj, "attribute")?,
+                    entity_type: required_name(obj, "entity_type", "")?,
+                    attribute: required_name(obj, "attribute", "")?,
                     description: required_description(obj)?,
                 }
             }
             "attribute_deleted" => {
-                reject_unknown(obj, &["entity_type", "attribute"])?;
+                reject_unknown(obj, &["kind", "entity_type", "attribute"], member)?;
                 Change::AttributeDeleted {
-                    entity_type: required_name(obj, "entity_type")?,
-                    attribute: required_name(obj, "attribute")?,
+                    entity_type: required_name(obj, "entity_type", "")?,
+                    attribute: required_name(obj, "attribute", "")?,
                 }
             }
             "attribute_added" => {
-                reject_unknown(obj, &["entity_type", "attribute", "type", "description"])?;
-                let entity_type = required_name(obj, "entity_type")?;
-                let attribute = required_name(obj, "attribute")?;
+                reject_unknown(
+                    obj,
+                    &["kind", "entity_type", "attribute", "type", "description"],
+                    member,
+                )?;
+                let entity_type = required_name(obj, "entity_type", "")?;
+                let attribute = required_name(obj, "attribute", "")?;
                 let attr_type = match obj.get("type") {
-                    None | Some(Value::Null) => return Err(def_err("/type", "is required")),
+                    None | Some(Value::Null) => return Err(CoreError::def("/type", "is required")),
                     Some(Value::String(s)) => AttrType::parse(s).ok_or_else(|| {
-                        def_err(
+                        CoreError::def(
                             "/type",
                             format!(
                                 "unknown type \"{s}\"; expected one of {}",
@@ -298,39 +264,45 @@ impl Change {
                             ),
                         )
                     })?,
-                    Some(_) => return Err(def_err("/type", "must be a string")),
+                    Some(_) => return Err(CoreError::def("/type", "must be a string")),
                 };
                 Change::AttributeAdded {
                     entity_type,
                     attribute,
                     attr_type,
-                    description: optional_description(obj)?,
+                    description: optional_string(obj, "description", "")?,
                 }
             }
             "relationship_description_changed" => {
-                reject_unknown(obj, &["entity_type", "relationship", "description"])?;
+                reject_unknown(
+                    obj,
+                    &["kind", "entity_type", "relationship", "description"],
+                    member,
+                )?;
                 Change::RelationshipDescriptionChanged {
-                    entity_type: required_name(obj, "entity_type")?,
-                    relationship: required_name(obj, "relationship")?,
+                    entity_type: required_name(obj, "entity_type", "")?,
+                    relationship: required_name(obj, "relationship", "")?,
                     description: required_description(obj)?,
                 }
             }
             "relationship_deleted" => {
-                reject_unknown(obj, &["entity_type", "relationship"])?;
+                reject_unknown(obj, &["kind", "entity_type", "relationship"], member)?;
                 Change::RelationshipDeleted {
-                    entity_type: required_name(obj, "entity_type")?,
-                    relationship: required_name(obj, "relationship")?,
+                    entity_type: required_name(obj, "entity_type", "")?,
+                    relationship: required_name(obj, "relationship", "")?,
                 }
             }
             "template_applied" => {
-                reject_unknown(obj, &["template", "entity_types"])?;
+                reject_unknown(obj, &["kind", "template", "entity_types"], member)?;
                 let template = match obj.get("template") {
-                    None | Some(Value::Null) => return Err(def_err("/template", "is required")),
+                    None | Some(Value::Null) => {
+                        return Err(CoreError::def("/template", "is required"))
+                    }
                     Some(Value::String(s)) if s.is_empty() => {
-                        return Err(def_err("/template", "must not be empty"))
+                        return Err(CoreError::def("/template", "must not be empty"))
                     }
                     Some(Value::String(s)) => s.clone(),
-                    Some(_) => return Err(def_err("/template", "must be a string")),
+                    Some(_) => return Err(CoreError::def("/template", "must be a string")),
                 };
                 Change::TemplateApplied {
                     template,
@@ -338,13 +310,13 @@ impl Change {
                 }
             }
             "embedding_function_changed" => {
-                reject_unknown(obj, &["entity_types"])?;
+                reject_unknown(obj, &["kind", "entity_types"], member)?;
                 Change::EmbeddingFunctionChanged {
                     entity_types: entity_type_list(obj)?,
                 }
             }
             other => {
-                return Err(def_err(
+                return Err(CoreError::def(
                     "/kind",
                     format!(
                         "unknown change kind \"{other}\"; expected one of {}",

@@ -3,6 +3,8 @@
 //! Everything here is plain Rust, tested with `cargo test -p evolve-core`; the extension crate
 //! only moves data between PostgreSQL and these functions.
 
+#![forbid(unsafe_code)]
+
 pub mod aggregate;
 pub mod cache;
 pub mod compat;
@@ -22,5 +24,6 @@ pub mod propose;
 pub mod reduce;
 pub mod schema;
 pub mod similarity;
+mod validate;
 
 pub use error::{CoreError, SqlState};

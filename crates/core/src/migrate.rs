@@ -57,9 +57,10 @@ use std::fmt;
 use serde_json::{Map, Number, Value};
 
 use crate::error::CoreError;
-use crate::ident::{is_valid_name, name_problem, MAX_IDENT_LEN};
+use crate::ident::{is_valid_name, MAX_IDENT_LEN};
 use crate::infer::{conforms, is_date, is_timestamp, value_type};
 use crate::schema::{AttrType, Definition};
+use crate::validate::{check_name, escape, reject_unknown, required_name, required_string};
 
 /// The target type of a [`Step::Cast`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -177,11 +178,6 @@ impl Step {
     }
 }
 
-/// Escapes one JSON-pointer reference token (RFC 6901).
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
-}
-
 /// The body object of a step, with no keys other than `allowed`.
 fn step_body<'a>(
     v: &'a Value,
@@ -194,47 +190,17 @@ fn step_body<'a>(
             format!("must be an object with {}", allowed.join(", ")),
         )
     })?;
-    for key in obj.keys() {
-        if !allowed.contains(&key.as_str()) {
-            return Err(CoreError::def(
-                format!("{path}/{}", escape(key)),
-                format!("unknown key; expected one of {}", allowed.join(", ")),
-            ));
-        }
-    }
+    reject_unknown(obj, allowed, |key| format!("{path}/{}", escape(key)))?;
     Ok(obj)
-}
-
-/// A required string member.
-fn string_field(obj: &Map<String, Value>, key: &str, path: &str) -> Result<String, CoreError> {
-    match obj.get(key) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        None | Some(Value::Null) => Err(CoreError::def(format!("{path}/{key}"), "is required")),
-        Some(_) => Err(CoreError::def(format!("{path}/{key}"), "must be a string")),
-    }
-}
-
-/// A required member holding a valid schema name.
-fn name_field(obj: &Map<String, Value>, key: &str, path: &str) -> Result<String, CoreError> {
-    let s = string_field(obj, key, path)?;
-    check_name(&format!("{path}/{key}"), &s)?;
-    Ok(s)
 }
 
 /// A required member holding any non-empty string (a key of old data).
 fn raw_key_field(obj: &Map<String, Value>, key: &str, path: &str) -> Result<String, CoreError> {
-    let s = string_field(obj, key, path)?;
+    let s = required_string(obj, key, path)?;
     if s.is_empty() {
         return Err(CoreError::def(format!("{path}/{key}"), "must not be empty"));
     }
     Ok(s)
-}
-
-fn check_name(path: &str, name: &str) -> Result<(), CoreError> {
-    match name_problem(name) {
-        Some(problem) => Err(CoreError::def(path, format!("name \"{name}\" {problem}"))),
-        None => Ok(()),
-    }
 }
 
 /// Whether `name` is a function name `name` or `schema.name`, each part a valid name.
@@ -269,7 +235,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {
         "rename" => {
             let b = step_body(body, path, &["from", "to"])?;
             let from = raw_key_field(b, "from", path)?;
-            let to = name_field(b, "to", path)?;
+            let to = required_name(b, "to", path)?;
             if from == to {
                 return Err(CoreError::def(
                     format!("{path}/to"),
@@ -280,7 +246,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {
         }
         "add" => {
             let b = step_body(body, path, &["key", "default"])?;
-            let key = name_field(b, "key", path)?;
+            let key = required_name(b, "key", path)?;
             let default = b.get("default").cloned().ok_or_else(|| {
                 CoreError::def(
                     format!("{path}/default"),
@@ -297,8 +263,8 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {
         }
         "cast" => {
             let b = step_body(body, path, &["key", "to"])?;
-            let key = name_field(b, "key", path)?;
-            let to_text = string_field(b, "to", path)?;
+            let key = required_name(b, "key", path)?;
+            let to_text = required_string(b, "to", path)?;
             let to = CastTarget::parse(&to_text).ok_or_else(|| {
                 CoreError::def(
                     format!("{path}/to"),
@@ -336,7 +302,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {
                 }
                 keys.push(k.clone());
             }
-            let into = name_field(b, "into", path)?;
+            let into = required_name(b, "into", path)?;
             if keys.contains(&into) {
                 return Err(CoreError::def(
                     format!("{path}/into"),
@@ -347,7 +313,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {
         }
         "unnest" => {
             let b = step_body(body, path, &["key", "prefix"])?;
-            let key = name_field(b, "key", path)?;
+            let key = required_name(b, "key", path)?;
             let prefix = match b.get("prefix") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(p)) => {

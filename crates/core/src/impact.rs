@@ -26,6 +26,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
+use crate::named::named_enum;
 use crate::schema::{AttrType, Attribute, Definition, MergePolicy};
 use crate::validate::{check_name, optional_string, reject_unknown, required_name};
 
@@ -84,23 +85,17 @@ pub enum Change {
     EmbeddingFunctionChanged { entity_types: Vec<String> },
 }
 
-/// How urgently affected entities should be re-embedded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Priority {
-    High,
-    Medium,
-    Low,
+named_enum! {
+    /// How urgently affected entities should be re-embedded.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Priority {
+        High = "high",
+        Medium = "medium",
+        Low = "low",
+    }
 }
 
 impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "high",
-            Priority::Medium => "medium",
-            Priority::Low => "low",
-        }
-    }
-
     /// The queue rank: higher is more urgent (High = 3, Medium = 2, Low = 1).
     pub fn rank(self) -> i32 {
         match self {
@@ -108,12 +103,6 @@ impl Priority {
             Priority::Medium => 2,
             Priority::Low => 1,
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Priority> {
-        [Priority::High, Priority::Medium, Priority::Low]
-            .into_iter()
-            .find(|p| p.as_str() == s)
     }
 }
 

@@ -24,6 +24,7 @@ pub mod propose;
 pub mod reduce;
 pub mod schema;
 pub mod similarity;
+mod named;
 mod validate;
 
 pub use error::{CoreError, SqlState};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
+use crate::named::named_enum;
 use crate::validate::{check_name, optional_string, reject_unknown, required_name};
 
 /// Largest definition document accepted, in bytes of JSON text.
@@ -13,47 +14,21 @@ pub const MAX_DEFINITION_BYTES: usize = 1024 * 1024;
 /// Deepest nesting accepted in a definition (defaults may hold objects).
 pub const MAX_DEFINITION_DEPTH: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AttrType {
-    String,
-    Number,
-    Integer,
-    Boolean,
-    Timestamp,
-    Date,
-    Object,
-    Array,
+named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum AttrType {
+        String = "string",
+        Number = "number",
+        Integer = "integer",
+        Boolean = "boolean",
+        Timestamp = "timestamp",
+        Date = "date",
+        Object = "object",
+        Array = "array",
+    }
 }
 
 impl AttrType {
-    pub const ALL: [AttrType; 8] = [
-        AttrType::String,
-        AttrType::Number,
-        AttrType::Integer,
-        AttrType::Boolean,
-        AttrType::Timestamp,
-        AttrType::Date,
-        AttrType::Object,
-        AttrType::Array,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttrType::String => "string",
-            AttrType::Number => "number",
-            AttrType::Integer => "integer",
-            AttrType::Boolean => "boolean",
-            AttrType::Timestamp => "timestamp",
-            AttrType::Date => "date",
-            AttrType::Object => "object",
-            AttrType::Array => "array",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AttrType> {
-        AttrType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// The PostgreSQL column type a typed projection uses for this attribute.
     pub fn sql_type(self) -> &'static str {
         match self {
@@ -68,43 +43,21 @@ impl AttrType {
     }
 }
 
-/// How observations of one attribute reduce into the snapshot value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MergePolicy {
-    /// The most recent observation wins (by observation order).
-    #[default]
-    LastWriteWins,
-    /// The observation from the highest-ranked source wins; ties go to the most recent.
-    SourcePriority,
-    /// The largest value wins.
-    Max,
-    /// The smallest value wins.
-    Min,
-    /// The set union of all values seen (arrays are unioned element-wise).
-    Union,
-}
-
-impl MergePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergePolicy::LastWriteWins => "last_write_wins",
-            MergePolicy::SourcePriority => "source_priority",
-            MergePolicy::Max => "max",
-            MergePolicy::Min => "min",
-            MergePolicy::Union => "union",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MergePolicy> {
-        [
-            MergePolicy::LastWriteWins,
-            MergePolicy::SourcePriority,
-            MergePolicy::Max,
-            MergePolicy::Min,
-            MergePolicy::Union,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
+named_enum! {
+    /// How observations of one attribute reduce into the snapshot value.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum MergePolicy {
+        /// The most recent observation wins (by observation order).
+        #[default]
+        LastWriteWins = "last_write_wins",
+        /// The observation from the highest-ranked source wins; ties go to the most recent.
+        SourcePriority = "source_priority",
+        /// The largest value wins.
+        Max = "max",
+        /// The smallest value wins.
+        Min = "min",
+        /// The set union of all values seen (arrays are unioned element-wise).
+        Union = "union",
     }
 }
 

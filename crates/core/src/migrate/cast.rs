@@ -4,41 +4,22 @@
 use serde_json::{Map, Number, Value};
 
 use crate::infer::{conforms, is_date, is_timestamp, value_type};
+use crate::named::named_enum;
 use crate::schema::{AttrType, Definition};
 
-/// The target type of a [`Step::Cast`](super::Step::Cast).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CastTarget {
-    Number,
-    Integer,
-    String,
-    Boolean,
-    Timestamp,
+named_enum! {
+    /// The target type of a [`Step::Cast`](super::Step::Cast).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum CastTarget {
+        Number = "number",
+        Integer = "integer",
+        String = "string",
+        Boolean = "boolean",
+        Timestamp = "timestamp",
+    }
 }
 
 impl CastTarget {
-    pub const ALL: [CastTarget; 5] = [
-        CastTarget::Number,
-        CastTarget::Integer,
-        CastTarget::String,
-        CastTarget::Boolean,
-        CastTarget::Timestamp,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CastTarget::Number => "number",
-            CastTarget::Integer => "integer",
-            CastTarget::String => "string",
-            CastTarget::Boolean => "boolean",
-            CastTarget::Timestamp => "timestamp",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CastTarget> {
-        CastTarget::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// The cast target for an attribute type; `None` for `date`, `object` and `array`, which
     /// have no built-in coercion.
     pub fn for_attr_type(t: AttrType) -> Option<CastTarget> {

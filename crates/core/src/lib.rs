@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod cache;
 pub mod compat;
+pub mod diagram;
 pub mod diff;
 pub mod embed;
 pub mod error;
@@ -17,14 +18,26 @@ pub mod impact;
 pub mod infer;
 pub mod lifecycle;
 pub mod migrate;
+mod named;
 pub mod number;
 pub mod payload;
-pub mod proposals;
-pub mod propose;
+pub mod proposal;
 pub mod reduce;
 pub mod schema;
 pub mod similarity;
-mod named;
 mod validate;
 
 pub use error::{CoreError, SqlState};
+
+/// The evidence, SQL and diagram functions of proposals under the paths the SQL layer uses.
+pub mod proposals {
+    pub use crate::diagram::mermaid;
+    pub use crate::proposal::ddl::*;
+    pub use crate::proposal::evidence::*;
+}
+
+/// Drafting proposals, under the path the SQL layer uses.
+pub mod propose {
+    pub use crate::proposal::draft::*;
+    pub use crate::proposal::{Action, Column};
+}

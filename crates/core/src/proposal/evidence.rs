@@ -67,7 +67,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::aggregate::MAX_SAMPLES;
 use crate::hash::fnv1a_joined;
@@ -103,7 +104,7 @@ pub struct KeyStats {
 pub use crate::impact::Priority;
 
 /// The evidence behind an attribute proposal; see the module documentation for every rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttributeEvidence {
     pub inferred_type: AttrType,
     pub type_consistency: f64,
@@ -111,6 +112,7 @@ pub struct AttributeEvidence {
     pub null_rate: f64,
     pub confidence: f64,
     pub histogram: BTreeMap<String, i64>,
+    #[serde(rename = "sample_values")]
     pub samples: Vec<Value>,
     pub entities_with_value: i64,
     pub entity_count: i64,
@@ -120,22 +122,7 @@ impl AttributeEvidence {
     /// `{inferred_type, type_consistency, presence, null_rate, confidence, histogram,
     /// sample_values, entities_with_value, entity_count}`, in that order.
     pub fn to_json(&self) -> Value {
-        let histogram: Map<String, Value> = self
-            .histogram
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(*v)))
-            .collect();
-        json!({
-            "inferred_type": self.inferred_type.as_str(),
-            "type_consistency": self.type_consistency,
-            "presence": self.presence,
-            "null_rate": self.null_rate,
-            "confidence": self.confidence,
-            "histogram": histogram,
-            "sample_values": self.samples,
-            "entities_with_value": self.entities_with_value,
-            "entity_count": self.entity_count,
-        })
+        serde_json::to_value(self).expect("evidence is always JSON")
     }
 }
 

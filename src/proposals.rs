@@ -21,7 +21,9 @@ use evolve_core::proposals::{
     index_sql, projection_table_name, projection_table_sql, should_repropose, KeyStats,
     REPROPOSE_FACTOR,
 };
-use evolve_core::propose::{self, removal_patch, Draft, Scope, MAX_PAYLOAD_SAMPLES};
+use evolve_core::propose::{
+    self, removal_patch, Action, Column, Draft, Scope, MAX_PAYLOAD_SAMPLES,
+};
 use evolve_core::schema::{AttrType, Definition};
 use evolve_core::SqlState;
 use pgrx::prelude::*;
@@ -411,7 +413,7 @@ fn store(draft: &Draft) -> Option<i64> {
                     text.as_str().into(),
                     draft.impact.into(),
                     draft.sql_preview.as_str().into(),
-                    JsonB(draft.action.clone()).into(),
+                    JsonB(draft.action.to_json()).into(),
                     JsonB(draft.evidence.clone()).into(),
                     draft.measure.into(),
                     draft.safe_name.as_str().into(),
@@ -444,7 +446,7 @@ fn store(draft: &Draft) -> Option<i64> {
                 text.as_str().into(),
                 draft.impact.into(),
                 draft.sql_preview.as_str().into(),
-                JsonB(draft.action.clone()).into(),
+                JsonB(draft.action.to_json()).into(),
                 fingerprint.as_str().into(),
                 JsonB(draft.evidence.clone()).into(),
                 draft.measure.into(),
@@ -497,7 +499,7 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
     for d in &drafts {
         let Some(id) = store(d) else { continue };
         ids.push(id);
-        if d.kind == "entity_type" && d.action["auto"] == json!(true) {
+        if d.kind == "entity_type" && matches!(d.action, Action::Register { auto: true, .. }) {
             review(
                 id,
                 "pg_evolve",
@@ -660,38 +662,42 @@ fn apply(p: &Proposal) -> Applied {
         details: json!({}),
     };
     let user = p.user_id.as_deref();
-    let attr_type =
-        |v: &Value| AttrType::parse(v.as_str().unwrap_or("")).unwrap_or(AttrType::String);
-    match p.action["op"].as_str().unwrap_or("") {
-        op @ ("patch" | "patch_and_index") => {
-            let patch = &p.action["patch"];
-            let field = p.action["field"].as_str().unwrap_or(&p.name).to_string();
-            let version = run_patch(&p.entity_type, user, patch);
-            let removal = removal_patch(patch);
+    let action = Action::from_json(&p.action);
+    // The type of the index `patch_and_index` creates after its patch.
+    let then_index = match &action {
+        Ok(Action::PatchAndIndex { attr_type, .. }) => Some(*attr_type),
+        _ => None,
+    };
+    match action {
+        Ok(
+            Action::Patch { patch, field, key }
+            | Action::PatchAndIndex {
+                patch, field, key, ..
+            },
+        ) => {
+            let field = field.unwrap_or_else(|| p.name.clone());
+            let version = run_patch(&p.entity_type, user, &patch);
+            let removal = removal_patch(&patch);
             out.executed
-                .push(propose::patch_sql(&p.entity_type, user, patch));
+                .push(propose::patch_sql(&p.entity_type, user, &patch));
             out.rollback
                 .push(propose::patch_sql(&p.entity_type, user, &removal));
             let at = Spi::get_one::<String>("SELECT now()::text")
                 .or_raise()
                 .unwrap_or_default();
-            out.details = json!({"version": version, "field": field, "key": p.action["key"], "promoted_at": at,
+            out.details = json!({"version": version, "field": field, "key": key, "promoted_at": at,
                                  "removal": removal});
-            if op == "patch_and_index" {
-                create_index(p, &field, attr_type(&p.action["attr_type"]), &mut out);
+            if let Some(attr_type) = then_index {
+                create_index(p, &field, attr_type, &mut out);
             }
         }
-        "index" => {
-            let field = p.action["field"].as_str().unwrap_or(&p.name).to_string();
-            create_index(p, &field, attr_type(&p.action["attr_type"]), &mut out);
+        Ok(Action::Index { field, attr_type }) => {
+            let field = field.unwrap_or_else(|| p.name.clone());
+            create_index(p, &field, attr_type, &mut out);
         }
-        "table" => {
-            let columns: Vec<(String, AttrType)> = p.action["columns"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| (c[0].as_str().unwrap_or("").to_string(), attr_type(&c[1])))
-                .collect();
+        Ok(Action::Table { columns }) => {
+            let columns: Vec<(String, AttrType)> =
+                columns.into_iter().map(|Column(n, t)| (n, t)).collect();
             let (create, drop) = projection_table_sql("evolve", &p.entity_type, &columns);
             Spi::run(&create).or_raise();
             let names = evolve_core::proposals::projection_column_names(
@@ -712,8 +718,8 @@ fn apply(p: &Proposal) -> Applied {
             out.executed.push(create);
             out.rollback.push(drop);
         }
-        "register" => {
-            let version = crate::registry::register(&p.action["definition"], user);
+        Ok(Action::Register { definition, .. }) => {
+            let version = crate::registry::register(&definition, user);
             // The rejected rows are ingested again (rows that still fail return to the rejects).
             let replayed = Spi::connect_mut(|c| {
                 c.update(
@@ -730,7 +736,7 @@ fn apply(p: &Proposal) -> Applied {
             });
             out.executed.push(format!(
                 "SELECT evolve.register_schema({}::jsonb, {})",
-                evolve_core::proposals::quote_literal(&p.action["definition"].to_string()),
+                evolve_core::proposals::quote_literal(&definition.to_string()),
                 user.map_or("NULL".into(), evolve_core::proposals::quote_literal)
             ));
             out.rollback.push(format!(
@@ -740,7 +746,7 @@ fn apply(p: &Proposal) -> Applied {
             ));
             out.details = json!({"version": version, "replayed_rows": replayed});
         }
-        other => raise(
+        Err(other) => raise(
             SqlState::InvalidParameterValue,
             format!("proposal {} has an unknown action \"{other}\"", p.id),
             None,
@@ -893,8 +899,8 @@ fn undo(p: &Proposal, details: &Value) -> Value {
         Spi::run(&sql).or_raise();
     }
     let mut out = json!({"dropped": objects.iter().map(|o| o.1.clone()).collect::<Vec<_>>()});
-    match p.action["op"].as_str().unwrap_or("") {
-        "patch" | "patch_and_index" => {
+    match Action::from_json(&p.action) {
+        Ok(Action::Patch { .. } | Action::PatchAndIndex { .. }) => {
             run_patch(&p.entity_type, user, &details["removal"]);
             let field = details["field"].as_str().unwrap_or(&p.name);
             let key = details["key"].as_str().unwrap_or(&p.name);
@@ -935,7 +941,7 @@ fn undo(p: &Proposal, details: &Value) -> Value {
             out["fragments_reactivated"] = json!(fragments);
             out["snapshots_refreshed"] = json!(entities.len());
         }
-        "register" => {
+        Ok(Action::Register { .. }) => {
             Spi::run_with_args(
                 "SELECT evolve.deactivate_schema($1, $2)",
                 &[p.entity_type.as_str().into(), user.into()],

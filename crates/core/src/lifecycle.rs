@@ -14,33 +14,15 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FragmentState {
-    Active,
-    Promoted,
-    Archived,
-    PendingDeletion,
-}
+use crate::named::named_enum;
 
-impl FragmentState {
-    pub const ALL: [FragmentState; 4] = [
-        FragmentState::Active,
-        FragmentState::Promoted,
-        FragmentState::Archived,
-        FragmentState::PendingDeletion,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FragmentState::Active => "active",
-            FragmentState::Promoted => "promoted",
-            FragmentState::Archived => "archived",
-            FragmentState::PendingDeletion => "pending_deletion",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<FragmentState> {
-        FragmentState::ALL.into_iter().find(|t| t.as_str() == s)
+named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum FragmentState {
+        Active = "active",
+        Promoted = "promoted",
+        Archived = "archived",
+        PendingDeletion = "pending_deletion",
     }
 }
 

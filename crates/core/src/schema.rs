@@ -6,54 +6,29 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
-use crate::ident::name_problem;
+use crate::named::named_enum;
+use crate::validate::{check_name, optional_string, reject_unknown, required_name};
 
 /// Largest definition document accepted, in bytes of JSON text.
 pub const MAX_DEFINITION_BYTES: usize = 1024 * 1024;
 /// Deepest nesting accepted in a definition (defaults may hold objects).
 pub const MAX_DEFINITION_DEPTH: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AttrType {
-    String,
-    Number,
-    Integer,
-    Boolean,
-    Timestamp,
-    Date,
-    Object,
-    Array,
+named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum AttrType {
+        String = "string",
+        Number = "number",
+        Integer = "integer",
+        Boolean = "boolean",
+        Timestamp = "timestamp",
+        Date = "date",
+        Object = "object",
+        Array = "array",
+    }
 }
 
 impl AttrType {
-    pub const ALL: [AttrType; 8] = [
-        AttrType::String,
-        AttrType::Number,
-        AttrType::Integer,
-        AttrType::Boolean,
-        AttrType::Timestamp,
-        AttrType::Date,
-        AttrType::Object,
-        AttrType::Array,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttrType::String => "string",
-            AttrType::Number => "number",
-            AttrType::Integer => "integer",
-            AttrType::Boolean => "boolean",
-            AttrType::Timestamp => "timestamp",
-            AttrType::Date => "date",
-            AttrType::Object => "object",
-            AttrType::Array => "array",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AttrType> {
-        AttrType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// The PostgreSQL column type a typed projection uses for this attribute.
     pub fn sql_type(self) -> &'static str {
         match self {
@@ -68,43 +43,21 @@ impl AttrType {
     }
 }
 
-/// How observations of one attribute reduce into the snapshot value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MergePolicy {
-    /// The most recent observation wins (by observation order).
-    #[default]
-    LastWriteWins,
-    /// The observation from the highest-ranked source wins; ties go to the most recent.
-    SourcePriority,
-    /// The largest value wins.
-    Max,
-    /// The smallest value wins.
-    Min,
-    /// The set union of all values seen (arrays are unioned element-wise).
-    Union,
-}
-
-impl MergePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergePolicy::LastWriteWins => "last_write_wins",
-            MergePolicy::SourcePriority => "source_priority",
-            MergePolicy::Max => "max",
-            MergePolicy::Min => "min",
-            MergePolicy::Union => "union",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MergePolicy> {
-        [
-            MergePolicy::LastWriteWins,
-            MergePolicy::SourcePriority,
-            MergePolicy::Max,
-            MergePolicy::Min,
-            MergePolicy::Union,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
+named_enum! {
+    /// How observations of one attribute reduce into the snapshot value.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum MergePolicy {
+        /// The most recent observation wins (by observation order).
+        #[default]
+        LastWriteWins = "last_write_wins",
+        /// The observation from the highest-ranked source wins; ties go to the most recent.
+        SourcePriority = "source_priority",
+        /// The largest value wins.
+        Max = "max",
+        /// The smallest value wins.
+        Min = "min",
+        /// The set union of all values seen (arrays are unioned element-wise).
+        Union = "union",
     }
 }
 
@@ -150,25 +103,6 @@ fn depth(v: &Value) -> usize {
     }
 }
 
-fn check_name(path: &str, name: &str) -> Result<(), CoreError> {
-    match name_problem(name) {
-        Some(problem) => Err(CoreError::def(path, format!("name \"{name}\" {problem}"))),
-        None => Ok(()),
-    }
-}
-
-fn opt_string(
-    obj: &Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<String>, CoreError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(CoreError::def(format!("{path}/{key}"), "must be a string")),
-    }
-}
-
 fn string_list(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Vec<String>, CoreError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -188,18 +122,6 @@ fn string_list(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Vec<St
             "must be an array of strings",
         )),
     }
-}
-
-fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str], path: &str) -> Result<(), CoreError> {
-    for key in obj.keys() {
-        if !allowed.contains(&key.as_str()) {
-            return Err(CoreError::def(
-                format!("{path}/{key}"),
-                format!("unknown key; expected one of {}", allowed.join(", ")),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Checks the size and nesting limits of any document pg_evolve accepts.
@@ -317,7 +239,7 @@ impl Attribute {
                 "source_priority",
                 "aliases",
             ],
-            path,
+            |key| format!("{path}/{key}"),
         )?;
         let attr_type = match obj.get("type") {
             None => return Err(CoreError::def(format!("{path}/type"), "is required")),
@@ -376,7 +298,7 @@ impl Attribute {
         };
         Ok(Attribute {
             attr_type,
-            description: opt_string(obj, "description", path)?,
+            description: optional_string(obj, "description", path)?,
             required,
             default,
             merge_policy,
@@ -424,7 +346,9 @@ impl Relationship {
                 "a relationship must be an object such as {\"target\": \"place\"}",
             )
         })?;
-        reject_unknown(obj, &["target", "description"], path)?;
+        reject_unknown(obj, &["target", "description"], |key| {
+            format!("{path}/{key}")
+        })?;
         let target = match obj.get("target") {
             Some(Value::String(s)) => s.clone(),
             None => return Err(CoreError::def(format!("{path}/target"), "is required")),
@@ -433,7 +357,7 @@ impl Relationship {
         check_name(&format!("{path}/target"), &target)?;
         Ok(Relationship {
             target,
-            description: opt_string(obj, "description", path)?,
+            description: optional_string(obj, "description", path)?,
         })
     }
 
@@ -455,13 +379,8 @@ impl Definition {
             .ok_or_else(|| CoreError::def("/", "a schema definition must be a JSON object"))?;
         let mut allowed = vec!["entity_type", "description", "attributes", "relationships"];
         allowed.extend(INFORMATIONAL_KEYS);
-        reject_unknown(obj, &allowed, "")?;
-        let entity_type = match obj.get("entity_type") {
-            Some(Value::String(s)) => s.clone(),
-            None | Some(Value::Null) => return Err(CoreError::def("/entity_type", "is required")),
-            Some(_) => return Err(CoreError::def("/entity_type", "must be a string")),
-        };
-        check_name("/entity_type", &entity_type)?;
+        reject_unknown(obj, &allowed, |key| format!("/{key}"))?;
+        let entity_type = required_name(obj, "entity_type", "")?;
         let mut attributes = BTreeMap::new();
         match obj.get("attributes") {
             None | Some(Value::Null) => {}
@@ -515,7 +434,7 @@ impl Definition {
         }
         Ok(Definition {
             entity_type,
-            description: opt_string(obj, "description", "")?,
+            description: optional_string(obj, "description", "")?,
             attributes,
             relationships,
         })

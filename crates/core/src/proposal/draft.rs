@@ -37,19 +37,22 @@
 //!
 //! # Measure
 //!
-//! What a rejection is compared against ([`crate::proposals::should_repropose`]): the presence
+//! What a rejection is compared against ([`should_repropose`](super::evidence::should_repropose)): the presence
 //! for key-based kinds, else the number of entities, rows or users concerned.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
+use super::action::{Action, Column};
+use super::ddl::{
+    column_name, index_name, index_sql, projection_table_name, projection_table_sql, quote_literal,
+};
+use super::evidence::{
+    attribute_evidence, fingerprint, is_temporal, priority, references, KeyStats, Priority,
+};
 use crate::ident::is_valid_name;
 use crate::infer::TypeHistogram;
-use crate::proposals::{
-    attribute_evidence, column_name, fingerprint, index_name, index_sql, is_temporal, priority,
-    projection_table_name, projection_table_sql, quote_literal, references, KeyStats, Priority,
-};
 use crate::schema::{AttrType, Definition};
 use crate::similarity::similar_names;
 
@@ -76,7 +79,7 @@ pub struct Draft {
     pub impact: i64,
     pub sql_preview: String,
     /// What approval does; read back by the SQL layer.
-    pub action: Value,
+    pub action: Action,
     pub evidence: Value,
     pub measure: f64,
 }
@@ -112,7 +115,14 @@ impl Scope<'_> {
                 .any(|a| a.aliases.iter().any(|x| x == key))
     }
 
-    fn draft(&self, kind: &'static str, name: &str, safe_name: &str, priority: Priority) -> Draft {
+    fn draft(
+        &self,
+        kind: &'static str,
+        name: &str,
+        safe_name: &str,
+        priority: Priority,
+        action: Action,
+    ) -> Draft {
         Draft {
             kind,
             entity_type: self.entity_type.to_string(),
@@ -124,7 +134,7 @@ impl Scope<'_> {
             rationale: String::new(),
             impact: 0,
             sql_preview: String::new(),
-            action: Value::Null,
+            action,
             evidence: Value::Null,
             measure: 0.0,
         }
@@ -210,7 +220,8 @@ pub fn key_drafts(
         };
         if let Some((target, share)) = target {
             let patch = json!({"relationships": {safe.clone(): {"target": target}}});
-            let mut d = scope.draft("relationship", &stats.key, &safe, prio);
+            let action = Action::patch(patch.clone(), &safe, &stats.key);
+            let mut d = scope.draft("relationship", &stats.key, &safe, prio, action);
             d.title = format!(
                 "Relate {} to {target} through \"{}\"",
                 scope.entity_type, stats.key
@@ -221,7 +232,6 @@ pub fn key_drafts(
             );
             d.impact = ev.entities_with_value;
             d.sql_preview = patch_sql(scope.entity_type, scope.user_id, &patch);
-            d.action = json!({"op": "patch", "patch": patch, "field": safe, "key": stats.key});
             evidence["target"] = Value::from(target);
             evidence["reference_share"] = Value::from(share);
             d.evidence = evidence;
@@ -234,7 +244,8 @@ pub fn key_drafts(
             attr["aliases"] = json!([stats.key]);
         }
         let patch = json!({"attributes": {safe.clone(): attr.clone()}});
-        let mut d = scope.draft("attribute", &stats.key, &safe, prio);
+        let action = Action::patch(patch.clone(), &safe, &stats.key);
+        let mut d = scope.draft("attribute", &stats.key, &safe, prio, action);
         d.title = format!(
             "Add attribute {safe} ({}) to {}",
             ev.inferred_type.as_str(),
@@ -247,7 +258,6 @@ pub fn key_drafts(
         };
         d.impact = ev.entities_with_value;
         d.sql_preview = patch_sql(scope.entity_type, scope.user_id, &patch);
-        d.action = json!({"op": "patch", "patch": patch, "field": safe, "key": stats.key});
         d.evidence = evidence.clone();
         d.measure = ev.presence;
         out.push(d);
@@ -259,7 +269,13 @@ pub fn key_drafts(
             ));
             let patch = json!({"attributes": {safe.clone(): attr}});
             let (index, _) = index_sql("evolve", scope.entity_type, &safe, ev.inferred_type);
-            let mut d = scope.draft("temporal", &stats.key, &safe, prio);
+            let action = Action::PatchAndIndex {
+                patch: patch.clone(),
+                field: Some(safe.clone()),
+                key: Some(stats.key.clone()),
+                attr_type: ev.inferred_type,
+            };
+            let mut d = scope.draft("temporal", &stats.key, &safe, prio, action);
             d.title = format!("Track {} events by {safe}", scope.entity_type);
             d.rationale = format!(
                 "{basis} Its values are points in time: declaring it as the event time and indexing it lets queries follow {} over time.",
@@ -270,8 +286,6 @@ pub fn key_drafts(
                 "{};\n{index}",
                 patch_sql(scope.entity_type, scope.user_id, &patch)
             );
-            d.action = json!({"op": "patch_and_index", "patch": patch, "field": safe, "key": stats.key,
-                              "attr_type": ev.inferred_type.as_str()});
             d.evidence = evidence;
             d.measure = ev.presence;
             out.push(d);
@@ -315,6 +329,7 @@ pub fn cooccurrence_drafts(
         taken.insert(safe.clone());
         let patch = json!({"relationships": {safe.clone(): {"target": target,
             "description": format!("The {target} with the same key")}}});
+        let action = Action::patch(patch.clone(), &safe, &safe);
         let mut p = scope.draft(
             "relationship",
             target,
@@ -324,6 +339,7 @@ pub fn cooccurrence_drafts(
             } else {
                 Priority::Low
             },
+            action,
         );
         p.title = format!(
             "Relate {} to {target}: they share entity keys",
@@ -335,7 +351,6 @@ pub fn cooccurrence_drafts(
         );
         p.impact = scope.entity_count;
         p.sql_preview = patch_sql(scope.entity_type, scope.user_id, &patch);
-        p.action = json!({"op": "patch", "patch": patch, "field": safe, "key": safe});
         p.evidence = json!({"target": target, "cooccurrence_share": share, "sampled_keys": sampled, "shared_keys": n});
         p.measure = share;
         out.push(p);
@@ -384,7 +399,11 @@ pub fn index_drafts(scope: &Scope<'_>, existing: &BTreeSet<String>) -> Vec<Draft
             continue;
         }
         let (create, _) = index_sql("evolve", scope.entity_type, &field, t);
-        let mut p = scope.draft("index", &field, &name, Priority::Medium);
+        let action = Action::Index {
+            field: Some(field.clone()),
+            attr_type: t,
+        };
+        let mut p = scope.draft("index", &field, &name, Priority::Medium, action);
         p.title = format!("Index {}.{field}", scope.entity_type);
         p.rationale = format!(
             "{field} is a declared {} of {} and is {why}; {} entities would be indexed.",
@@ -398,7 +417,6 @@ pub fn index_drafts(scope: &Scope<'_>, existing: &BTreeSet<String>) -> Vec<Draft
         );
         p.impact = scope.entity_count;
         p.sql_preview = create;
-        p.action = json!({"op": "index", "field": field, "attr_type": t.as_str()});
         p.evidence = json!({"field": field, "attr_type": t.as_str(), "index": name, "entity_count": scope.entity_count});
         p.measure = scope.entity_count as f64;
         out.push(p);
@@ -420,7 +438,10 @@ pub fn table_draft(scope: &Scope<'_>, table_exists: bool) -> Option<Draft> {
     }
     let table = projection_table_name(scope.entity_type);
     let (create, _) = projection_table_sql("evolve", scope.entity_type, &columns);
-    let mut d = scope.draft("table", &table, &table, Priority::Low);
+    let action = Action::Table {
+        columns: columns.iter().map(|(n, t)| Column(n.clone(), *t)).collect(),
+    };
+    let mut d = scope.draft("table", &table, &table, Priority::Low, action);
     d.title = format!("Create typed table evolve.{table}");
     d.rationale = format!(
         "{} has {} declared attributes over {} entities; a typed projection table gives them real columns for reporting and joins.",
@@ -430,7 +451,6 @@ pub fn table_draft(scope: &Scope<'_>, table_exists: bool) -> Option<Draft> {
     );
     d.impact = scope.entity_count;
     d.sql_preview = create;
-    d.action = json!({"op": "table", "columns": columns.iter().map(|(n, t)| json!([n, t.as_str()])).collect::<Vec<_>>()});
     d.evidence = json!({"columns": columns.iter().map(|(n, t)| json!({"attribute": n, "type": t.as_str()})).collect::<Vec<_>>(),
                         "entity_count": scope.entity_count});
     d.measure = scope.entity_count as f64;
@@ -507,7 +527,10 @@ pub fn entity_type_draft(
             "SELECT evolve.register_schema({}::jsonb, {scope_user})",
             quote_literal(&definition.to_string())
         ),
-        action: json!({"op": "register", "definition": definition, "auto": conflicts.is_empty()}),
+        action: Action::Register {
+            definition,
+            auto: conflicts.is_empty(),
+        },
         evidence: json!({
             "rejected_rows": rejected_rows,
             "payloads_sampled": payloads.len().min(MAX_PAYLOAD_SAMPLES),
@@ -568,7 +591,7 @@ pub fn promote_drafts(
             ),
             impact: n,
             sql_preview: patch_sql(entity_type, None, &patch),
-            action: json!({"op": "patch", "patch": patch, "field": field, "key": field}),
+            action: Action::patch(patch, &field, &field),
             evidence: json!({
                 "users": n,
                 "types": by_type.iter().map(|(t, u)| (t.to_string(), Value::from(u.len()))).collect::<Map<_, _>>(),
@@ -629,7 +652,7 @@ mod tests {
         assert_eq!(beak.safe_name, "beak_length_mm");
         assert_eq!(beak.priority, Priority::Medium);
         assert_eq!(
-            beak.action["patch"],
+            beak.action.to_json()["patch"],
             json!({"attributes": {"beak_length_mm": {"type": "number", "aliases": ["Beak Length (mm)"]}}})
         );
         let hostile = drafts.iter().find(|d| d.name.starts_with('"')).unwrap();
@@ -660,7 +683,7 @@ mod tests {
         );
         assert_eq!(drafts[0].safe_name, "mag_2");
         assert_eq!(
-            drafts[0].action["patch"]["attributes"]["mag_2"]["aliases"],
+            drafts[0].action.to_json()["patch"]["attributes"]["mag_2"]["aliases"],
             json!(["Mag"])
         );
     }
@@ -704,7 +727,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            drafts[0].action["patch"],
+            drafts[0].action.to_json()["patch"],
             json!({"relationships": {"station": {"target": "station"}}})
         );
         assert!(drafts[0].sql_preview.ends_with("'u1')"));
@@ -753,14 +776,14 @@ mod tests {
             json!({"name": "b", "Height (m)": 4.5}),
         ];
         let d = entity_type_draft("volcano", None, 2, &payloads, &["quake".into()], 0.85).unwrap();
-        assert_eq!(d.action["auto"], json!(true));
+        assert_eq!(d.action.to_json()["auto"], json!(true));
         assert_eq!(
-            d.action["definition"]["attributes"]["height_m"],
+            d.action.to_json()["definition"]["attributes"]["height_m"],
             json!({"type": "number", "aliases": ["Height (m)"]})
         );
         let d =
             entity_type_draft("volcanoes", None, 2, &payloads, &["volcano".into()], 0.85).unwrap();
-        assert_eq!(d.action["auto"], json!(false));
+        assert_eq!(d.action.to_json()["auto"], json!(false));
         assert!(entity_type_draft("bad name", None, 1, &payloads, &[], 0.85).is_none());
     }
 

@@ -23,6 +23,7 @@ mod plans;
 mod proposals;
 mod reembed;
 mod registry;
+mod review;
 mod snapshots;
 mod store;
 mod userfn;
@@ -87,9 +88,9 @@ extension_sql_file!(
     requires = [
         "embedding",
         proposals::propose_schema,
-        proposals::approve_proposal,
-        proposals::reject_proposal,
-        proposals::rollback_proposal
+        review::approve_proposal,
+        review::reject_proposal,
+        review::rollback_proposal
     ]
 );
 
@@ -112,7 +113,7 @@ extension_sql_file!(
         governance::set_quota,
         governance::set_compatibility,
         registry::resolve_conflict,
-        proposals::schema_diagram,
+        review::schema_diagram,
         fragments::field_confidence,
         fragments::promote_fragments,
         fragments::archive_stale_fragments,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, PgOid};
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::spi::{OwnedPreparedStatement, Spi, SpiClient, SpiTupleTable};
 
 use crate::error::OrRaise;
 
@@ -48,4 +48,13 @@ pub fn evolve_relation(name: &std::ffi::CStr) -> pg_sys::Oid {
         }
         pg_sys::get_relname_relid(name.as_ptr(), nsp)
     }
+}
+
+pub fn text_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<String> {
+    Spi::connect(|c| {
+        c.select(sql, None, args)
+            .or_raise()
+            .filter_map(|r| r.get::<String>(1).or_raise())
+            .collect()
+    })
 }

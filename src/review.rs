@@ -1,0 +1,475 @@
+//! L4: reviewing schema proposals: approve (apply in a subtransaction), reject and roll back,
+//! each with its audit row in `evolve.schema_evolution_history`, and the Mermaid diagram.
+//! Applying goes through the registry in Rust; what a proposal does is its typed `Action`.
+
+use std::panic::AssertUnwindSafe;
+
+use evolve_core::proposals::{index_sql, projection_table_name, projection_table_sql};
+use evolve_core::propose::{self, removal_patch, Action, Column};
+use evolve_core::schema::{AttrType, Definition};
+use evolve_core::SqlState;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use crate::args::{check_user_id, writable_transaction};
+use crate::error::{in_subtransaction, raise, OrRaise};
+use crate::plans::text_rows;
+use crate::store::effective_definition;
+
+struct Proposal {
+    id: i64,
+    entity_type: String,
+    user_id: Option<String>,
+    name: String,
+    action: Value,
+    measure: f64,
+}
+
+/// Locks a proposal and checks it is in status `want` (else 55000; 42704 when it does not exist).
+fn load(id: i64, want: &str) -> Proposal {
+    writable_transaction();
+    let (p, status) = Spi::connect_mut(|c| {
+        c.update(
+            "SELECT entity_type, user_id, name, status, action, measure \
+             FROM evolve.schema_proposals WHERE id = $1 FOR UPDATE",
+            None,
+            &[id.into()],
+        )
+        .or_raise()
+        .next()
+        .map(|r| {
+            let p = Proposal {
+                id,
+                entity_type: r.get::<String>(1).or_raise().unwrap_or_default(),
+                user_id: r.get::<String>(2).or_raise(),
+                name: r.get::<String>(3).or_raise().unwrap_or_default(),
+                action: r
+                    .get::<JsonB>(5)
+                    .or_raise()
+                    .map(|j| j.0)
+                    .unwrap_or_default(),
+                measure: r.get::<f64>(6).or_raise().unwrap_or(0.0),
+            };
+            (p, r.get::<String>(4).or_raise().unwrap_or_default())
+        })
+    })
+    .unwrap_or_else(|| {
+        raise(
+            SqlState::UndefinedObject,
+            format!("proposal {id} does not exist"),
+            None,
+            Some("See evolve.schema_proposals or run evolve.propose_schema().".into()),
+        )
+    });
+    if status != want {
+        raise(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!("proposal {id} is {status}, not {want}"),
+            None,
+            Some("Only pending proposals can be approved or rejected, and only implemented ones rolled back; evolve.propose_schema() refreshes them.".into()),
+        );
+    }
+    p
+}
+
+fn history(
+    proposal: i64,
+    action: &str,
+    executed: Option<&str>,
+    rollback: Option<&str>,
+    success: bool,
+    error: Option<(&str, &str)>,
+    details: Value,
+) -> i64 {
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO evolve.schema_evolution_history \
+                 (proposal_id, action, executed_sql, rollback_sql, success, sqlstate, error, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            None,
+            &[
+                proposal.into(),
+                action.into(),
+                executed.into(),
+                rollback.into(),
+                success.into(),
+                error.map(|e| e.0).into(),
+                error.map(|e| e.1).into(),
+                JsonB(details).into(),
+            ],
+        )
+        .or_raise()
+        .next()
+        .and_then(|r| r.get::<i64>(1).or_raise())
+        .unwrap_or(0)
+    })
+}
+
+/// What applying a proposal did: the statements (as text for the audit), their undo, and the
+/// facts the rollback needs.
+struct Applied {
+    executed: Vec<String>,
+    rollback: Vec<String>,
+    details: Value,
+}
+
+fn run_patch(entity_type: &str, user_id: Option<&str>, patch: &Value) -> i32 {
+    crate::registry::update_incremental(entity_type, patch, user_id)
+}
+
+fn record_object(p: &Proposal, kind: &str, name: &str, columns: Value, sql: &str) {
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO evolve.dynamic_tables (proposal_id, kind, schema_name, object_name, entity_type, columns, created_sql) \
+             VALUES ($1, $2, 'evolve', $3, $4, $5, $6)",
+            None,
+            &[p.id.into(), kind.into(), name.into(), p.entity_type.as_str().into(), JsonB(columns).into(), sql.into()],
+        )
+        .or_raise();
+    });
+}
+
+fn create_index(p: &Proposal, field: &str, attr_type: AttrType, out: &mut Applied) {
+    let (create, drop) = index_sql("evolve", &p.entity_type, field, attr_type);
+    // Identifiers quoted, the type name a quoted literal (DDL takes no parameters).
+    Spi::run(&create).or_raise();
+    record_object(
+        p,
+        "index",
+        &evolve_core::proposals::index_name(&p.entity_type, field),
+        json!([]),
+        &create,
+    );
+    out.executed.push(create);
+    out.rollback.insert(0, drop);
+}
+
+fn apply(p: &Proposal) -> Applied {
+    let mut out = Applied {
+        executed: Vec::new(),
+        rollback: Vec::new(),
+        details: json!({}),
+    };
+    let user = p.user_id.as_deref();
+    let action = Action::from_json(&p.action);
+    // The type of the index `patch_and_index` creates after its patch.
+    let then_index = match &action {
+        Ok(Action::PatchAndIndex { attr_type, .. }) => Some(*attr_type),
+        _ => None,
+    };
+    match action {
+        Ok(
+            Action::Patch { patch, field, key }
+            | Action::PatchAndIndex {
+                patch, field, key, ..
+            },
+        ) => {
+            let field = field.unwrap_or_else(|| p.name.clone());
+            let version = run_patch(&p.entity_type, user, &patch);
+            let removal = removal_patch(&patch);
+            out.executed
+                .push(propose::patch_sql(&p.entity_type, user, &patch));
+            out.rollback
+                .push(propose::patch_sql(&p.entity_type, user, &removal));
+            let at = Spi::get_one::<String>("SELECT now()::text")
+                .or_raise()
+                .unwrap_or_default();
+            out.details = json!({"version": version, "field": field, "key": key, "promoted_at": at,
+                                 "removal": removal});
+            if let Some(attr_type) = then_index {
+                create_index(p, &field, attr_type, &mut out);
+            }
+        }
+        Ok(Action::Index { field, attr_type }) => {
+            let field = field.unwrap_or_else(|| p.name.clone());
+            create_index(p, &field, attr_type, &mut out);
+        }
+        Ok(Action::Table { columns }) => {
+            let columns: Vec<(String, AttrType)> =
+                columns.into_iter().map(|Column(n, t)| (n, t)).collect();
+            let (create, drop) = projection_table_sql("evolve", &p.entity_type, &columns);
+            Spi::run(&create).or_raise();
+            let names = evolve_core::proposals::projection_column_names(
+                columns.iter().map(|c| c.0.as_str()),
+            );
+            let mapping: Vec<Value> = columns
+                .iter()
+                .zip(&names)
+                .map(|((k, t), c)| json!({"attribute": k, "column": c, "type": t.as_str()}))
+                .collect();
+            record_object(
+                p,
+                "table",
+                &projection_table_name(&p.entity_type),
+                Value::from(mapping),
+                &create,
+            );
+            out.executed.push(create);
+            out.rollback.push(drop);
+        }
+        Ok(Action::Register { definition, .. }) => {
+            let version = crate::registry::register(&definition, user);
+            // The rejected rows are ingested again (rows that still fail return to the rejects).
+            let replayed = Spi::connect_mut(|c| {
+                c.update(
+                    "WITH moved AS (DELETE FROM evolve.inbox_rejects \
+                         WHERE sqlstate = '42704' AND entity_type = $1 AND user_id IS NOT DISTINCT FROM $2 \
+                         RETURNING entity_type, payload, user_id, source, entity_key, schema_version) \
+                     INSERT INTO evolve.inbox (entity_type, payload, user_id, source, entity_key, schema_version) \
+                     SELECT entity_type, payload, user_id, source, entity_key, schema_version FROM moved",
+                    None,
+                    &[p.entity_type.as_str().into(), user.into()],
+                )
+                .or_raise()
+                .len()
+            });
+            out.executed.push(format!(
+                "SELECT evolve.register_schema({}::jsonb, {})",
+                evolve_core::proposals::quote_literal(&definition.to_string()),
+                user.map_or("NULL".into(), evolve_core::proposals::quote_literal)
+            ));
+            out.rollback.push(format!(
+                "SELECT evolve.deactivate_schema({}, {})",
+                evolve_core::proposals::quote_literal(&p.entity_type),
+                user.map_or("NULL".into(), evolve_core::proposals::quote_literal)
+            ));
+            out.details = json!({"version": version, "replayed_rows": replayed});
+        }
+        Err(other) => raise(
+            SqlState::InvalidParameterValue,
+            format!("proposal {} has an unknown action \"{other}\"", p.id),
+            None,
+            None,
+        ),
+    }
+    out
+}
+
+/// Applies (approve, auto_approve) a pending proposal in a subtransaction and records the
+/// outcome; returns the history row's id.
+pub fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str) -> i64 {
+    let p = load(id, "pending");
+    match in_subtransaction(AssertUnwindSafe(|| apply(&p))) {
+        Ok(applied) => {
+            Spi::run_with_args(
+                "UPDATE evolve.schema_proposals SET status = 'implemented', reviewed_by = $2, reviewed_at = now(), \
+                     review_notes = $3, updated_at = now() WHERE id = $1",
+                &[id.into(), reviewer.into(), notes.into()],
+            )
+            .or_raise();
+            history(
+                id,
+                action,
+                Some(&applied.executed.join(";\n")),
+                Some(&applied.rollback.join(";\n")),
+                true,
+                None,
+                applied.details,
+            )
+        }
+        Err((state, message)) => {
+            pgrx::warning!("proposal {id} could not be applied ({state}): {message}");
+            history(
+                id,
+                action,
+                None,
+                None,
+                false,
+                Some((&state, &message)),
+                json!({}),
+            )
+        }
+    }
+}
+
+#[pg_extern(volatile, parallel_unsafe, name = "_approve_proposal")]
+fn approve_proposal(id: Option<i64>, reviewer: Option<String>, notes: Option<String>) -> i64 {
+    let id = crate::error::required(id, "id");
+    crate::access::require_admin("approve a proposal");
+    let reviewer = reviewer.unwrap_or_else(|| "unknown".into());
+    review(id, &reviewer, notes.as_deref(), "approve")
+}
+
+#[pg_extern(volatile, parallel_unsafe, name = "_reject_proposal")]
+fn reject_proposal(id: Option<i64>, reviewer: Option<String>, notes: Option<String>) -> i64 {
+    let id = crate::error::required(id, "id");
+    crate::access::require_admin("reject a proposal");
+    let p = load(id, "pending");
+    Spi::run_with_args(
+        "UPDATE evolve.schema_proposals SET status = 'rejected', rejected_measure = measure, reviewed_by = $2, \
+             reviewed_at = now(), review_notes = $3, updated_at = now() WHERE id = $1",
+        &[id.into(), reviewer.as_deref().into(), notes.as_deref().into()],
+    )
+    .or_raise();
+    history(
+        id,
+        "reject",
+        None,
+        None,
+        true,
+        None,
+        json!({"measure": p.measure}),
+    )
+}
+
+/// Undoes an implemented proposal from its approval's record.
+#[pg_extern(volatile, parallel_unsafe, name = "_rollback_proposal")]
+fn rollback_proposal(id: i64) -> i64 {
+    crate::access::require_admin("roll back a proposal");
+    let p = load(id, "implemented");
+    let approval: (String, Value) = Spi::connect(|c| {
+        c.select(
+            "SELECT rollback_sql, details FROM evolve.schema_evolution_history \
+             WHERE proposal_id = $1 AND action IN ('approve', 'auto_approve') AND success ORDER BY id DESC LIMIT 1",
+            None,
+            &[id.into()],
+        )
+        .or_raise()
+        .next()
+        .map(|r| {
+            (
+                r.get::<String>(1).or_raise().unwrap_or_default(),
+                r.get::<JsonB>(2).or_raise().map(|j| j.0).unwrap_or_default(),
+            )
+        })
+    })
+    .unwrap_or_else(|| raise(SqlState::ObjectNotInPrerequisiteState, format!("proposal {id} has no recorded approval"), None, None));
+    let result = in_subtransaction(AssertUnwindSafe(|| undo(&p, &approval.1)));
+    match result {
+        Ok(details) => {
+            Spi::run_with_args(
+                "UPDATE evolve.schema_proposals SET status = 'rolled_back', rejected_measure = measure, \
+                     updated_at = now() WHERE id = $1",
+                &[id.into()],
+            )
+            .or_raise();
+            history(id, "rollback", Some(&approval.0), None, true, None, details)
+        }
+        Err((state, message)) => {
+            pgrx::warning!("proposal {id} could not be rolled back ({state}): {message}");
+            history(
+                id,
+                "rollback",
+                Some(&approval.0),
+                None,
+                false,
+                Some((&state, &message)),
+                json!({}),
+            )
+        }
+    }
+}
+
+fn undo(p: &Proposal, details: &Value) -> Value {
+    let user = p.user_id.as_deref();
+    // Created objects go first (an index depends on nothing we remove, but keep it symmetric).
+    let objects: Vec<(String, String)> = Spi::connect_mut(|c| {
+        c.update(
+            "UPDATE evolve.dynamic_tables SET dropped_at = now() WHERE proposal_id = $1 AND dropped_at IS NULL \
+             RETURNING kind, object_name",
+            None,
+            &[p.id.into()],
+        )
+        .or_raise()
+        .map(|r| {
+            (
+                r.get::<String>(1).or_raise().unwrap_or_default(),
+                r.get::<String>(2).or_raise().unwrap_or_default(),
+            )
+        })
+        .collect()
+    });
+    for (kind, name) in &objects {
+        let q = evolve_core::proposals::quote_ident;
+        let sql = match kind.as_str() {
+            "table" => format!("DROP TABLE IF EXISTS {}.{}", q("evolve"), q(name)),
+            _ => format!("DROP INDEX IF EXISTS {}.{}", q("evolve"), q(name)),
+        };
+        Spi::run(&sql).or_raise();
+    }
+    let mut out = json!({"dropped": objects.iter().map(|o| o.1.clone()).collect::<Vec<_>>()});
+    match Action::from_json(&p.action) {
+        Ok(Action::Patch { .. } | Action::PatchAndIndex { .. }) => {
+            run_patch(&p.entity_type, user, &details["removal"]);
+            let field = details["field"].as_str().unwrap_or(&p.name);
+            let key = details["key"].as_str().unwrap_or(&p.name);
+            let at = details["promoted_at"].as_str().unwrap_or("");
+            // The fragments the approval promoted are active again; the observations it made of
+            // them are removed and the snapshots recomputed. `user_id` NULL covers every user's
+            // fragments (a global attribute promoted them all).
+            let (fragments, entities) = Spi::connect_mut(|c| {
+                let fragments = c
+                    .update(
+                        "UPDATE evolve.raw_fragments SET lifecycle_state = 'active', promoted_at = NULL, expires_at = NULL \
+                         WHERE entity_type = $1 AND ($2::text IS NULL OR user_id = $2) AND fragment_key = ANY ($3) \
+                           AND lifecycle_state = 'promoted' AND promoted_at = $4::timestamptz",
+                        None,
+                        &[p.entity_type.as_str().into(), user.into(), vec![key.to_string(), field.to_string()].into(), at.into()],
+                    )
+                    .or_raise()
+                    .len() as i64;
+                let entities: Vec<i64> = c
+                    .update(
+                        "WITH gone AS (DELETE FROM evolve.observations o USING evolve.entities e \
+                             WHERE o.entity_id = e.entity_id AND e.entity_type = $1 AND ($2::text IS NULL OR e.user_id = $2) \
+                               AND o.attribute = $3 AND o.observed_at = $4::timestamptz RETURNING o.entity_id) \
+                         SELECT DISTINCT entity_id FROM gone ORDER BY entity_id",
+                        None,
+                        &[p.entity_type.as_str().into(), user.into(), field.into(), at.into()],
+                    )
+                    .or_raise()
+                    .filter_map(|r| r.get::<i64>(1).or_raise())
+                    .collect();
+                (fragments, entities)
+            });
+            Spi::run_with_args(
+                "SELECT evolve.refresh_snapshot(id) FROM unnest($1::bigint[]) AS id",
+                &[entities.clone().into()],
+            )
+            .or_raise();
+            out["fragments_reactivated"] = json!(fragments);
+            out["snapshots_refreshed"] = json!(entities.len());
+        }
+        Ok(Action::Register { .. }) => {
+            Spi::run_with_args(
+                "SELECT evolve.deactivate_schema($1, $2)",
+                &[p.entity_type.as_str().into(), user.into()],
+            )
+            .or_raise();
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The active schema as a diagram: a Mermaid `erDiagram` of every active global type (and,
+/// with `user_id`, that user's view of them and its own types).
+#[pg_extern(stable, parallel_safe)]
+fn schema_diagram(
+    format: default!(Option<&str>, "'mermaid'"),
+    user_id: default!(Option<String>, "NULL"),
+) -> String {
+    let format = crate::error::required(format, "format");
+    crate::access::require_read(user_id.as_deref());
+    if format != "mermaid" {
+        raise(
+            SqlState::InvalidParameterValue,
+            format!("unknown diagram format \"{format}\""),
+            None,
+            Some("The supported format is 'mermaid'.".into()),
+        );
+    }
+    let user = user_id.as_deref();
+    check_user_id(user);
+    let types = text_rows(
+        "SELECT DISTINCT entity_type FROM evolve.schemas \
+         WHERE status = 'active' AND current_version > 0 AND (user_id IS NULL OR user_id = $1) ORDER BY 1",
+        &[user.into()],
+    );
+    let defs: Vec<Definition> = types
+        .iter()
+        .filter_map(|t| effective_definition(t, user).map(|e| e.definition))
+        .collect();
+    evolve_core::proposals::mermaid(&defs)
+}

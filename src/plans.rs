@@ -58,3 +58,17 @@ pub fn text_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Strin
             .collect()
     })
 }
+
+/// Reading a column the query guarantees is not NULL (a key, a NOT NULL column): an
+/// unexpected NULL is an internal error naming the column, never a silent 0 or "".
+pub trait Required {
+    fn required<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> T;
+}
+
+impl Required for pgrx::spi::SpiHeapTupleData<'_> {
+    fn required<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> T {
+        self.get::<T>(ordinal).or_raise().unwrap_or_else(|| {
+            pgrx::error!("pg_evolve internal query returned NULL in its column {ordinal}")
+        })
+    }
+}

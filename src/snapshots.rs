@@ -15,6 +15,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::error::{raise, OrNone, OrRaise};
+use crate::plans::Required;
 use crate::store::effective_definition;
 
 /// An observation to record for an existing entity.
@@ -63,13 +64,13 @@ pub fn record_observations(observations: Vec<NewObservation>) {
                     .and_then(|j| serde_json::from_value(j.0).ok())
                     .unwrap_or_default();
                 (
-                    r.get::<i64>(1).or_raise().unwrap_or_default(),
+                    r.required::<i64>(1),
                     EntityState {
-                        entity_type: r.get::<String>(2).or_raise().unwrap_or_default(),
+                        entity_type: r.required::<String>(2),
                         user_id: r.get::<String>(3).or_raise(),
                         cells,
-                        schema_hash: r.get::<i64>(5).or_raise().unwrap_or_default(),
-                        last_computed: r.get::<i64>(6).or_raise().unwrap_or_default(),
+                        schema_hash: r.required::<i64>(5),
+                        last_computed: r.required::<i64>(6),
                     },
                 )
             })
@@ -101,11 +102,11 @@ pub fn record_observations(observations: Vec<NewObservation>) {
             )
             .or_raise()
             .map(|r| {
-                let id = r.get::<i64>(1).or_raise().unwrap_or_default();
+                let id = r.required::<i64>(1);
                 (
                     id,
-                    r.get::<i64>(2).or_raise().unwrap_or_default(),
-                    r.get::<String>(3).or_raise().unwrap_or_default(),
+                    r.required::<i64>(2),
+                    r.required::<String>(3),
                     Observation {
                         id,
                         value: r.get::<JsonB>(4).or_raise().map(|j| j.0).unwrap_or(Value::Null),
@@ -151,9 +152,9 @@ pub fn record_observations(observations: Vec<NewObservation>) {
                 )
                 .or_raise();
             for r in history {
-                let entity_id = r.get::<i64>(1).or_raise().unwrap_or_default();
+                let entity_id = r.required::<i64>(1);
                 let obs = Observation {
-                    id: r.get::<i64>(2).or_raise().unwrap_or_default(),
+                    id: r.required::<i64>(2),
                     value: r
                         .get::<JsonB>(4)
                         .or_raise()
@@ -161,7 +162,7 @@ pub fn record_observations(observations: Vec<NewObservation>) {
                         .unwrap_or(Value::Null),
                     source: r.get::<String>(5).or_raise(),
                 };
-                let attribute = r.get::<String>(3).or_raise().unwrap_or_default();
+                let attribute = r.required::<String>(3);
                 if let (Some(st), Some((def, _))) =
                     (states.get_mut(&entity_id), defs.get(&entity_id))
                 {
@@ -235,12 +236,7 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
                 &[entity_id.into()],
             )
             .or_raise()
-            .map(|r| {
-                (
-                    r.get::<String>(1).or_raise().unwrap_or_default(),
-                    r.get::<String>(2).or_raise(),
-                )
-            })
+            .map(|r| (r.required::<String>(1), r.get::<String>(2).or_raise()))
             .collect();
         let Some((t, u)) = st
             .into_iter()
@@ -274,7 +270,7 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
             .or_raise();
         for r in history {
             let obs = Observation {
-                id: r.get::<i64>(1).or_raise().unwrap_or_default(),
+                id: r.required::<i64>(1),
                 value: r
                     .get::<JsonB>(3)
                     .or_raise()
@@ -282,12 +278,7 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
                     .unwrap_or(Value::Null),
                 source: r.get::<String>(4).or_raise(),
             };
-            reduce::apply(
-                &def,
-                &mut cells,
-                &r.get::<String>(2).or_raise().unwrap_or_default(),
-                &obs,
-            );
+            reduce::apply(&def, &mut cells, &r.required::<String>(2), &obs);
             last = obs.id;
         }
         let mut states = BTreeMap::new();

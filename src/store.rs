@@ -18,6 +18,7 @@ use crate::args::writable_transaction;
 use crate::cache;
 use crate::error::{raise, OrRaise};
 use crate::jsonb::RawJsonb;
+use crate::plans::Required;
 
 pub fn scope_label(entity_type: &str, user_id: Option<&str>) -> String {
     match user_id {
@@ -71,14 +72,14 @@ pub fn read_head(
         .select(&sql, Some(1), &[entity_type.into(), user_id.into()])
         .or_raise();
     rows.into_iter().next().map(|row| Head {
-        schema_id: row.get::<i64>(1).or_raise().unwrap_or_default(),
-        version: row.get::<i32>(2).or_raise().unwrap_or_default(),
+        schema_id: row.required::<i64>(1),
+        version: row.required::<i32>(2),
         definition: row
             .get::<JsonB>(3)
             .or_raise()
             .map(|j| j.0)
             .unwrap_or(Value::Null),
-        status: row.get::<String>(4).or_raise().unwrap_or_default(),
+        status: row.required::<String>(4),
     })
 }
 
@@ -158,7 +159,7 @@ pub fn compute_effective(entity_type: &str, user_id: Option<&str>) -> Option<Val
                             .or_raise()
                             .map(|j| j.0)
                             .unwrap_or_default(),
-                        row.get::<i32>(3).or_raise().unwrap_or_default(),
+                        row.required::<i32>(3),
                     )
                 })
                 .collect()

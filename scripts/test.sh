@@ -41,7 +41,7 @@ fi
 note "building the debug library the test harness installs (~5 minutes the first time, seconds after)"
 cargo pgrx package --debug --test --pg-config "$PG_CONFIG" --features "pg15 pg_test" --no-default-features \
     --out-dir "${CARGO_TARGET_DIR:-$ROOT/target}/pg_evolve-test-package" >/dev/null
-note "running the #[pg_test] tests (test binary build ~2 minutes the first time; the tests ~30 s)"
+note "running the #[pg_test] tests (test binary build ~2 minutes the first time; the tests well under a minute)"
 PGRX_DATA=/tmp/pg_evolve_pgrx
 mkdir -p "$PGRX_DATA" && chown postgres:postgres "$PGRX_DATA"
 cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_DATA/data"

@@ -69,7 +69,7 @@ pg_evolve_cassert() {
     mkdir -p "$PGRX_HOME"
     grep -q "pg15 = \"$CASSERT_PG_CONFIG\"" "$PGRX_HOME/config.toml" 2>/dev/null ||
         (cd "$ROOT" && cargo pgrx init --pg15 "$CASSERT_PG_CONFIG")
-    (cd "$ROOT" && cargo pgrx install --pg-config "$CASSERT_PG_CONFIG" >/dev/null)
+    build_and_install "$CASSERT_PG_CONFIG" --debug
 }
 
 postgres_cassert

@@ -3,6 +3,7 @@
 # unprivileged `postgres` user (PostgreSQL refuses to run as root).
 #   scripts/cluster.sh start            # idempotent; prints nothing else
 #   scripts/cluster.sh stop
+#   scripts/cluster.sh status           # exits 0 when the cluster is running
 #   scripts/cluster.sh psql [args...]   # psql into $PG_EVOLVE_DB (default evolve_demo)
 #   scripts/cluster.sh env              # prints PGHOST/PGPORT exports
 set -euo pipefail
@@ -20,6 +21,13 @@ PRELOAD=${PG_EVOLVE_PRELOAD:-pg_evolve,pg_cron}
 as_pg() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
 }
+
+# PostgreSQL's programs change directory and back on start-up: run from a folder the postgres
+# user cannot enter (say, a clone under /root), each would print `could not change directory`.
+# Relative paths in arguments would not be readable for it from there either.
+if [ "$(id -un)" != postgres ] && ! runuser -u postgres -- test -x "$PWD" 2>/dev/null; then
+    cd /
+fi
 
 start() {
     if [ ! -f "$DIR/data/PG_VERSION" ]; then
@@ -50,7 +58,8 @@ CONF
 case "${1:-}" in
 start) start ;;
 stop) as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true ;;
+status) [ -f "$DIR/data/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1 ;;
 psql) shift; as_pg "$BIN/psql" -h "$DIR" -p "$PORT" -d "$DB" "$@" ;;
 env) echo "export PGHOST=$DIR PGPORT=$PORT PGDATABASE=$DB PGUSER=postgres" ;;
-*) echo "usage: $0 start|stop|psql|env" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|status|psql|env" >&2; exit 2 ;;
 esac

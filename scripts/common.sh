@@ -5,9 +5,38 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+
+# Copies a package tree ($1, laid out from / as `cargo pgrx package` writes it) into place the
+# way a package manager does: each file is written under a temporary name next to its
+# destination, then renamed over the old one. A server that has the old library loaded keeps
+# its mapping of the old file (rewriting that file in place kills it with SIGILL or SIGSEGV);
+# it loads the new one when it starts again.
+install_tree() {
+    local src=$1 f dest tmp mode
+    while IFS= read -r -d '' f; do
+        dest=/${f#"$src"/}
+        tmp=$(dirname "$dest")/.$(basename "$dest").new.$$
+        case "$dest" in *.so) mode=0755 ;; *) mode=0644 ;; esac
+        mkdir -p "$(dirname "$dest")"
+        install -m "$mode" "$f" "$tmp"
+        mv -f "$tmp" "$dest"
+    done < <(find "$src" -type f -print0)
+}
+
+# Builds pg_evolve against a pg_config ($1) and installs it with install_tree. Further arguments
+# go to `cargo pgrx package` (default: a release build; `--debug` for a debug build).
+build_and_install() {
+    local pg_config=$1
+    shift
+    local pkg="${CARGO_TARGET_DIR:-$ROOT/target}/pg_evolve-package"
+    rm -rf "$pkg"
+    (cd "$ROOT" && cargo pgrx package --pg-config "$pg_config" --out-dir "$pkg" "$@" >/dev/null)
+    install_tree "$pkg"
+}
 
 # Builds the release library and installs it into PostgreSQL's directories.
 install_release() {
-    step "building and installing pg_evolve (release)"
-    (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
+    step "building and installing pg_evolve (release build: ~5 minutes the first time, seconds when nothing changed)"
+    build_and_install "$PG_CONFIG"
 }

@@ -1,6 +1,10 @@
 -- The pg_evolve demo, on the USGS "all earthquakes, past week" feed (data/README.md).
-\pset footer off
+-- scripts/demo.sh runs it in two sessions, split at the line `--@@ progress bar @@` (section 19),
+-- and draws the re-embedding job's progress bar in between.
 \set QUIET on
+\pset footer off
+-- A fresh start: nothing to drop on the first run, and no notices saying so.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_evolve CASCADE;
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE EXTENSION pg_evolve;
@@ -9,11 +13,27 @@ CREATE TABLE usgs_feed AS
 SELECT f->>'id' AS id, f->'properties' AS properties, f->'geometry' AS geometry
 FROM (SELECT string_agg(line, E'\n' ORDER BY n)::jsonb AS doc FROM usgs_lines) d,
      jsonb_array_elements(d.doc->'features') AS f;
+RESET client_min_messages;
+-- Runs a statement that must be refused: shows the refusal (SQLSTATE and message) as a row;
+-- a statement that is accepted instead fails the demo.
+CREATE FUNCTION pg_temp.expect_refusal(statement text)
+RETURNS TABLE (outcome text, code text, message text) LANGUAGE plpgsql AS $f$
+BEGIN
+    BEGIN
+        EXECUTE statement;
+    EXCEPTION WHEN OTHERS THEN
+        outcome := 'expected refusal';
+        GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+        RETURN NEXT;
+        RETURN;
+    END;
+    RAISE EXCEPTION 'the demo expected this statement to be refused, but it was accepted: %', statement;
+END $f$;
 \set QUIET off
 
 \echo '\n## 1. The feed: one row per earthquake, its properties as drifting JSON'
-SELECT count(*) AS features, count(DISTINCT k) AS distinct_property_keys
-FROM usgs_feed, jsonb_object_keys(properties) AS k;
+SELECT (SELECT count(*) FROM usgs_feed) AS features,
+       (SELECT count(DISTINCT k) FROM usgs_feed, jsonb_object_keys(properties) AS k) AS distinct_property_keys;
 
 \echo '\n## 2. Register an initial earthquake schema (a handful of attributes)'
 SELECT evolve.register_schema($${
@@ -75,13 +95,12 @@ SELECT * FROM evolve.check_compatibility($${
   "attributes": {"mag": {"type": "integer"}, "place": {"type": "string"}, "time": {"type": "integer"},
                  "status": {"type": "string"}, "magType": {"type": "string"}, "depth": {"type": "number"},
                  "sig": {"type": "integer", "required": true}}}$$);
-\set ON_ERROR_STOP off
-SELECT evolve.register_schema($${
+\echo 'Registering it anyway is refused (the demo catches the error and shows it):'
+SELECT outcome, code AS sqlstate, message FROM pg_temp.expect_refusal($sql$SELECT evolve.register_schema($${
   "entity_type": "earthquake",
   "attributes": {"mag": {"type": "integer"}, "place": {"type": "string"}, "time": {"type": "integer"},
                  "status": {"type": "string"}, "magType": {"type": "string"}, "depth": {"type": "number"},
-                 "sig": {"type": "integer", "required": true}}}$$);
-\set ON_ERROR_STOP on
+                 "sig": {"type": "integer", "required": true}}}$$)$sql$);
 
 \echo '\n## 10. Near-duplicate entity types are flagged for review, not activated'
 SELECT evolve.register_schema('{"entity_type": "earthquakes", "description": "plural, by another team"}');
@@ -125,7 +144,11 @@ SELECT lifecycle_state, count(*) FROM evolve.raw_fragments WHERE fragment_key = 
 SELECT count(*) AS entities_with_felt FROM evolve.entities WHERE snapshot ? 'felt';
 
 \echo '\n## 16. Maintenance jobs in pg_cron (cleanup daily, archival weekly)'
+\set QUIET on
+SET client_min_messages = warning;   -- pg_cron stays from an earlier run: no "already exists" notice
 CREATE EXTENSION IF NOT EXISTS pg_cron;
+RESET client_min_messages;
+\set QUIET off
 SELECT * FROM evolve.schedule_maintenance();
 
 \echo '\n## 17. Old producers: a payload in an older shape is migrated on the way in'
@@ -152,23 +175,21 @@ FROM evolve.analyze_impact('{"kind": "entity_type_description_changed", "entity_
 
 \echo '\n## 19. Apply it: a new version, a job, the background worker re-embeds every earthquake into pgvector'
 SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake",
-                             "description": "An earthquake, quarry blast or explosion located by the USGS network"}') AS job \gset
+                             "description": "An earthquake, quarry blast or explosion located by the USGS network"}') AS job;
+--@@ progress bar @@
+\set QUIET on
+\pset footer off
+-- (Run as one script, psql waits here for the job without drawing anything.)
 DO $$
-DECLARE
-    p record;
-    waited int := 0;
 BEGIN
-    LOOP
-        SELECT * INTO p FROM evolve.migration_progress ORDER BY job_id DESC LIMIT 1;
-        RAISE NOTICE '[%] % % / % (%)', rpad(repeat('#', (p.percent / 5)::int), 20, '.'),
-            lpad(p.percent::text, 5), p.processed_entities, p.total_entities, p.status;
-        EXIT WHEN p.status IN ('completed', 'failed') OR waited >= 120;
+    FOR i IN 1..1200 LOOP
+        EXIT WHEN (SELECT status IN ('completed', 'failed') FROM evolve.migration_progress ORDER BY job_id DESC LIMIT 1);
         PERFORM pg_sleep(0.25);
-        waited := waited + 1;
     END LOOP;
 END $$;
+\set QUIET off
 SELECT job_id, status, percent, processed_entities, total_entities, error_count, rate_per_second
-FROM evolve.migration_progress WHERE job_id = :job;
+FROM evolve.migration_progress ORDER BY job_id DESC LIMIT 1;
 
 \echo '\n## 20. Semantic search over the embeddings'
 SELECT entity_key, round(distance::numeric, 3) AS distance, snapshot->>'place' AS place, snapshot->>'mag' AS mag

@@ -11,6 +11,21 @@ PGRX_VERSION=0.18.1
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
+# Runs a quiet, long command ($2...), saying every 30 seconds that it still runs ($1: what).
+with_heartbeat() {
+    local what=$1 hb status=0
+    shift
+    (
+        t0=$SECONDS
+        while sleep 30; do log "  ... $what: $(((SECONDS - t0) / 60))m$(((SECONDS - t0) % 60))s so far" >&2; done
+    ) &
+    hb=$!
+    "$@" || status=$?
+    kill "$hb" 2>/dev/null
+    wait "$hb" 2>/dev/null || true
+    return $status
+}
+
 need_root() {
     if [ "$(id -u)" != 0 ]; then
         echo "setup.sh must run as root (it installs packages)" >&2
@@ -29,10 +44,10 @@ apt_packages() {
         log "apt packages present"
         return
     fi
-    log "installing: ${missing[*]}"
+    log "installing: ${missing[*]} (apt-get, a minute or two)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    with_heartbeat "apt-get install" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 pgvector() {
@@ -42,7 +57,7 @@ pgvector() {
         log "pgvector present"
         return
     fi
-    log "building pgvector from Debian's trixie source package"
+    log "building pgvector from Debian's trixie source package (about a minute)"
     # Source only from trixie; binaries from trixie are pinned away so libc can never move.
     echo "deb-src http://deb.debian.org/debian trixie main" >/etc/apt/sources.list.d/pg-evolve-trixie-src.list
     printf 'Package: *\nPin: release n=trixie\nPin-Priority: -1\n' >/etc/apt/preferences.d/pg-evolve-no-trixie
@@ -61,8 +76,8 @@ cargo_pgrx() {
     if cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
         log "cargo-pgrx $PGRX_VERSION present"
     else
-        log "installing cargo-pgrx $PGRX_VERSION (takes a few minutes)"
-        cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked --quiet
+        log "installing cargo-pgrx $PGRX_VERSION: cargo install compiles ~300 crates, about 4 minutes on 2 cores"
+        with_heartbeat "compiling cargo-pgrx" cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked --quiet
     fi
     if grep -q "pg$PG_MAJOR = \"$PG_CONFIG\"" "$HOME/.pgrx/config.toml" 2>/dev/null; then
         log "cargo pgrx already initialised for pg$PG_MAJOR"

@@ -277,10 +277,12 @@ fn describe(user_id: Option<&str>) -> String {
 /// Reading a scope: global rows are readable by every reader; a user's rows only by that
 /// tenant and by admins.
 pub fn require_read(user_id: Option<&str>) {
-    let tenant = tenant();
+    // Admins read every scope, so their tenant cannot matter here: checked first, this keeps
+    // the cached active_schema path as short as it was.
     if is_admin() {
         return;
     }
+    let tenant = tenant();
     require_role(c"evolve_reader", "read pg_evolve schemas");
     if user_id.is_some() && user_id != tenant.as_deref() {
         deny(

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::{raise, OrRaise};
 use crate::jsonb::Json;
+use crate::plans::Required;
 use crate::reembed::{finish_jobs, lock_jobs};
 use crate::registry::write_version;
 use crate::store::read_head;
@@ -110,7 +111,7 @@ fn analyze_impact(
                             &args,
                         )
                         .or_raise()
-                        .map(|r| r.get::<i64>(1).or_raise().unwrap_or(0))
+                        .map(|r| r.required::<i64>(1))
                         .collect();
                     (count, sample)
                 }),
@@ -151,7 +152,7 @@ fn apply_change(change: Json) -> i64 {
                         &[t.as_str().into(), affected_name(&affected).into()],
                     )
                     .or_raise()
-                    .map(|r| r.get::<i64>(1).or_raise().unwrap_or(0))
+                    .map(|r| r.required::<i64>(1))
                     .collect()
             });
             targets.extend(ids);
@@ -221,7 +222,7 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
             .or_raise()
             .map(|r| {
                 (
-                    r.get::<i64>(1).or_raise().unwrap_or(0),
+                    r.required::<i64>(1),
                     r.get::<bool>(2).or_raise().unwrap_or(false),
                 )
             })

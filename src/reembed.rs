@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{in_subtransaction, OrRaise};
 use crate::gucs;
-use crate::plans::evolve_relation;
+use crate::plans::{evolve_relation, Required};
 use crate::store::effective_definition;
 use crate::vectors::{embed_text, embedder_id, vector_array};
 
@@ -118,13 +118,13 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
     Spi::connect_mut(|client| {
         crate::plans::execute(client, sql, args)
             .map(|r| {
-                let entity_id = r.get::<i64>(1).or_raise().unwrap_or(0);
-                let job_id = r.get::<i64>(2).or_raise().unwrap_or(0);
+                let entity_id = r.required::<i64>(1);
+                let job_id = r.required::<i64>(2);
                 Item {
                     entity_id,
                     job_id,
-                    attempts: r.get::<i32>(3).or_raise().unwrap_or(0),
-                    entity_type: r.get::<String>(4).or_raise().unwrap_or_default(),
+                    attempts: r.required::<i32>(3),
+                    entity_type: r.required::<String>(4),
                     user_id: r.get::<String>(5).or_raise(),
                     snapshot: r
                         .get::<JsonB>(6)
@@ -137,7 +137,7 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
                         .or_raise()
                         .unwrap_or_default(),
                     cursor: PickCursor {
-                        rank: r.get::<i32>(8).or_raise().unwrap_or(0),
+                        rank: r.required::<i32>(8),
                         job_id,
                         entity_id,
                         newest_job: r.get::<i64>(9).or_raise().unwrap_or(0),
@@ -336,8 +336,8 @@ fn rebuild_indexes() {
             .or_raise()
             .map(|r| {
                 (
-                    r.get::<String>(1).or_raise().unwrap_or_default(),
-                    r.get::<String>(2).or_raise().unwrap_or_default(),
+                    r.required::<String>(1),
+                    r.required::<String>(2),
                     r.get::<bool>(3).or_raise().unwrap_or(false),
                 )
             })

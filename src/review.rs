@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::args::{check_user_id, writable_transaction};
 use crate::error::{in_subtransaction, raise, OrRaise};
-use crate::plans::text_rows;
+use crate::plans::{text_rows, Required};
 use crate::store::effective_definition;
 
 struct Proposal {
@@ -41,9 +41,9 @@ fn load(id: i64, want: &str) -> Proposal {
         .map(|r| {
             let p = Proposal {
                 id,
-                entity_type: r.get::<String>(1).or_raise().unwrap_or_default(),
+                entity_type: r.required::<String>(1),
                 user_id: r.get::<String>(2).or_raise(),
-                name: r.get::<String>(3).or_raise().unwrap_or_default(),
+                name: r.required::<String>(3),
                 action: r
                     .get::<JsonB>(5)
                     .or_raise()
@@ -51,7 +51,7 @@ fn load(id: i64, want: &str) -> Proposal {
                     .unwrap_or_default(),
                 measure: r.get::<f64>(6).or_raise().unwrap_or(0.0),
             };
-            (p, r.get::<String>(4).or_raise().unwrap_or_default())
+            (p, r.required::<String>(4))
         })
     })
     .unwrap_or_else(|| {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::access;
 use crate::args::writable_transaction;
 use crate::cache;
-use crate::error::{raise, OrRaise};
+use crate::error::{raise, OrNone, OrRaise};
 use crate::jsonb::RawJsonb;
 use crate::plans::Required;
 
@@ -258,7 +258,6 @@ pub fn version_definition(
          AND user_id IS NOT DISTINCT FROM $2 AND version = $3",
         &[entity_type.into(), user_id.into(), version.into()],
     )
-    .ok()
-    .flatten()
+    .or_none()
     .map(|j| parse_stored(&j.0))
 }

@@ -107,6 +107,14 @@ fn role_name(role: pg_sys::Oid) -> String {
     .unwrap_or_else(|| format!("role {}", role.to_u32()))
 }
 
+fn temporary(what: &str, function: &str) -> Refusal {
+    (
+        SqlState::InsufficientPrivilege,
+        format!("the {what} {function} is in a temporary schema"),
+        Some("Create the function in a permanent schema and name it as schema.function.".into()),
+    )
+}
+
 /// Checks that `f` may run as `f.run_as` and returns the function's return type.
 fn check(f: UserFn, what: &str) -> Result<String, Refusal> {
     let Some(facts) = facts(f.oid, f.run_as) else {
@@ -120,13 +128,7 @@ fn check(f: UserFn, what: &str) -> Result<String, Refusal> {
         ));
     };
     if facts.temp {
-        return Err((
-            SqlState::InsufficientPrivilege,
-            format!("the {what} {} is in a temporary schema", facts.signature),
-            Some(
-                "Create the function in a permanent schema and name it as schema.function.".into(),
-            ),
-        ));
+        return Err(temporary(what, &facts.signature));
     }
     let role = || role_name(f.run_as);
     if !facts.may_execute {
@@ -169,6 +171,7 @@ pub fn resolve(
     what: &str,
 ) -> UserFn {
     resolve_quietly(name, arg_type, returns, run_as, what)
+        .map(|(f, _)| f)
         .unwrap_or_else(|(state, message, hint)| raise(state, message, None, hint))
 }
 
@@ -178,16 +181,10 @@ fn resolve_quietly(
     returns: &[&str],
     run_as: pg_sys::Oid,
     what: &str,
-) -> Result<UserFn, Refusal> {
+) -> Result<(UserFn, String), Refusal> {
     let (schema, function) = split(name);
     if is_temp_schema(&schema) {
-        return Err((
-            SqlState::InsufficientPrivilege,
-            format!("the {what} {name} is in a temporary schema"),
-            Some(
-                "Create the function in a permanent schema and name it as schema.function.".into(),
-            ),
-        ));
+        return Err(temporary(what, name));
     }
     let oid = Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(%s)', $1, $2, $3))::pg_catalog.oid",
@@ -215,32 +212,30 @@ fn resolve_quietly(
             None,
         ));
     }
-    Ok(f)
+    Ok((f, got))
 }
 
 thread_local! {
-    /// Settings' functions: (value, calling role) → resolution. Resolution does not depend on
-    /// the session's search_path, and every call checks the function again.
-    static SETTINGS: RefCell<HashMap<(String, u32), UserFn>> = RefCell::new(HashMap::new());
+    /// Settings' functions: (value, calling role) → the function and its result type.
+    /// Resolution does not depend on the session's search_path; every call checks the
+    /// function again (`call`), and a failed check drops the entry so it is resolved anew.
+    static SETTINGS: RefCell<HashMap<(String, u32), (UserFn, String)>> = RefCell::new(HashMap::new());
 }
 
-/// The function a setting names, run as the calling role (see the module documentation).
-pub fn for_setting(
-    name: &str,
+/// The function a setting names, run as the calling role, with its result type (see the
+/// module documentation).
+fn for_setting(
+    key: &(String, u32),
     arg_type: &str,
     returns: &[&str],
     what: &str,
-) -> Result<UserFn, Refusal> {
-    let run_as = crate::access::caller();
-    let key = (name.to_string(), run_as.to_u32());
-    if let Some(f) = SETTINGS.with(|s| s.borrow().get(&key).copied()) {
-        if facts(f.oid, f.run_as).is_some() {
-            return Ok(f);
-        }
+) -> Result<(UserFn, String), Refusal> {
+    if let Some(hit) = SETTINGS.with(|s| s.borrow().get(key).cloned()) {
+        return Ok(hit);
     }
-    let f = resolve_quietly(name, arg_type, returns, run_as, what)?;
-    SETTINGS.with(|s| s.borrow_mut().insert(key, f));
-    Ok(f)
+    let resolved = resolve_quietly(&key.0, arg_type, returns, pg_sys::Oid::from(key.1), what)?;
+    SETTINGS.with(|s| s.borrow_mut().insert(key.clone(), resolved.clone()));
+    Ok(resolved)
 }
 
 /// Restores the user id and security context when dropped, also while unwinding from an error.
@@ -317,11 +312,20 @@ pub fn call_setting_with_text(
     text: &str,
 ) -> Result<(pg_sys::Datum, String), String> {
     let what = format!("function of {setting}");
-    let f = for_setting(name, "text", returns, &what).map_err(|(_, m, _)| m)?;
-    let returned = check(f, &what).map_err(|(_, m, _)| m)?;
+    let key = (name.to_string(), crate::access::caller().to_u32());
     let arg = text.into_datum().expect("text is never NULL");
-    match call(f, arg, &what)? {
-        Some(d) => Ok((d, returned)),
-        None => Err(format!("{setting} {name} returned NULL")),
+    let attempt = || -> Result<(Option<pg_sys::Datum>, String), String> {
+        let (f, returned) = for_setting(&key, "text", returns, &what).map_err(|(_, m, _)| m)?;
+        call(f, arg, &what).map(|d| (d, returned))
+    };
+    // A cached resolution that fails its check (the function was dropped, re-created or
+    // changed hands) is dropped and resolved once more.
+    let result = attempt().or_else(|_| {
+        SETTINGS.with(|s| s.borrow_mut().remove(&key));
+        attempt()
+    })?;
+    match result {
+        (Some(d), returned) => Ok((d, returned)),
+        (None, _) => Err(format!("{setting} {name} returned NULL")),
     }
 }

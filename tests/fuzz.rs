@@ -371,7 +371,6 @@ fn sample(type_name: &str) -> &'static str {
         "bigint[]" => "'{}'::bigint[]",
         "integer[]" => "'{}'::integer[]",
         "jsonb[]" => "'{}'::jsonb[]",
-        "bigint[] " => "'{}'::bigint[]",
         _ => "'earthquake'",
     }
 }

@@ -4,18 +4,7 @@
 
 use postgres::Client;
 
-use crate::common::Cluster;
-
-/// The SQLSTATE of a failed statement ("ok" when it succeeded).
-fn state(c: &mut Client, sql: &str) -> String {
-    match c.batch_execute(sql) {
-        Ok(()) => "ok".into(),
-        Err(e) => e
-            .code()
-            .map(|s| s.code().to_string())
-            .unwrap_or_else(|| panic!("no SQLSTATE: {e}")),
-    }
-}
+use crate::common::{count, state, text, Cluster};
 
 /// The error of a statement that must fail: (SQLSTATE, message, hint).
 fn error(c: &mut Client, sql: &str) -> (String, String, String) {
@@ -28,14 +17,6 @@ fn error(c: &mut Client, sql: &str) -> (String, String, String) {
         db.message().to_string(),
         db.hint().unwrap_or_default().to_string(),
     )
-}
-
-fn text(c: &mut Client, sql: &str) -> Option<String> {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
-
-fn count(c: &mut Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).unwrap().get(0)
 }
 
 #[test]

@@ -6,22 +6,7 @@
 
 use postgres::Client;
 
-use crate::common::Cluster;
-
-/// The SQLSTATE of a failed statement ("ok" when it succeeded).
-fn state(c: &mut Client, sql: &str) -> String {
-    match c.batch_execute(sql) {
-        Ok(()) => "ok".into(),
-        Err(e) => e
-            .code()
-            .map(|s| s.code().to_string())
-            .unwrap_or_else(|| panic!("no SQLSTATE: {e}")),
-    }
-}
-
-fn count(c: &mut Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
+use crate::common::{count, state, Cluster};
 
 fn texts(c: &mut Client, sql: &str) -> Vec<String> {
     c.query(sql, &[])

@@ -6,21 +6,7 @@ use std::io::Write;
 
 use postgres::Client;
 
-use crate::common::Cluster;
-
-fn state(c: &mut Client, sql: &str) -> String {
-    match c.batch_execute(sql) {
-        Ok(()) => "ok".into(),
-        Err(e) => e
-            .code()
-            .map(|s| s.code().to_string())
-            .unwrap_or_else(|| panic!("no SQLSTATE: {e}")),
-    }
-}
-
-fn text(c: &mut Client, sql: &str) -> Option<String> {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
+use crate::common::{state, text, Cluster};
 
 /// An admin (not a superuser) with the default TEMP privilege and a schema of its own, a
 /// writer with a schema of its own, and a type with two versions.

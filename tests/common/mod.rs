@@ -203,3 +203,24 @@ impl Drop for Cluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The SQLSTATE of a failed statement ("ok" when it succeeded).
+pub fn state(c: &mut Client, sql: &str) -> String {
+    match c.batch_execute(sql) {
+        Ok(()) => "ok".into(),
+        Err(e) => e
+            .code()
+            .map(|s| s.code().to_string())
+            .unwrap_or_else(|| panic!("no SQLSTATE: {e}")),
+    }
+}
+
+/// A query's one bigint.
+pub fn count(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// A query's one text (NULL as None).
+pub fn text(c: &mut Client, sql: &str) -> Option<String> {
+    c.query_one(sql, &[]).unwrap().get(0)
+}

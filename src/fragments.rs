@@ -19,6 +19,55 @@ fn as_map(j: &Json) -> Map<String, Value> {
     j.0.as_object().cloned().unwrap_or_default()
 }
 
+/// The slot of this backend's aggregate parts (`evolve.raw_fragment_aggregate_parts`): its
+/// number among the running backends, so no two concurrent writers share a part.
+#[pg_extern(volatile, parallel_restricted, name = "_backend_slot")]
+fn backend_slot() -> i32 {
+    // (PostgreSQL 17 renamed the backend id to the proc number; both are unique among the
+    // backends running at one time.)
+    // SAFETY: a process-global integer set once at backend start, read on the backend's thread.
+    #[cfg(any(feature = "pg15", feature = "pg16"))]
+    let slot = unsafe { pgrx::pg_sys::MyBackendId };
+    // SAFETY: as above.
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
+    let slot = unsafe { pgrx::pg_sys::MyProcNumber };
+    slot
+}
+
+thread_local! {
+    static CALLER_AGGREGATES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While one is alive, the aggregate triggers of `evolve.raw_fragments` leave the statement's
+/// rows to the caller, which adds their deltas to the parts itself (ingestion knows them
+/// without reading transition tables). Only code of this library can hold one: nothing a user
+/// runs can set it.
+pub struct CallerAggregates(());
+
+impl CallerAggregates {
+    pub fn begin() -> Self {
+        CALLER_AGGREGATES.with(|f| f.set(true));
+        CallerAggregates(())
+    }
+}
+
+impl Drop for CallerAggregates {
+    fn drop(&mut self) {
+        CALLER_AGGREGATES.with(|f| f.set(false));
+    }
+}
+
+/// True while the statement running is one whose aggregate deltas its caller adds.
+#[pg_extern(volatile, parallel_restricted, name = "_aggregates_by_caller")]
+fn aggregates_by_caller() -> bool {
+    CALLER_AGGREGATES.with(|f| f.get())
+}
+
+/// This backend's aggregate slot, for code of this library.
+pub fn slot() -> i32 {
+    backend_slot()
+}
+
 #[pg_extern(immutable, strict, parallel_safe, name = "_dominant_type")]
 fn dominant_type(type_counts: Json) -> String {
     aggregate::dominant(&as_map(&type_counts)).0
@@ -210,7 +259,7 @@ pub fn promote(
             },
         )
         .collect();
-    crate::snapshots::record_observations(observations);
+    crate::snapshots::record_observations(observations, None);
     n
 }
 

@@ -41,6 +41,7 @@ pub enum SearchDuringReembed {
 
 static SEARCH_DURING_REEMBED: GucSetting<SearchDuringReembed> =
     GucSetting::<SearchDuringReembed>::new(SearchDuringReembed::Warn);
+static INBOX_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
 static EMBED_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(100);
 static INDEX_REBUILD_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static WORKER_NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(1000);
@@ -54,6 +55,16 @@ static RATIONALE_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CSt
 static CURRENT_USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"evolve.inbox_batch_size",
+        c"Inbox rows routed together, in one set of statements.",
+        c"A statement's inbox rows are routed in chunks of this many: larger chunks cost fewer statements, smaller ones bound the memory one statement holds.",
+        &INBOX_BATCH_SIZE,
+        1,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"evolve.schema_cache_enabled",
         c"Serve active_schema() from the backend-local cache.",

@@ -5,9 +5,11 @@
 //! entity upsert (keys sorted, so concurrent batches lock in the same order), observation
 //! insert, snapshot update, fragment upsert (sorted by entity and key).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::fragments::CallerAggregates;
 use crate::jsonb::Json;
+use evolve_core::aggregate::{FragmentRow, KeyDelta};
 use evolve_core::infer::value_type;
 use evolve_core::payload::{check_payload, split, MAX_KEY_BYTES};
 use evolve_core::SqlState;
@@ -18,7 +20,8 @@ use serde_json::Value;
 use crate::error::{raise, OrRaise};
 use crate::gucs::{self, MigrationStrategy};
 use crate::migration;
-use crate::snapshots::{record_observations, NewObservation};
+use crate::plans::Required;
+use crate::snapshots::{record_observations, EntityState, NewObservation};
 use crate::store::effective_definition;
 use evolve_core::migrate;
 
@@ -299,6 +302,9 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
 
     // Entities: one upsert of the distinct keys, sorted.
     let mut distinct: BTreeMap<EntityKey, i64> = BTreeMap::new();
+    let mut states: BTreeMap<i64, EntityState> = BTreeMap::new();
+    // Entities this batch created: they have no fragments yet.
+    let mut created: HashSet<i64> = HashSet::new();
     for (c, k) in checked.iter().zip(&keys) {
         if let (Ok(((t, u), _)), Some(k)) = (c, k) {
             distinct.insert((t.clone(), u.clone(), k.clone()), 0);
@@ -316,40 +322,42 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             }
             (t, u, k)
         };
-        let ids: Vec<(EntityKey, i64)> = Spi::connect_mut(|c| {
+        let several = distinct.len() > 1;
+        Spi::connect_mut(|c| {
             // Existing entities are locked by id first, the order promotion and snapshot refresh
-            // use; the upsert then only waits on brand-new keys.
-            c.update(
-                "SELECT 1 FROM evolve.entities e \
-                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
-                   ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
-                 ORDER BY e.entity_id FOR UPDATE OF e",
-                None,
-                &[types.clone().into(), users.clone().into(), ks.clone().into()],
-            )
-            .or_raise();
-            c.update(
+            // use; the upsert then only waits on brand-new keys. (One entity needs no order.)
+            if several {
+                crate::plans::execute(
+                    c,
+                    "SELECT 1 FROM evolve.entities e \
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
+                       ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
+                     ORDER BY e.entity_id FOR UPDATE OF e",
+                    &[types.clone().into(), users.clone().into(), ks.clone().into()],
+                );
+            }
+            // The upsert locks every entity of the batch and returns what the snapshots need.
+            // (`EXCLUDED.updated_at` is the insert's default, now(): no function call is
+            // evaluated in the conflict action.)
+            for r in crate::plans::execute(
+                c,
                 "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3 \
-                 ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = now() \
-                 RETURNING entity_id, entity_type, user_id, entity_key",
-                None,
+                 ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = EXCLUDED.updated_at \
+                 RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                           last_computed_observation_id, entity_key, xmax = 0",
                 &[types.into(), users.into(), ks.into()],
-            )
-            .or_raise()
-            .map(|r| {
-                (
-                    (
-                        r.get::<String>(2).or_raise().unwrap_or_default(),
-                        r.get::<String>(3).or_raise(),
-                        r.get::<String>(4).or_raise().unwrap_or_default(),
-                    ),
-                    r.get::<i64>(1).or_raise().unwrap_or_default(),
-                )
-            })
-            .collect()
+            ) {
+                let key = r.required::<String>(7);
+                let (id, state) = EntityState::from_row(&r);
+                if r.required::<bool>(8) {
+                    created.insert(id);
+                }
+                let (t, u) = state.scope();
+                distinct.insert((t.to_string(), u.map(str::to_string), key), id);
+                states.insert(id, state);
+            }
         });
-        distinct.extend(ids);
     }
 
     // Split each accepted payload.
@@ -418,80 +426,183 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         };
         results.push(result);
     }
-    record_observations(observations);
-    upsert_fragments(fragments.into_values().collect());
+    // The snapshots of the entities that got observations (all locked by the upsert above).
+    let observed: std::collections::BTreeSet<i64> =
+        observations.iter().map(|o| o.entity_id).collect();
+    states.retain(|id, _| observed.contains(id));
+    record_observations(observations, Some(states));
+    upsert_fragments(fragments.into_values().collect(), &created);
     results
 }
 
-fn upsert_fragments(fragments: Vec<Fragment>) {
+/// Writes the batch's fragments and adds their aggregate deltas to this backend's parts.
+/// `created`: entities this batch inserted (no fragment of theirs can exist yet).
+fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
     if fragments.is_empty() {
         return;
     }
-    let n = fragments.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut users = Vec::with_capacity(n);
-    let mut keys = Vec::with_capacity(n);
-    let mut values = Vec::with_capacity(n);
-    let mut value_types = Vec::with_capacity(n);
-    let mut sources = Vec::with_capacity(n);
-    let mut freqs = Vec::with_capacity(n);
-    for f in fragments {
-        ids.push(f.entity_id);
-        types.push(f.entity_type);
-        users.push(f.user_id);
-        value_types.push(value_type(&f.value).to_string());
-        keys.push(f.key);
-        values.push(JsonB(f.value));
-        sources.push(f.source);
-        freqs.push(f.frequency);
-    }
+    // Before `ALTER EXTENSION pg_evolve UPDATE` to 0.4.0 there are no parts: the triggers of
+    // the older version keep its aggregates.
+    let parts =
+        crate::plans::evolve_relation(c"raw_fragment_aggregate_parts") != pg_sys::InvalidOid;
     Spi::connect_mut(|c| {
-        // Lock order everywhere: entities, then fragments (by entity, key), then aggregates
-        // (by key). The upsert below fires the aggregate triggers twice (its INSERT and its
-        // UPDATE statement triggers), each locking aggregate rows in key order: two passes,
-        // which could deadlock with a concurrent single pass. So lock the batch's existing
-        // fragments, then every aggregate key of the batch, each in one sorted pass (missing
-        // aggregate rows are created; the triggers fill them before commit).
-        c.update(
-            "SELECT 1 FROM evolve.raw_fragments WHERE (entity_id, fragment_key) IN \
-                 (SELECT * FROM unnest($1::bigint[], $2::text[])) \
-             ORDER BY entity_id, fragment_key FOR UPDATE",
-            None,
-            &[ids.clone().into(), keys.clone().into()],
-        )
-        .or_raise();
-        c.update(
-            "INSERT INTO evolve.raw_fragment_aggregates AS a (entity_type, user_id, fragment_key, sample_count, frequency_total) \
-             SELECT DISTINCT t, u, k, 0, 0 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) ORDER BY 1, 2, 3 \
-             ON CONFLICT ON CONSTRAINT raw_fragment_aggregates_key DO UPDATE SET sample_count = a.sample_count",
-            None,
-            &[types.clone().into(), users.clone().into(), keys.clone().into()],
-        )
-        .or_raise();
-        c.update(
-            "INSERT INTO evolve.raw_fragments AS f \
-                 (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
-                                  $6::text[], $7::text[], $8::int[]) ORDER BY 1, 4 \
-             ON CONFLICT ON CONSTRAINT raw_fragments_entity_key DO UPDATE SET \
-                 value = EXCLUDED.value, value_type = EXCLUDED.value_type, source = EXCLUDED.source, \
-                 frequency = f.frequency + EXCLUDED.frequency, last_seen_at = now(), \
-                 lifecycle_state = CASE WHEN f.lifecycle_state = 'archived' THEN 'active' ELSE f.lifecycle_state END, \
-                 archived_at = CASE WHEN f.lifecycle_state = 'archived' THEN NULL ELSE f.archived_at END",
-            None,
+        // Lock order: entities (held since the entity upsert), then fragments in (entity, key)
+        // order, then this backend's own aggregate parts: no two writers ever wait on one
+        // aggregate row. The rows the upsert will rewrite are locked first, and read: their
+        // old type, source and frequency leave the aggregates.
+        let (old_ids, old_keys): (Vec<i64>, Vec<String>) = fragments
+            .iter()
+            .filter(|f| parts && !created.contains(&f.entity_id))
+            .map(|f| (f.entity_id, f.key.clone()))
+            .unzip();
+        let mut old: HashMap<(i64, String), (String, Option<String>, i64)> = HashMap::new();
+        if !old_ids.is_empty() {
+            for r in crate::plans::execute(
+                c,
+                "SELECT entity_id, fragment_key, value_type, source, frequency FROM evolve.raw_fragments \
+                 WHERE (entity_id, fragment_key) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) \
+                 ORDER BY entity_id, fragment_key FOR UPDATE",
+                &[old_ids.into(), old_keys.into()],
+            ) {
+                old.insert(
+                    (r.required::<i64>(1), r.required::<String>(2)),
+                    (
+                        r.required::<String>(3),
+                        r.get::<String>(4).or_raise(),
+                        i64::from(r.required::<i32>(5)),
+                    ),
+                );
+            }
+        }
+
+        // The deltas, as the statement triggers would derive them: a rewritten row leaves with
+        // its old values and comes back with the new ones. Keys in the parts' lock order
+        // (type, user with none first, key; bytewise), which a BTreeMap keeps.
+        let mut deltas: BTreeMap<(&str, Option<&str>, &str), KeyDelta> = BTreeMap::new();
+        let value_types: Vec<&'static str> =
+            fragments.iter().map(|f| value_type(&f.value)).collect();
+        for (f, vt) in fragments.iter().zip(&value_types) {
+            let d = deltas
+                .entry((&f.entity_type, f.user_id.as_deref(), &f.key))
+                .or_default();
+            let mut frequency = i64::from(f.frequency);
+            if let Some((old_type, old_source, old_frequency)) =
+                old.get(&(f.entity_id, f.key.clone()))
+            {
+                d.add(&FragmentRow {
+                    value_type: old_type,
+                    source: old_source.as_deref(),
+                    frequency: *old_frequency,
+                    value: &Value::Null,
+                    sign: -1,
+                });
+                frequency += old_frequency;
+            }
+            d.add(&FragmentRow {
+                value_type: vt,
+                source: f.source.as_deref(),
+                frequency,
+                value: &f.value,
+                sign: 1,
+            });
+        }
+        let n = deltas.len();
+        let mut d_types = Vec::with_capacity(n);
+        let mut d_users = Vec::with_capacity(n);
+        let mut d_keys = Vec::with_capacity(n);
+        let mut d_samples = Vec::with_capacity(n);
+        let mut d_frequencies = Vec::with_capacity(n);
+        let mut d_type_counts = Vec::with_capacity(n);
+        let mut d_source_counts = Vec::with_capacity(n);
+        let mut d_values = Vec::with_capacity(n);
+        for ((t, u, k), d) in deltas {
+            d_types.push(t.to_string());
+            d_users.push(u.map(str::to_string));
+            d_keys.push(k.to_string());
+            d_samples.push(d.sample_count);
+            d_frequencies.push(d.frequency_total);
+            d_type_counts.push(JsonB(Value::Object(d.type_counts)));
+            d_source_counts.push(JsonB(Value::Object(d.source_counts)));
+            d_values.push(JsonB(Value::Array(d.samples)));
+        }
+
+        let n = fragments.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut types = Vec::with_capacity(n);
+        let mut users = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut values = Vec::with_capacity(n);
+        let mut sources = Vec::with_capacity(n);
+        let mut freqs = Vec::with_capacity(n);
+        for f in fragments {
+            ids.push(f.entity_id);
+            types.push(f.entity_type);
+            users.push(f.user_id);
+            keys.push(f.key);
+            values.push(JsonB(f.value));
+            sources.push(f.source);
+            freqs.push(f.frequency);
+        }
+        let value_types: Vec<String> = value_types.into_iter().map(str::to_string).collect();
+        {
+            let _deltas_added_here = parts.then(CallerAggregates::begin);
+            // A sighting never moves last_seen_at back (a transaction that started earlier
+            // may commit later), so no key needs its latest sighting read again.
+            crate::plans::execute(
+                c,
+                "INSERT INTO evolve.raw_fragments AS f \
+                     (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
+                                      $6::text[], $7::text[], $8::int[]) ORDER BY 1, 4 \
+                 ON CONFLICT ON CONSTRAINT raw_fragments_entity_key DO UPDATE SET \
+                     value = EXCLUDED.value, value_type = EXCLUDED.value_type, source = EXCLUDED.source, \
+                     frequency = f.frequency + EXCLUDED.frequency, \
+                     last_seen_at = greatest(f.last_seen_at, EXCLUDED.last_seen_at), \
+                     lifecycle_state = CASE WHEN f.lifecycle_state = 'archived' THEN 'active' ELSE f.lifecycle_state END, \
+                     archived_at = CASE WHEN f.lifecycle_state = 'archived' THEN NULL ELSE f.archived_at END",
+                &[
+                    ids.into(),
+                    types.into(),
+                    users.into(),
+                    keys.into(),
+                    values.into(),
+                    value_types.into(),
+                    sources.into(),
+                    freqs.into(),
+                ],
+            );
+        }
+        if !parts {
+            return;
+        }
+        crate::plans::execute(
+            c,
+            "INSERT INTO evolve.raw_fragment_aggregate_parts AS a \
+                 (entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts, \
+                  source_counts, last_seen_at, sample_values) \
+             SELECT t, u, k, $9, n, f, tc, sc, now(), sv \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::jsonb[], \
+                         $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS x(t, u, k, n, f, tc, sc, sv, ord) \
+             ORDER BY ord \
+             ON CONFLICT ON CONSTRAINT raw_fragment_aggregate_parts_key DO UPDATE SET \
+                 sample_count = a.sample_count + EXCLUDED.sample_count, \
+                 frequency_total = a.frequency_total + EXCLUDED.frequency_total, \
+                 type_counts = evolve._add_counts(a.type_counts, EXCLUDED.type_counts), \
+                 source_counts = evolve._add_counts(a.source_counts, EXCLUDED.source_counts), \
+                 last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at), \
+                 sample_values = evolve._merge_samples(a.sample_values, jsonb_build_array(EXCLUDED.sample_values))",
             &[
-                ids.into(),
-                types.into(),
-                users.into(),
-                keys.into(),
-                values.into(),
-                value_types.into(),
-                sources.into(),
-                freqs.into(),
+                d_types.into(),
+                d_users.into(),
+                d_keys.into(),
+                d_samples.into(),
+                d_frequencies.into(),
+                d_type_counts.into(),
+                d_source_counts.into(),
+                d_values.into(),
+                crate::fragments::slot().into(),
             ],
-        )
-        .or_raise();
+        );
     });
 }
 

@@ -143,6 +143,16 @@ extension_sql_file!(
         access::invalidate_tenant_cache
     ]
 );
+// 0.4.0: ingest speed (see the file's header). The end of a fresh install too.
+extension_sql_file!(
+    "../sql/pg_evolve--0.3.0--0.4.0.sql",
+    name = "v0_4_0",
+    requires = [
+        "v0_3_0",
+        fragments::backend_slot,
+        fragments::aggregates_by_caller
+    ]
+);
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]

@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use crate::error::{raise, OrRaise};
 
 /// The jobs pg_evolve schedules: (name, cron schedule, command).
-const JOBS: [(&str, &str, &str); 3] = [
+const JOBS: [(&str, &str, &str); 4] = [
     (
         "evolve_cleanup_expired_fragments",
         "17 3 * * *",
@@ -17,6 +17,12 @@ const JOBS: [(&str, &str, &str); 3] = [
         "27 4 * * 0",
         "SELECT evolve.archive_stale_fragments()",
     ),
+    // The per-backend aggregate parts, merged (reads stay short however many backends wrote).
+    (
+        "evolve_fold_aggregates",
+        "7 * * * *",
+        "SELECT evolve.fold_aggregates()",
+    ),
     // Re-embedding where no background worker runs; with the worker it finds the queue empty.
     (
         "evolve_run_reembedding",
@@ -26,8 +32,8 @@ const JOBS: [(&str, &str, &str); 3] = [
 ];
 
 /// Creates (or updates) the pg_cron jobs: cleanup of expired fragments daily at 03:17, archival
-/// of stale fragments weekly on Sunday at 04:27, and re-embedding (up to 50 batches) every
-/// minute. Idempotent: jobs are keyed by name.
+/// of stale fragments weekly on Sunday at 04:27, folding of aggregate parts hourly at :07, and
+/// re-embedding (up to 50 batches) every minute. Idempotent: jobs are keyed by name.
 #[pg_extern(volatile, parallel_unsafe)]
 fn schedule_maintenance() -> TableIterator<
     'static,

@@ -27,7 +27,10 @@ pub struct NewObservation {
     pub schema_version: Option<i32>,
 }
 
-struct EntityState {
+/// What incremental reduction needs of a locked entity: read from its columns
+/// `entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash,
+/// last_computed_observation_id` (in that order, from column 1) by [`EntityState::from_row`].
+pub struct EntityState {
     entity_type: String,
     user_id: Option<String>,
     cells: Snapshot,
@@ -35,46 +38,64 @@ struct EntityState {
     last_computed: i64,
 }
 
+impl EntityState {
+    /// The entity's type and user scope.
+    pub fn scope(&self) -> (&str, Option<&str>) {
+        (&self.entity_type, self.user_id.as_deref())
+    }
+
+    /// The entity id and state from a row whose first six columns are the ones listed above.
+    pub fn from_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> (i64, EntityState) {
+        let cells: Snapshot = r
+            .get::<JsonB>(4)
+            .or_raise()
+            .and_then(|j| serde_json::from_value(j.0).ok())
+            .unwrap_or_default();
+        (
+            r.required::<i64>(1),
+            EntityState {
+                entity_type: r.required::<String>(2),
+                user_id: r.get::<String>(3).or_raise(),
+                cells,
+                schema_hash: r.required::<i64>(5),
+                last_computed: r.required::<i64>(6),
+            },
+        )
+    }
+}
+
 /// Records observations and merges them into their entities' snapshots: incrementally when the
 /// entity's snapshot was reduced with the current schema, by a full recompute otherwise.
-pub fn record_observations(observations: Vec<NewObservation>) {
+/// `locked`: the states of the observations' entities when the caller already holds their row
+/// locks (read in the statement that took them); otherwise they are locked and read here.
+pub fn record_observations(
+    observations: Vec<NewObservation>,
+    locked: Option<BTreeMap<i64, EntityState>>,
+) {
     if observations.is_empty() {
         return;
     }
-    let mut entity_ids: Vec<i64> = observations.iter().map(|o| o.entity_id).collect();
-    entity_ids.sort_unstable();
-    entity_ids.dedup();
     crate::args::writable_transaction();
     Spi::connect_mut(|client| {
         // Lock the entities (in id order) before their observations get ids, so ids follow
         // the order in which snapshots absorb them.
-        let mut states: BTreeMap<i64, EntityState> = client
-            .select(
-                "SELECT entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
-                        last_computed_observation_id \
-                 FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
-                None,
-                &[entity_ids.clone().into()],
-            )
-            .or_raise()
-            .map(|r| {
-                let cells: Snapshot = r
-                    .get::<JsonB>(4)
-                    .or_raise()
-                    .and_then(|j| serde_json::from_value(j.0).ok())
-                    .unwrap_or_default();
-                (
-                    r.required::<i64>(1),
-                    EntityState {
-                        entity_type: r.required::<String>(2),
-                        user_id: r.get::<String>(3).or_raise(),
-                        cells,
-                        schema_hash: r.required::<i64>(5),
-                        last_computed: r.required::<i64>(6),
-                    },
+        let mut states: BTreeMap<i64, EntityState> = match locked {
+            Some(states) => states,
+            None => {
+                let mut entity_ids: Vec<i64> = observations.iter().map(|o| o.entity_id).collect();
+                entity_ids.sort_unstable();
+                entity_ids.dedup();
+                crate::plans::execute(
+                    client,
+                    "SELECT entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                            last_computed_observation_id \
+                     FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
+                    &[entity_ids.into()],
                 )
-            })
-            .collect();
+                .map(|r| EntityState::from_row(&r))
+                .collect()
+            }
+        };
 
         let n = observations.len();
         let mut e = Vec::with_capacity(n);
@@ -89,19 +110,17 @@ pub fn record_observations(observations: Vec<NewObservation>) {
             s.push(o.source);
             sv.push(o.schema_version);
         }
-        let mut inserted: Vec<(i64, i64, String, Observation)> = client
-            .update(
-                "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version) \
-                 SELECT entity_id, attribute, value, source, schema_version \
-                 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::int[]) WITH ORDINALITY \
-                      AS u(entity_id, attribute, value, source, schema_version, ord) \
-                 ORDER BY ord \
-                 RETURNING observation_id, entity_id, attribute, value, source",
-                None,
-                &[e.into(), a.into(), v.into(), s.into(), sv.into()],
-            )
-            .or_raise()
-            .map(|r| {
+        let mut inserted: Vec<(i64, i64, String, Observation)> = crate::plans::execute(
+            client,
+            "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version) \
+             SELECT entity_id, attribute, value, source, schema_version \
+             FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::int[]) WITH ORDINALITY \
+                  AS u(entity_id, attribute, value, source, schema_version, ord) \
+             ORDER BY ord \
+             RETURNING observation_id, entity_id, attribute, value, source",
+            &[e.into(), a.into(), v.into(), s.into(), sv.into()],
+        )
+        .map(|r| {
                 let id = r.required::<i64>(1);
                 (
                     id,
@@ -131,7 +150,8 @@ pub fn record_observations(observations: Vec<NewObservation>) {
         let mut defs: HashMap<i64, (Definition, i64)> = HashMap::new();
         for (id, st) in &states {
             let (def, hash) = schema_of(st).unwrap_or_else(|| (empty.clone(), 0));
-            if hash != st.schema_hash {
+            // An entity never reduced (a new one) has no earlier observations to read again.
+            if hash != st.schema_hash && st.last_computed > 0 {
                 full.push(*id);
             }
             defs.insert(*id, (def, hash));
@@ -202,16 +222,14 @@ fn write_snapshots(
         hashes.push(defs.get(id).map(|d| d.1).unwrap_or(0));
         lasts.push(st.last_computed);
     }
-    client
-        .update(
-            "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
-                 last_computed_observation_id = u.l, updated_at = now() \
-             FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
-             WHERE e.entity_id = u.id",
-            None,
-            &[ids.into(), snaps.into(), cells.into(), hashes.into(), lasts.into()],
-        )
-        .or_raise();
+    crate::plans::execute(
+        client,
+        "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
+             last_computed_observation_id = u.l, updated_at = now() \
+         FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
+         WHERE e.entity_id = u.id",
+        &[ids.into(), snaps.into(), cells.into(), hashes.into(), lasts.into()],
+    );
 }
 
 /// The entity's snapshot: its attributes' values reduced with their merge policies.

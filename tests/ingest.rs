@@ -113,6 +113,108 @@ fn aggregates_stay_exact_under_8_concurrent_writers() {
     assert!(keys > 0);
 }
 
+/// 8 sessions ingest payloads with the same undeclared keys at once: each writes its own
+/// aggregate parts (one per key and session, so none waited on another's row), the sums are
+/// exact, and folding merges the parts without changing what the view reads.
+#[test]
+fn concurrent_ingests_write_their_own_parts_and_folding_keeps_the_sums() {
+    let cluster = Arc::new(Cluster::start("aggregate-parts", &[]));
+    let db = cluster.fresh_db("aggregate_parts");
+    let mut admin = cluster.connect_to(&db);
+    admin
+        .batch_execute(
+            r#"SELECT evolve.register_schema('{"entity_type":"ev","attributes":{"a":{"type":"integer"}}}');"#,
+        )
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|s| {
+            let cluster = Arc::clone(&cluster);
+            let barrier = Arc::clone(&barrier);
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut c = cluster.connect_to(&db);
+                barrier.wait();
+                for i in 0..150i32 {
+                    // Half new entities, half updates of entities the others write too.
+                    let key = if i % 2 == 0 { format!("w{s}-{i}") } else { format!("shared{}", i % 10) };
+                    c.execute(
+                        "SELECT evolve.ingest('ev', jsonb_build_object('a', $1::int, 'u1', $1::int, 'u2', 'x' || $1, 'u3', ($1 % 3) = 0),                                               source => $2, entity_key => $3)",
+                        &[&i, &format!("s{}", s % 3), &key],
+                    )
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("no writer failed (no deadlock, no error)");
+    }
+    let mismatches: i64 = admin
+        .query_one("SELECT count(*) FROM evolve.verify_aggregates()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(mismatches, 0);
+    let parts: Vec<(String, i64)> = admin
+        .query(
+            "SELECT fragment_key, count(*) FROM evolve.raw_fragment_aggregate_parts GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        parts,
+        vec![
+            ("u1".to_string(), 8),
+            ("u2".to_string(), 8),
+            ("u3".to_string(), 8)
+        ],
+        "one part per key and writing session"
+    );
+    let view = "SELECT string_agg(concat_ws(' ', fragment_key, sample_count, frequency_total, type_counts, \
+                source_counts, dominant_type, unique_sources, last_seen_at, jsonb_array_length(sample_values)), '; ' \
+                ORDER BY fragment_key) FROM evolve.raw_fragment_aggregates";
+    let before: String = admin.query_one(view, &[]).unwrap().get(0);
+    let counted: i64 = admin
+        .query_one(
+            "SELECT entity_count FROM evolve.entity_counts WHERE entity_type = 'ev'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(counted, 8 * 75 + 5, "600 own entities and 5 shared ones");
+    let folded: i64 = admin
+        .query_one("SELECT evolve.fold_aggregates()", &[])
+        .unwrap()
+        .get(0);
+    assert!(folded >= 3 * 7, "parts merged: {folded}");
+    let after: String = admin.query_one(view, &[]).unwrap().get(0);
+    assert_eq!(before, after);
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM evolve.raw_fragment_aggregate_parts",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 3);
+    let counted_after: i64 = admin
+        .query_one(
+            "SELECT entity_count FROM evolve.entity_counts WHERE entity_type = 'ev'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(counted_after, counted);
+    let mismatches: i64 = admin
+        .query_one("SELECT count(*) FROM evolve.verify_aggregates()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(mismatches, 0);
+}
+
 /// schedule_maintenance() creates the pg_cron jobs (idempotently); the job bodies can run twice
 /// at the same time without error or double work.
 #[test]
@@ -131,7 +233,7 @@ fn pg_cron_maintenance() {
                 &[],
             )
             .unwrap();
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
     }
     let jobs: Vec<(String, String, String)> = c
         .query(
@@ -154,6 +256,11 @@ fn pg_cron_maintenance() {
                 "evolve_cleanup_expired_fragments".to_string(),
                 "17 3 * * *".to_string(),
                 "SELECT evolve.cleanup_expired_fragments()".to_string()
+            ),
+            (
+                "evolve_fold_aggregates".to_string(),
+                "7 * * * *".to_string(),
+                "SELECT evolve.fold_aggregates()".to_string()
             ),
             (
                 "evolve_run_reembedding".to_string(),

@@ -86,6 +86,55 @@ pub fn field_confidence(frequency_total: i64, type_consistency: f64, unique_sour
     (type_consistency.clamp(0.0, 1.0) * (0.7 * evidence + 0.3 * corroboration)).clamp(0.0, 1.0)
 }
 
+/// What one fragment row contributes to its key's aggregate (`sign` +1 when written, -1 when
+/// removed): the same deltas the statement triggers derive from transition tables.
+pub struct FragmentRow<'a> {
+    pub value_type: &'a str,
+    pub source: Option<&'a str>,
+    pub frequency: i64,
+    pub value: &'a Value,
+    pub sign: i64,
+}
+
+/// The change of one key's aggregate: what a part row adds.
+#[derive(Debug, Default, PartialEq)]
+pub struct KeyDelta {
+    pub sample_count: i64,
+    pub frequency_total: i64,
+    pub type_counts: Map<String, Value>,
+    pub source_counts: Map<String, Value>,
+    /// Up to [`MAX_SAMPLES`] distinct non-null values of the rows written.
+    pub samples: Vec<Value>,
+}
+
+impl KeyDelta {
+    /// Adds one row's contribution.
+    pub fn add(&mut self, row: &FragmentRow<'_>) {
+        self.sample_count += row.sign;
+        self.frequency_total += row.sign * row.frequency;
+        bump(&mut self.type_counts, row.value_type, row.sign);
+        if let Some(source) = row.source {
+            bump(&mut self.source_counts, source, row.sign);
+        }
+        if row.sign > 0
+            && !row.value.is_null()
+            && self.samples.len() < MAX_SAMPLES
+            && !self.samples.contains(row.value)
+        {
+            self.samples.push(row.value.clone());
+        }
+    }
+}
+
+fn bump(counts: &mut Map<String, Value>, label: &str, by: i64) {
+    let n = counts.get(label).map(count).unwrap_or(0) + by;
+    if n == 0 {
+        counts.remove(label);
+    } else {
+        counts.insert(label.to_string(), Value::from(n));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +186,67 @@ mod tests {
         assert!(low < 0.2 && high > 0.99, "{low} {high}");
         assert!(field_confidence(100, 0.5, 3) < 0.51);
         assert!(field_confidence(1_000_000, 2.0, 99) <= 1.0);
+    }
+
+    #[test]
+    fn a_rewritten_row_moves_its_type_and_source_and_keeps_the_count() {
+        let old = json!("7");
+        let new = json!(7);
+        let mut d = KeyDelta::default();
+        d.add(&FragmentRow {
+            value_type: "string",
+            source: Some("a"),
+            frequency: 2,
+            value: &old,
+            sign: -1,
+        });
+        d.add(&FragmentRow {
+            value_type: "integer",
+            source: Some("b"),
+            frequency: 3,
+            value: &new,
+            sign: 1,
+        });
+        assert_eq!(d.sample_count, 0);
+        assert_eq!(d.frequency_total, 1);
+        assert_eq!(
+            Value::Object(d.type_counts),
+            json!({"string": -1, "integer": 1})
+        );
+        assert_eq!(Value::Object(d.source_counts), json!({"a": -1, "b": 1}));
+        assert_eq!(d.samples, vec![json!(7)]);
+    }
+
+    #[test]
+    fn deltas_cancel_out_and_samples_stay_distinct_and_bounded() {
+        let mut d = KeyDelta::default();
+        let values: Vec<Value> = (0..30).map(|i| json!(i % 12)).collect();
+        for v in &values {
+            d.add(&FragmentRow {
+                value_type: "integer",
+                source: None,
+                frequency: 1,
+                value: v,
+                sign: 1,
+            });
+            d.add(&FragmentRow {
+                value_type: "integer",
+                source: None,
+                frequency: 1,
+                value: v,
+                sign: -1,
+            });
+        }
+        d.add(&FragmentRow {
+            value_type: "null",
+            source: None,
+            frequency: 1,
+            value: &Value::Null,
+            sign: 1,
+        });
+        assert_eq!(d.sample_count, 1);
+        assert_eq!(Value::Object(d.type_counts), json!({"null": 1}));
+        assert!(d.source_counts.is_empty());
+        assert_eq!(d.samples, (0..10).map(|i| json!(i)).collect::<Vec<_>>());
     }
 }

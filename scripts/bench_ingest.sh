@@ -63,6 +63,11 @@ verdict() {
 # Payloads per second for $1 payloads in $2 ms.
 per_s() { awk -v n="$1" -v ms="$2" 'BEGIN { if (ms + 0 > 0) printf "%.0f", n * 1000 / ms; else print "n/a" }'; }
 
+# "<ms> ms (<rate> payloads/s)" for $2 payloads in $1 ms, or $1 as it is when not a number.
+ms_rate() {
+    if [[ $1 =~ ^[0-9.]+$ ]]; then echo "$1 ms ($(per_s "$2" "$1") payloads/s)"; else echo "${1:-?}"; fi
+}
+
 mb() { awk -v kb="$1" 'BEGIN { printf "%.1f MB", kb / 1024 }'; }
 
 # A fresh extension (every measure starts from one), with the benchmark's two entity types.
@@ -229,7 +234,7 @@ measure_concurrency() {
     check_aggregates ingest_c1
     fresh_extension
     run_pgbench ingest_cn "$CLIENTS" "$WORK/ingest.sql"
-    check_aggregates "ingest_c${CLIENTS}"
+    check_aggregates ingest_cn
     fresh_plain_payloads
     run_pgbench insert_c1 1 "$WORK/insert.sql"
     fresh_plain_payloads
@@ -301,8 +306,8 @@ SQL
         chmod a+r "$WORK/mem.psql"
         note "inbox COPY of $n payloads (at 3k payloads/s: $((n / 3000 + 1)) s)"
         run_sampled "$WORK/mem.psql" "$tag"
-        R[${tag}_ms]=$(cat "$WORK/mem.ms" 2>/dev/null || echo 0)
-        note "$n payloads: ${R[${tag}_ms]} ms, RssAnon $(mb "${R[${tag}_base_kb]:-0}") before, peak $(mb "${R[${tag}_peak_kb]:-0}"); VmHWM $(mb "${R[${tag}_hwm_kb]:-0}")"
+        R[${tag}_ms]=$(cat "$WORK/mem.ms" 2>/dev/null || echo cancelled)
+        note "$n payloads: COPY $(ms_rate "${R[${tag}_ms]}" "$n"), RssAnon $(mb "${R[${tag}_base_kb]:-0}") before, peak $(mb "${R[${tag}_peak_kb]:-0}"); VmHWM $(mb "${R[${tag}_hwm_kb]:-0}")"
         [ -n "${R[${tag}_cancelled]:-}" ] || check_accounted "$n" "$tag"
         rm -f "$WORK/mem.tsv" "$WORK/mem.ms"
     done
@@ -337,7 +342,7 @@ report() {
         v=$(verdict "$r" '>=' 0.05)
         [ "$(verdict "$r" '>=' 0.1)" != ok ] || v="$v (stretch too)"
         row "3 inbox COPY / plain COPY throughput" ">= 0.05x (0.1x)" "${r}x" "$v" \
-            "${INBOX_ROWS} payloads: inbox ${R[inbox_copy_ms]:-?} ms ($(per_s "$INBOX_ROWS" "${R[inbox_copy_ms]:-0}")/s), plain table ${R[plain_copy_ms]:-?} ms ($(per_s "$INBOX_ROWS" "${R[plain_copy_ms]:-0}")/s)"
+            "${INBOX_ROWS} payloads: inbox $(ms_rate "${R[inbox_copy_ms]:-}" "$INBOX_ROWS"), plain table $(ms_rate "${R[plain_copy_ms]:-}" "$INBOX_ROWS")"
     fi
     if want inbox && want floor; then
         r=$(ratio "${R[floor_ms]:-0}" "${R[inbox_copy_ms]:-0}")
@@ -353,7 +358,7 @@ report() {
         fi
         row "5 backend peak RssAnon, ${MEM_ROWS} / ${MEM_SMALL_ROWS} payloads" "<= 1.5x" "${r}x" "$v" \
             "peak RssAnon $(mb "${R[${big}_peak_kb]:-0}") vs $(mb "${R[${small}_peak_kb]:-0}") (before the COPY: $(mb "${R[${big}_base_kb]:-0}") / $(mb "${R[${small}_base_kb]:-0}")); VmHWM $(mb "${R[${big}_hwm_kb]:-0}") vs $(mb "${R[${small}_hwm_kb]:-0}")" \
-            "COPY ${R[${big}_ms]:-?} ms ($(per_s "$MEM_ROWS" "${R[${big}_ms]:-0}")/s) vs ${R[${small}_ms]:-?} ms ($(per_s "$MEM_SMALL_ROWS" "${R[${small}_ms]:-0}")/s)"
+            "COPY $(ms_rate "${R[${big}_ms]:-}" "$MEM_ROWS") vs $(ms_rate "${R[${small}_ms]:-}" "$MEM_SMALL_ROWS")"
     fi
 }
 

@@ -7,6 +7,7 @@
 # (the same PG_EVOLVE_CLUSTER / PG_EVOLVE_PORT / PG_EVOLVE_DB), e.g. a quick run:
 #   BENCH_DURATION=5 BENCH_INBOX_ROWS=10000 BENCH_MEM_SMALL_ROWS=2000 BENCH_MEM_ROWS=20000 \
 #     bash scripts/bench_ingest.sh
+# The settings (BENCH_*) are listed below; BENCH_MEASURES picks measures, e.g. "inbox floor".
 # Needs the installed pg_evolve; builds nothing. Exits non-zero when a correctness check fails
 # (inexact aggregates, failed pgbench transactions, a payload not accounted for); a ratio below
 # its goal is reported, not failed.
@@ -298,7 +299,7 @@ measure_memory() {
         # The pause lets the sampler read the backend's memory before the COPY starts.
         cat >"$WORK/mem.psql" <<SQL
 SELECT pg_backend_pid() \g :pidfile
-SELECT pg_sleep(0.5) \\g /dev/null
+SELECT pg_sleep(0.5) \g /dev/null
 SELECT clock_timestamp() AS t0 \gset
 COPY evolve.inbox (entity_type, payload, entity_key) FROM '$WORK/mem.tsv';
 SELECT round(1000 * extract(epoch FROM clock_timestamp() - :'t0'::timestamptz), 1) \g $WORK/mem.ms
@@ -306,7 +307,7 @@ SQL
         chmod a+r "$WORK/mem.psql"
         note "inbox COPY of $n payloads (at 3k payloads/s: $((n / 3000 + 1)) s)"
         run_sampled "$WORK/mem.psql" "$tag"
-        R[${tag}_ms]=$(cat "$WORK/mem.ms" 2>/dev/null || echo cancelled)
+        R[${tag}_ms]=$(cat "$WORK/mem.ms" 2>/dev/null || echo "not finished")
         note "$n payloads: COPY $(ms_rate "${R[${tag}_ms]}" "$n"), RssAnon $(mb "${R[${tag}_base_kb]:-0}") before, peak $(mb "${R[${tag}_peak_kb]:-0}"); VmHWM $(mb "${R[${tag}_hwm_kb]:-0}")"
         [ -n "${R[${tag}_cancelled]:-}" ] || check_accounted "$n" "$tag"
         rm -f "$WORK/mem.tsv" "$WORK/mem.ms"
@@ -314,10 +315,12 @@ SQL
 }
 
 # ---------------------------------------------------------------------------------------------
-# One row of the table: measure, goal, ratio and verdict; further arguments are notes under it.
+# One row of the table: measure, goal, ratio (shown with an x) and verdict; further arguments
+# are notes under it.
 row() {
     local name=$1 goal=$2 r=$3 verdict=$4
     shift 4
+    [[ ! $r =~ [0-9]$ ]] || r="${r}x"
     printf '    %-50s %-16s %-9s %s\n' "$name" "$goal" "$r" "$verdict"
     printf '        %s\n' "$@"
 }
@@ -328,12 +331,12 @@ report() {
     printf '    %-50s %-16s %-9s %s\n' measure goal ratio verdict
     if want latency; then
         r=$(ratio "${R[ingest_latency_lat]:-0}" "${R[insert_latency_lat]:-0}")
-        row "1 ingest latency / INSERT latency" "<= 4x" "${r}x" "$(verdict "$r" '<=' 4)" \
+        row "1 ingest latency / INSERT latency" "<= 4x" "$r" "$(verdict "$r" '<=' 4)" \
             "ingest ${R[ingest_latency_lat]:-?} ms, INSERT ${R[insert_latency_lat]:-?} ms (pgbench -M $PGBENCH_MODE, 1 client, ${DURATION} s each)"
     fi
     if want concurrency; then
         r=$(ratio "${R[ingest_cn_tps]:-0}" "${R[ingest_c1_tps]:-0}")
-        row "2 ingest throughput, ${CLIENTS} clients / 1" ">= 1.7x" "${r}x" "$(verdict "$r" '>=' 1.7)" \
+        row "2 ingest throughput, ${CLIENTS} clients / 1" ">= 1.7x" "$r" "$(verdict "$r" '>=' 1.7)" \
             "ingest ${R[ingest_cn_tps]:-?} tps vs ${R[ingest_c1_tps]:-?} tps (${DURATION} s each)" \
             "plain INSERT, for context: ${R[insert_cn_tps]:-?} tps vs ${R[insert_c1_tps]:-?} tps ($(ratio "${R[insert_cn_tps]:-0}" "${R[insert_c1_tps]:-0}")x)"
     fi
@@ -341,12 +344,12 @@ report() {
         r=$(ratio "${R[plain_copy_ms]:-0}" "${R[inbox_copy_ms]:-0}")
         v=$(verdict "$r" '>=' 0.05)
         [ "$(verdict "$r" '>=' 0.1)" != ok ] || v="$v (stretch too)"
-        row "3 inbox COPY / plain COPY throughput" ">= 0.05x (0.1x)" "${r}x" "$v" \
+        row "3 inbox COPY / plain COPY throughput" ">= 0.05x (0.1x)" "$r" "$v" \
             "${INBOX_ROWS} payloads: inbox $(ms_rate "${R[inbox_copy_ms]:-}" "$INBOX_ROWS"), plain table $(ms_rate "${R[plain_copy_ms]:-}" "$INBOX_ROWS")"
     fi
     if want inbox && want floor; then
         r=$(ratio "${R[floor_ms]:-0}" "${R[inbox_copy_ms]:-0}")
-        row "4 inbox COPY vs storage floor (floor / inbox)" ">= 0.5x" "${r}x" "$(verdict "$r" '>=' 0.5)" \
+        row "4 inbox COPY vs storage floor (floor / inbox)" ">= 0.5x" "$r" "$(verdict "$r" '>=' 0.5)" \
             "floor ${R[floor_ms]:-?} ms vs inbox ${R[inbox_copy_ms]:-?} ms; floor COPYs: entities ${R[floor_entities_rows]:-?} rows ${R[floor_entities_ms]:-?} ms, observations ${R[floor_observations_rows]:-?} rows ${R[floor_observations_ms]:-?} ms, raw_fragments ${R[floor_raw_fragments_rows]:-?} rows ${R[floor_raw_fragments_ms]:-?} ms"
     fi
     if want memory; then
@@ -356,7 +359,7 @@ report() {
             r=">=$r"
             v="$v (${MEM_ROWS} cancelled at ${MEM_LIMIT_MB} MB)"
         fi
-        row "5 backend peak RssAnon, ${MEM_ROWS} / ${MEM_SMALL_ROWS} payloads" "<= 1.5x" "${r}x" "$v" \
+        row "5 backend peak RssAnon, ${MEM_ROWS} / ${MEM_SMALL_ROWS} payloads" "<= 1.5x" "$r" "$v" \
             "peak RssAnon $(mb "${R[${big}_peak_kb]:-0}") vs $(mb "${R[${small}_peak_kb]:-0}") (before the COPY: $(mb "${R[${big}_base_kb]:-0}") / $(mb "${R[${small}_base_kb]:-0}")); VmHWM $(mb "${R[${big}_hwm_kb]:-0}") vs $(mb "${R[${small}_hwm_kb]:-0}")" \
             "COPY $(ms_rate "${R[${big}_ms]:-}" "$MEM_ROWS") vs $(ms_rate "${R[${small}_ms]:-}" "$MEM_SMALL_ROWS")"
     fi

@@ -5,8 +5,9 @@
 #
 # Run at the end of scripts/bench.sh, or alone against a running cluster of scripts/cluster.sh
 # (the same PG_EVOLVE_CLUSTER / PG_EVOLVE_PORT / PG_EVOLVE_DB), e.g. a quick run:
-#   BENCH_DURATION=5 BENCH_INBOX_ROWS=10000 BENCH_MEM_SMALL_ROWS=2000 BENCH_MEM_ROWS=20000 \
+#   BENCH_DURATION=6 BENCH_INBOX_ROWS=10000 BENCH_MEM_SMALL_ROWS=2000 BENCH_MEM_ROWS=20000 \
 #     bash scripts/bench_ingest.sh
+# The longest part of a full run is the inbox COPY of 1M payloads (~6 minutes at 3k payloads/s).
 # The settings (BENCH_*) are listed below; BENCH_MEASURES picks measures, e.g. "inbox floor".
 # Needs the installed pg_evolve; builds nothing. Exits non-zero when a correctness check fails
 # (inexact aggregates, failed pgbench transactions, a payload not accounted for); a ratio below

@@ -74,8 +74,22 @@ ms_rate() {
 
 mb() { awk -v kb="$1" 'BEGIN { printf "%.1f MB", kb / 1024 }'; }
 
+# The server keeps the library it loaded at start (shared_preload_libraries): one installed
+# since (before or during the run) would be measured as the old one under the new SQL, or fail
+# on SQL written for the new one.
+check_library() {
+    local lib started
+    lib="$("$PG_CONFIG" --pkglibdir)/pg_evolve.so"
+    started=$(psql_q -c "SELECT extract(epoch FROM pg_postmaster_start_time())::bigint")
+    if [ "$(stat -c %Y "$lib")" -gt "$started" ]; then
+        echo "$lib was installed after the server at $CLUSTER started: restart it (scripts/cluster.sh stop; scripts/cluster.sh start)" >&2
+        exit 1
+    fi
+}
+
 # A fresh extension (every measure starts from one), with the benchmark's two entity types.
 fresh_extension() {
+    check_library
     psql_q <<'SQL'
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_evolve CASCADE;
@@ -380,18 +394,6 @@ report() {
         row "5 backend peak RssAnon, ${MEM_ROWS} / ${MEM_SMALL_ROWS} payloads" "<= 1.5x" "$r" "$v" \
             "peak RssAnon $(mb "${R[${big}_peak_kb]:-0}") vs $(mb "${R[${small}_peak_kb]:-0}") (before the COPY: $(mb "${R[${big}_base_kb]:-0}") / $(mb "${R[${small}_base_kb]:-0}")); VmHWM $(mb "${R[${big}_hwm_kb]:-0}") vs $(mb "${R[${small}_hwm_kb]:-0}")" \
             "COPY $(ms_rate "${R[${big}_ms]:-}" "$MEM_ROWS") vs $(ms_rate "${R[${small}_ms]:-}" "$MEM_SMALL_ROWS")"
-    fi
-}
-
-# The server keeps the library it loaded at start (shared_preload_libraries): one installed
-# since would be measured as the old one, or fail on SQL written for the new one.
-check_library() {
-    local lib started
-    lib="$("$PG_CONFIG" --pkglibdir)/pg_evolve.so"
-    started=$(psql_q -c "SELECT extract(epoch FROM pg_postmaster_start_time())::bigint")
-    if [ "$(stat -c %Y "$lib")" -gt "$started" ]; then
-        echo "$lib was installed after the server at $CLUSTER started: restart it (scripts/cluster.sh stop; scripts/cluster.sh start)" >&2
-        exit 1
     fi
 }
 

@@ -20,3 +20,5 @@ for f in "$ROOT"/bench/*.sql; do
     step "bench/$(basename "$f")"
     cat "$ROOT/bench/fresh.psql" "$f" | bash "$ROOT/scripts/cluster.sh" psql -X -v ON_ERROR_STOP=1 -f -
 done
+# Ingestion: ingest() and the inbox against plain inserts, concurrency, memory (same cluster).
+bash "$ROOT/scripts/bench_ingest.sh"

@@ -66,34 +66,29 @@ COMMENT ON COLUMN evolve.raw_fragment_aggregates.sample_values IS
 DROP INDEX evolve.raw_fragments_key;
 CREATE INDEX raw_fragments_key ON evolve.raw_fragments (entity_type, fragment_key, user_id, last_seen_at);
 
--- Adds signed fragment rows (+1 written, -1 removed) to this backend's parts, keys in order.
--- (PL/pgSQL: its statement is planned once per session; a SQL function's would be at each call.)
-CREATE FUNCTION evolve._add_fragment_deltas(
-    entity_types text[], user_ids text[], fragment_keys text[], value_types text[], sources text[],
-    signs integer[], frequencies bigint[], sightings timestamptz[], sample_vals jsonb[]) RETURNS void
-LANGUAGE plpgsql VOLATILE
+-- Lock order of the parts, everywhere: (entity_type, user_id NULLS FIRST, fragment_key) in
+-- byte order ("C"), then slot. Writers lock only their own slot's parts, in that order, through
+-- _add_parts; a statement that removes rows locks every slot's parts of its keys in one pass,
+-- in that order, before it adds its own deltas: no two statements can wait on each other's parts.
+-- (PL/pgSQL throughout: a statement is planned once per session; a SQL function's would be at
+-- each call.)
+
+-- Adds per-key deltas to this backend's parts: the one place parts are written (ingestion, the
+-- triggers and folding all call it).
+CREATE FUNCTION evolve._add_parts(
+    entity_types text[], user_ids text[], fragment_keys text[], sample_counts bigint[],
+    frequency_totals bigint[], type_counts jsonb[], source_counts jsonb[], sightings timestamptz[],
+    samples jsonb[]) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
 AS $$
 BEGIN
-    WITH d AS (
-        SELECT * FROM unnest(entity_types, user_ids, fragment_keys, value_types, sources, signs,
-                             frequencies, sightings, sample_vals)
-               AS d(entity_type, user_id, fragment_key, value_type, source, sign, frequency, last_seen_at, value)),
-    g AS (
-        SELECT entity_type, user_id, fragment_key, value_type, source,
-               sum(sign) AS n, sum(sign * frequency) AS f,
-               max(last_seen_at) FILTER (WHERE sign > 0) AS seen,
-               (array_agg(value) FILTER (WHERE sign > 0 AND jsonb_typeof(value) <> 'null'))[1:10] AS vals
-        FROM d GROUP BY 1, 2, 3, 4, 5)
     INSERT INTO evolve.raw_fragment_aggregate_parts AS a
         (entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts,
          source_counts, last_seen_at, sample_values)
-    SELECT entity_type, user_id, fragment_key, evolve._backend_slot(), sum(n), sum(f),
-           evolve._count_object(array_agg(value_type), array_agg(n)),
-           evolve._count_object(array_agg(source), array_agg(n)),
-           max(seen),
-           evolve._merge_samples('[]', coalesce(jsonb_agg(to_jsonb(vals)) FILTER (WHERE vals IS NOT NULL), '[]'))
-    FROM g GROUP BY 1, 2, 3
-    ORDER BY entity_type COLLATE "C", user_id COLLATE "C" NULLS FIRST, fragment_key COLLATE "C"
+    SELECT t, u, k, evolve._backend_slot(), n, f, tc, sc, seen, sv
+    FROM unnest(entity_types, user_ids, fragment_keys, sample_counts, frequency_totals, type_counts,
+                source_counts, sightings, samples) AS x(t, u, k, n, f, tc, sc, seen, sv)
+    ORDER BY t COLLATE "C", u COLLATE "C" NULLS FIRST, k COLLATE "C"
     ON CONFLICT ON CONSTRAINT raw_fragment_aggregate_parts_key DO UPDATE SET
         sample_count = a.sample_count + EXCLUDED.sample_count,
         frequency_total = a.frequency_total + EXCLUDED.frequency_total,
@@ -104,10 +99,35 @@ BEGIN
 END
 $$;
 
--- Lock order of the parts, everywhere: (entity_type, user_id NULLS FIRST, fragment_key) in
--- byte order ("C"), then slot. Ingestion locks only its own slot's parts, in that order; a
--- statement that removes rows locks every slot's parts of its keys in one pass, in that order,
--- before it adds its own deltas: no two statements can wait on each other's parts.
+-- Folds signed fragment rows (+1 written, -1 removed) into per-key deltas and adds them.
+CREATE FUNCTION evolve._add_fragment_deltas(
+    entity_types text[], user_ids text[], fragment_keys text[], value_types text[], sources text[],
+    signs integer[], frequencies bigint[], sightings timestamptz[], sample_vals jsonb[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    PERFORM evolve._add_parts(array_agg(entity_type), array_agg(user_id), array_agg(fragment_key),
+                              array_agg(n), array_agg(f), array_agg(tc), array_agg(sc), array_agg(seen), array_agg(sv))
+    FROM (WITH d AS (
+              SELECT * FROM unnest(entity_types, user_ids, fragment_keys, value_types, sources, signs,
+                                   frequencies, sightings, sample_vals)
+                     AS d(entity_type, user_id, fragment_key, value_type, source, sign, frequency, last_seen_at, value)),
+          g AS (
+              SELECT entity_type, user_id, fragment_key, value_type, source,
+                     sum(sign) AS n, sum(sign * frequency) AS f,
+                     max(last_seen_at) FILTER (WHERE sign > 0) AS seen,
+                     (array_agg(value) FILTER (WHERE sign > 0 AND jsonb_typeof(value) <> 'null'))[1:10] AS vals
+              FROM d GROUP BY 1, 2, 3, 4, 5)
+          SELECT entity_type, user_id, fragment_key, sum(n)::bigint AS n, sum(f)::bigint AS f,
+                 evolve._count_object(array_agg(value_type), array_agg(n)) AS tc,
+                 evolve._count_object(array_agg(source), array_agg(n)) AS sc,
+                 max(seen) AS seen,
+                 evolve._merge_samples('[]', coalesce(jsonb_agg(to_jsonb(vals)) FILTER (WHERE vals IS NOT NULL), '[]')) AS sv
+          FROM g GROUP BY 1, 2, 3) k;
+END
+$$;
+
+-- Locks every slot's parts of the given keys, in the lock order above.
 CREATE FUNCTION evolve._lock_fragment_keys(entity_types text[], user_ids text[], fragment_keys text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -159,54 +179,56 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'aggregates_by_caller_wrapper';
 
 CREATE OR REPLACE FUNCTION evolve._fragments_aggregate() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    -- The statement's signed rows, column by column.
+    types text[]; users text[]; fkeys text[]; vtypes text[]; srcs text[]; signs integer[];
+    freqs bigint[]; seens timestamptz[]; vals jsonb[];
+    -- The keys whose last sighting must be read again (they lost a row, or it moved back).
+    stypes text[]; susers text[]; skeys text[];
 BEGIN
     -- Ingestion adds the deltas of its own fragment upserts (src/ingest.rs).
     IF evolve._aggregates_by_caller() THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
-        PERFORM evolve._add_fragment_deltas(array_agg(entity_type), array_agg(user_id),
-                    array_agg(fragment_key), array_agg(value_type), array_agg(source),
-                    array_fill(1, ARRAY[count(*)::integer]), array_agg(frequency::bigint),
-                    array_agg(last_seen_at), array_agg(value))
-        FROM new_rows HAVING count(*) > 0;
+        SELECT array_agg(entity_type), array_agg(user_id), array_agg(fragment_key), array_agg(value_type),
+               array_agg(source), array_agg(1), array_agg(frequency), array_agg(last_seen_at), array_agg(value)
+        INTO types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals
+        FROM new_rows;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM evolve._lock_fragment_keys(array_agg(entity_type), array_agg(user_id), array_agg(fragment_key))
-        FROM old_rows HAVING count(*) > 0;
-        PERFORM evolve._add_fragment_deltas(array_agg(entity_type), array_agg(user_id),
-                    array_agg(fragment_key), array_agg(value_type), array_agg(source),
-                    array_fill(-1, ARRAY[count(*)::integer]), array_agg(frequency::bigint),
-                    array_agg(last_seen_at), array_agg(value)),
-                evolve._settle_fragment_keys(array_agg(entity_type), array_agg(user_id), array_agg(fragment_key))
-        FROM old_rows HAVING count(*) > 0;
+        SELECT array_agg(entity_type), array_agg(user_id), array_agg(fragment_key), array_agg(value_type),
+               array_agg(source), array_agg(-1), array_agg(frequency), array_agg(last_seen_at), array_agg(value)
+        INTO types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals
+        FROM old_rows;
+        stypes := types; susers := users; skeys := fkeys;
     ELSE
-        PERFORM evolve._lock_fragment_keys(array_agg(o.entity_type), array_agg(o.user_id), array_agg(o.fragment_key))
+        -- Only rows whose aggregated columns changed count, each as it left and as it came back
+        -- (a lifecycle change moves nothing).
+        SELECT array_agg(d.t), array_agg(d.u), array_agg(d.k), array_agg(d.vt), array_agg(d.src),
+               array_agg(d.sign), array_agg(d.freq), array_agg(d.seen), array_agg(d.val)
+        INTO types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals
+        FROM new_rows n JOIN old_rows o USING (fragment_id)
+        CROSS JOIN LATERAL (VALUES
+            (o.entity_type, o.user_id, o.fragment_key, o.value_type, o.source, -1, o.frequency, o.last_seen_at, o.value),
+            (n.entity_type, n.user_id, n.fragment_key, n.value_type, n.source, 1, n.frequency, n.last_seen_at, n.value))
+            AS d(t, u, k, vt, src, sign, freq, seen, val)
+        WHERE (n.entity_type, n.user_id, n.fragment_key, n.value_type, n.source, n.frequency, n.last_seen_at, n.value)
+              IS DISTINCT FROM
+              (o.entity_type, o.user_id, o.fragment_key, o.value_type, o.source, o.frequency, o.last_seen_at, o.value);
+        SELECT array_agg(o.entity_type), array_agg(o.user_id), array_agg(o.fragment_key)
+        INTO stypes, susers, skeys
         FROM new_rows n JOIN old_rows o USING (fragment_id)
         WHERE (n.entity_type, n.user_id, n.fragment_key) IS DISTINCT FROM (o.entity_type, o.user_id, o.fragment_key)
-           OR n.last_seen_at < o.last_seen_at
-        HAVING count(*) > 0;
-        PERFORM evolve._add_fragment_deltas(array_agg(entity_type), array_agg(user_id),
-                    array_agg(fragment_key), array_agg(value_type), array_agg(source),
-                    array_agg(sign), array_agg(frequency::bigint), array_agg(last_seen_at), array_agg(value))
-        FROM (SELECT n.entity_type, n.user_id, n.fragment_key, n.value_type, n.source, 1 AS sign,
-                     n.frequency, n.last_seen_at, n.value
-              FROM new_rows n JOIN old_rows o USING (fragment_id)
-              WHERE (n.entity_type, n.user_id, n.fragment_key, n.value_type, n.source, n.frequency, n.last_seen_at, n.value)
-                    IS DISTINCT FROM
-                    (o.entity_type, o.user_id, o.fragment_key, o.value_type, o.source, o.frequency, o.last_seen_at, o.value)
-              UNION ALL
-              SELECT o.entity_type, o.user_id, o.fragment_key, o.value_type, o.source, -1,
-                     o.frequency, o.last_seen_at, o.value
-              FROM new_rows n JOIN old_rows o USING (fragment_id)
-              WHERE (n.entity_type, n.user_id, n.fragment_key, n.value_type, n.source, n.frequency, n.last_seen_at, n.value)
-                    IS DISTINCT FROM
-                    (o.entity_type, o.user_id, o.fragment_key, o.value_type, o.source, o.frequency, o.last_seen_at, o.value)) d
-        HAVING count(*) > 0;
-        PERFORM evolve._settle_fragment_keys(array_agg(o.entity_type), array_agg(o.user_id), array_agg(o.fragment_key))
-        FROM new_rows n JOIN old_rows o USING (fragment_id)
-        WHERE (n.entity_type, n.user_id, n.fragment_key) IS DISTINCT FROM (o.entity_type, o.user_id, o.fragment_key)
-           OR n.last_seen_at < o.last_seen_at
-        HAVING count(*) > 0;
+           OR n.last_seen_at < o.last_seen_at;
+    END IF;
+    IF skeys IS NOT NULL THEN
+        PERFORM evolve._lock_fragment_keys(stypes, susers, skeys);
+    END IF;
+    IF fkeys IS NOT NULL THEN
+        PERFORM evolve._add_fragment_deltas(types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals);
+    END IF;
+    IF skeys IS NOT NULL THEN
+        PERFORM evolve._settle_fragment_keys(stypes, susers, skeys);
     END IF;
     RETURN NULL;
 END
@@ -236,92 +258,39 @@ FROM evolve.entity_count_parts GROUP BY entity_type, user_id;
 COMMENT ON VIEW evolve.entity_counts IS
     'Entities per type and user scope: sums the parts kept by statement triggers on evolve.entities.';
 
+-- Adds per-scope entity-count deltas to this backend's parts, in the lock order of the
+-- fragment parts (the triggers and folding call it).
+CREATE FUNCTION evolve._add_count_parts(entity_types text[], user_ids text[], counts bigint[]) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+BEGIN
+    INSERT INTO evolve.entity_count_parts AS c (entity_type, user_id, slot, entity_count)
+    SELECT t, u, evolve._backend_slot(), n FROM unnest(entity_types, user_ids, counts) AS x(t, u, n)
+    ORDER BY t COLLATE "C", u COLLATE "C" NULLS FIRST
+    ON CONFLICT ON CONSTRAINT entity_count_parts_key DO UPDATE SET entity_count = c.entity_count + EXCLUDED.entity_count;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION evolve._count_entities() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO evolve.entity_count_parts AS c (entity_type, user_id, slot, entity_count)
-        SELECT entity_type, user_id, evolve._backend_slot(), count(*) FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT ON CONSTRAINT entity_count_parts_key DO UPDATE SET entity_count = c.entity_count + EXCLUDED.entity_count;
+        PERFORM evolve._add_count_parts(array_agg(entity_type), array_agg(user_id), array_agg(n))
+        FROM (SELECT entity_type, user_id, count(*) AS n FROM new_rows GROUP BY 1, 2) d;
     ELSE
-        INSERT INTO evolve.entity_count_parts AS c (entity_type, user_id, slot, entity_count)
-        SELECT entity_type, user_id, evolve._backend_slot(), -count(*) FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT ON CONSTRAINT entity_count_parts_key DO UPDATE SET entity_count = c.entity_count + EXCLUDED.entity_count;
+        PERFORM evolve._add_count_parts(array_agg(entity_type), array_agg(user_id), array_agg(-n))
+        FROM (SELECT entity_type, user_id, count(*) AS n FROM old_rows GROUP BY 1, 2) d;
     END IF;
     RETURN NULL;
 END
 $$;
 
 -- ---------------------------------------------------------------- folding the parts
--- Merges every key's parts into this backend's part, skipping those a writer holds right now
--- (they are folded next time). Maintenance runs it; the sums read are the same before and after.
-CREATE FUNCTION evolve.fold_aggregates() RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    me constant integer := evolve._backend_slot();
-    fragment_parts bigint;
-    count_parts bigint;
-BEGIN
-    IF NOT pg_catalog.pg_has_role(evolve._calling_role()::pg_catalog.name, 'evolve_admin', 'MEMBER') THEN
-        RAISE EXCEPTION 'permission denied to fold aggregates'
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'This is reserved to members of evolve_admin: GRANT evolve_admin TO the role.';
-    END IF;
-    WITH multi AS (
-        SELECT entity_type, user_id, fragment_key FROM evolve.raw_fragment_aggregate_parts
-        GROUP BY 1, 2, 3 HAVING count(*) > 1),
-    locked AS (
-        SELECT a.entity_type, a.user_id, a.fragment_key, a.slot
-        FROM evolve.raw_fragment_aggregate_parts a JOIN multi m
-          ON a.entity_type = m.entity_type AND a.fragment_key = m.fragment_key AND a.user_id IS NOT DISTINCT FROM m.user_id
-        WHERE a.slot <> me
-        ORDER BY 1, 2, 3, 4
-        FOR UPDATE OF a SKIP LOCKED),
-    gone AS (
-        DELETE FROM evolve.raw_fragment_aggregate_parts a USING locked l
-        WHERE a.entity_type = l.entity_type AND a.fragment_key = l.fragment_key
-          AND a.user_id IS NOT DISTINCT FROM l.user_id AND a.slot = l.slot
-        RETURNING a.*),
-    folded AS (
-        INSERT INTO evolve.raw_fragment_aggregate_parts AS a
-            (entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts,
-             source_counts, last_seen_at, sample_values)
-        SELECT entity_type, user_id, fragment_key, me, sum(sample_count), sum(frequency_total),
-               evolve._sum_counts(type_counts), evolve._sum_counts(source_counts), max(last_seen_at),
-               evolve._sum_samples(sample_values)
-        FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT ON CONSTRAINT raw_fragment_aggregate_parts_key DO UPDATE SET
-            sample_count = a.sample_count + EXCLUDED.sample_count,
-            frequency_total = a.frequency_total + EXCLUDED.frequency_total,
-            type_counts = evolve._add_counts(a.type_counts, EXCLUDED.type_counts),
-            source_counts = evolve._add_counts(a.source_counts, EXCLUDED.source_counts),
-            last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
-            sample_values = evolve._merge_samples(a.sample_values, jsonb_build_array(EXCLUDED.sample_values))
-        RETURNING 1)
-    SELECT count(*) FROM gone INTO fragment_parts;
-    WITH multi AS (
-        SELECT entity_type, user_id FROM evolve.entity_count_parts GROUP BY 1, 2 HAVING count(*) > 1),
-    locked AS (
-        SELECT c.entity_type, c.user_id, c.slot
-        FROM evolve.entity_count_parts c JOIN multi m
-          ON c.entity_type = m.entity_type AND c.user_id IS NOT DISTINCT FROM m.user_id
-        WHERE c.slot <> me
-        ORDER BY 1, 2, 3
-        FOR UPDATE OF c SKIP LOCKED),
-    gone AS (
-        DELETE FROM evolve.entity_count_parts c USING locked l
-        WHERE c.entity_type = l.entity_type AND c.user_id IS NOT DISTINCT FROM l.user_id AND c.slot = l.slot
-        RETURNING c.*),
-    folded AS (
-        INSERT INTO evolve.entity_count_parts AS c (entity_type, user_id, slot, entity_count)
-        SELECT entity_type, user_id, me, sum(entity_count) FROM gone GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT ON CONSTRAINT entity_count_parts_key DO UPDATE SET entity_count = c.entity_count + EXCLUDED.entity_count
-        RETURNING 1)
-    SELECT count(*) FROM gone INTO count_parts;
-    RETURN fragment_parts + count_parts;
-END
-$$;
+-- evolve.fold_aggregates() (src/fragments.rs) merges every key's parts into its caller's.
+CREATE OR REPLACE FUNCTION evolve.fold_aggregates() RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'fold_aggregates_wrapper';
+ALTER FUNCTION evolve.fold_aggregates() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION evolve.schedule_maintenance() IS 'Schedules the pg_cron jobs: fragment cleanup, archival, folding of aggregate parts, and re-embedding when no worker runs.';
 COMMENT ON FUNCTION evolve.fold_aggregates() IS
     'Merges the per-backend parts of evolve.raw_fragment_aggregates and evolve.entity_counts (members of evolve_admin only); parts a writer holds are left for the next run. Returns the number of parts merged away. Scheduled by evolve.schedule_maintenance().';
@@ -382,7 +351,8 @@ REVOKE ALL ON FUNCTION evolve._backend_slot(), evolve._aggregates_by_caller(),
     evolve._add_samples(jsonb, jsonb), evolve._sum_counts(jsonb), evolve._sum_samples(jsonb),
     evolve._add_fragment_deltas(text[], text[], text[], text[], text[], integer[], bigint[], timestamptz[], jsonb[]),
     evolve._lock_fragment_keys(text[], text[], text[]), evolve._settle_fragment_keys(text[], text[], text[]),
-    evolve.fold_aggregates() FROM PUBLIC;
+    evolve._add_parts(text[], text[], text[], bigint[], bigint[], jsonb[], jsonb[], timestamptz[], jsonb[]),
+    evolve._add_count_parts(text[], text[], bigint[]), evolve.fold_aggregates() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION evolve._add_samples(jsonb, jsonb), evolve._sum_counts(jsonb),
     evolve._sum_samples(jsonb) TO evolve_reader;
 GRANT EXECUTE ON FUNCTION evolve.fold_aggregates() TO evolve_admin;

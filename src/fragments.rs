@@ -63,9 +63,64 @@ fn aggregates_by_caller() -> bool {
     CALLER_AGGREGATES.with(|f| f.get())
 }
 
-/// This backend's aggregate slot, for code of this library.
-pub fn slot() -> i32 {
-    backend_slot()
+/// Merges every key's parts of `evolve.raw_fragment_aggregates` and `evolve.entity_counts`
+/// into this backend's part (members of evolve_admin only); parts a writer holds right now are
+/// skipped, for the next run. The sums read are the same before and after. Returns the number
+/// of parts merged away.
+#[pg_extern(volatile, parallel_unsafe)]
+fn fold_aggregates() -> i64 {
+    access::require_admin("fold aggregates");
+    Spi::connect_mut(|client| {
+        let mut merged = |sql: &str| -> i64 {
+            client
+                .update(sql, None, &[])
+                .or_raise()
+                .first()
+                .get_one::<i64>()
+                .or_raise()
+                .unwrap_or(0)
+        };
+        merged(
+            "WITH multi AS ( \
+                 SELECT entity_type, user_id, fragment_key FROM evolve.raw_fragment_aggregate_parts \
+                 GROUP BY 1, 2, 3 HAVING count(*) > 1), \
+             gone AS ( \
+                 DELETE FROM evolve.raw_fragment_aggregate_parts a USING ( \
+                     SELECT a.ctid AS row FROM evolve.raw_fragment_aggregate_parts a JOIN multi m \
+                       ON a.entity_type = m.entity_type AND a.fragment_key = m.fragment_key \
+                      AND a.user_id IS NOT DISTINCT FROM m.user_id \
+                     WHERE a.slot <> evolve._backend_slot() \
+                     FOR UPDATE OF a SKIP LOCKED) l \
+                 WHERE a.ctid = l.row \
+                 RETURNING a.*), \
+             folded AS ( \
+                 SELECT entity_type, user_id, fragment_key, sum(sample_count)::bigint AS n, \
+                        sum(frequency_total)::bigint AS f, evolve._sum_counts(type_counts) AS tc, \
+                        evolve._sum_counts(source_counts) AS sc, max(last_seen_at) AS seen, \
+                        evolve._sum_samples(sample_values) AS sv \
+                 FROM gone GROUP BY 1, 2, 3) \
+             SELECT (SELECT count(*) FROM gone), \
+                    evolve._add_parts(array_agg(entity_type), array_agg(user_id), array_agg(fragment_key), \
+                                      array_agg(n), array_agg(f), array_agg(tc), array_agg(sc), \
+                                      array_agg(seen), array_agg(sv)) \
+             FROM folded",
+        ) + merged(
+            "WITH multi AS ( \
+                 SELECT entity_type, user_id FROM evolve.entity_count_parts GROUP BY 1, 2 HAVING count(*) > 1), \
+             gone AS ( \
+                 DELETE FROM evolve.entity_count_parts c USING ( \
+                     SELECT c.ctid AS row FROM evolve.entity_count_parts c JOIN multi m \
+                       ON c.entity_type = m.entity_type AND c.user_id IS NOT DISTINCT FROM m.user_id \
+                     WHERE c.slot <> evolve._backend_slot() \
+                     FOR UPDATE OF c SKIP LOCKED) l \
+                 WHERE c.ctid = l.row \
+                 RETURNING c.*), \
+             folded AS (SELECT entity_type, user_id, sum(entity_count)::bigint AS n FROM gone GROUP BY 1, 2) \
+             SELECT (SELECT count(*) FROM gone), \
+                    evolve._add_count_parts(array_agg(entity_type), array_agg(user_id), array_agg(n)) \
+             FROM folded",
+        )
+    })
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "_dominant_type")]

@@ -476,8 +476,7 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
         }
 
         // The deltas, as the statement triggers would derive them: a rewritten row leaves with
-        // its old values and comes back with the new ones. Keys in the parts' lock order
-        // (type, user with none first, key; bytewise), which a BTreeMap keeps.
+        // its old values and comes back with the new ones.
         let mut deltas: BTreeMap<(&str, Option<&str>, &str), KeyDelta> = BTreeMap::new();
         let value_types: Vec<&'static str> =
             fragments.iter().map(|f| value_type(&f.value)).collect();
@@ -577,20 +576,7 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
         }
         crate::plans::execute(
             c,
-            "INSERT INTO evolve.raw_fragment_aggregate_parts AS a \
-                 (entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts, \
-                  source_counts, last_seen_at, sample_values) \
-             SELECT t, u, k, $9, n, f, tc, sc, now(), sv \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::jsonb[], \
-                         $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS x(t, u, k, n, f, tc, sc, sv, ord) \
-             ORDER BY ord \
-             ON CONFLICT ON CONSTRAINT raw_fragment_aggregate_parts_key DO UPDATE SET \
-                 sample_count = a.sample_count + EXCLUDED.sample_count, \
-                 frequency_total = a.frequency_total + EXCLUDED.frequency_total, \
-                 type_counts = evolve._add_counts(a.type_counts, EXCLUDED.type_counts), \
-                 source_counts = evolve._add_counts(a.source_counts, EXCLUDED.source_counts), \
-                 last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at), \
-                 sample_values = evolve._merge_samples(a.sample_values, jsonb_build_array(EXCLUDED.sample_values))",
+            "SELECT evolve._add_parts($1, $2, $3, $4, $5, $6, $7, array_fill(now(), ARRAY[cardinality($1)]), $8)",
             &[
                 d_types.into(),
                 d_users.into(),
@@ -600,7 +586,6 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
                 d_type_counts.into(),
                 d_source_counts.into(),
                 d_values.into(),
-                crate::fragments::slot().into(),
             ],
         );
     });

@@ -185,13 +185,28 @@ fn concurrent_ingests_write_their_own_parts_and_folding_keeps_the_sums() {
         .unwrap()
         .get(0);
     assert_eq!(counted, 8 * 75 + 5, "600 own entities and 5 shared ones");
-    let folded: i64 = admin
+    // Folding is an administrator's: a writer is refused, a (non-superuser) admin folds.
+    admin
+        .batch_execute(
+            "CREATE ROLE parts_writer LOGIN IN ROLE evolve_writer; CREATE ROLE parts_admin LOGIN IN ROLE evolve_admin;",
+        )
+        .unwrap();
+    let mut writer = cluster.connect_as(&db, "parts_writer");
+    assert_eq!(
+        crate::common::state(&mut writer, "SELECT evolve.fold_aggregates()"),
+        "42501"
+    );
+    let mut folder = cluster.connect_as(&db, "parts_admin");
+    let folded: i64 = folder
         .query_one("SELECT evolve.fold_aggregates()", &[])
         .unwrap()
         .get(0);
     assert!(folded >= 3 * 7, "parts merged: {folded}");
     let after: String = admin.query_one(view, &[]).unwrap().get(0);
     assert_eq!(before, after);
+    // A writer reads the same sums through the views (with its own rights).
+    let as_writer: String = writer.query_one(view, &[]).unwrap().get(0);
+    assert_eq!(as_writer, after);
     let left: i64 = admin
         .query_one(
             "SELECT count(*) FROM evolve.raw_fragment_aggregate_parts",

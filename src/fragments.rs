@@ -2,6 +2,7 @@
 //! functions the aggregate triggers and columns use.
 
 use crate::jsonb::Json;
+use crate::plans::Row;
 use evolve_core::aggregate;
 use evolve_core::infer::conforms;
 use evolve_core::lifecycle::{can_transition, FragmentState};
@@ -203,9 +204,9 @@ fn field_confidence(
         }
         let r = rows.first();
         Some((
-            r.get::<i64>(1).or_raise().unwrap_or(0),
-            r.get::<f64>(2).or_raise().unwrap_or(0.0),
-            r.get::<i32>(3).or_raise().unwrap_or(0) as i64,
+            r.value::<i64>(1).unwrap_or(0),
+            r.value::<f64>(2).unwrap_or(0.0),
+            r.value::<i32>(3).unwrap_or(0) as i64,
         ))
     })?;
     Some(aggregate::field_confidence(row.0, row.1, row.2))
@@ -279,10 +280,10 @@ pub fn promote(
             .or_raise()
             .map(|r| {
                 (
-                    r.get::<i64>(1).or_raise().unwrap_or(0),
-                    r.get::<i64>(2).or_raise().unwrap_or(0),
-                    r.get::<JsonB>(3).or_raise().map(|j| j.0).unwrap_or(Value::Null),
-                    r.get::<String>(4).or_raise(),
+                    r.value::<i64>(1).unwrap_or(0),
+                    r.value::<i64>(2).unwrap_or(0),
+                    r.value::<JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
+                    r.value::<String>(4),
                 )
             })
             .filter(|(_, _, value, _)| attr_type.is_none_or(|t| conforms(t, value)))

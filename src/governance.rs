@@ -1,6 +1,7 @@
 //! Registry governance: compatibility modes, quotas, near-duplicate names, time travel and diffs.
 
 use crate::jsonb::Json;
+use crate::plans::Row;
 use evolve_core::compat::{self, CompatMode};
 use evolve_core::diff::diff;
 use evolve_core::schema::Definition;
@@ -51,7 +52,7 @@ pub fn incompatibilities(
                 &[head.schema_id.into()],
             )
             .or_raise()
-            .filter_map(|row| row.get::<JsonB>(1).or_raise())
+            .filter_map(|row| row.value::<JsonB>(1))
             .map(|j| Definition::parse(&j.0).or_raise())
             .collect()
     } else {
@@ -101,7 +102,7 @@ pub fn charge_quota(client: &mut SpiClient<'_>, user_id: &str, new_scope: bool, 
         )
         .or_raise();
     let row = rows.first();
-    let int = |n: usize, default: i32| row.get::<i32>(n).or_raise().unwrap_or(default) as i64;
+    let int = |n: usize, default: i32| row.value::<i32>(n).unwrap_or(default) as i64;
     let (count, max_schemas, fields, max_fields) = (int(1, 0), int(2, 10), int(3, 0), int(4, 200));
     let new_count = count + new_scope as i64;
     let new_fields = (fields + field_delta).max(0);
@@ -176,7 +177,7 @@ pub fn detect_type_conflicts(
             &[entity_type.into(), user_id.into()],
         )
         .or_raise()
-        .filter_map(|r| r.get::<String>(1).or_raise())
+        .filter_map(|r| r.value::<String>(1))
         .collect();
     let matches = similar_names(
         entity_type,
@@ -364,9 +365,9 @@ fn schema_at(
             .or_raise()
             .map(|row| {
                 (
-                    row.get::<String>(1).or_raise(),
-                    row.get::<JsonB>(2).or_raise().map(|j| j.0).unwrap_or_default(),
-                    row.get::<i32>(3).or_raise().unwrap_or_default(),
+                    row.value::<String>(1),
+                    row.value::<JsonB>(2).map(|j| j.0).unwrap_or_default(),
+                    row.value::<i32>(3).unwrap_or_default(),
                 )
             })
             .collect()

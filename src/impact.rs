@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::{raise, OrRaise};
 use crate::jsonb::Json;
-use crate::plans::Required;
+use crate::plans::Row;
 use crate::reembed::{finish_jobs, lock_jobs};
 use crate::registry::write_version;
 use crate::store::read_head;
@@ -220,12 +220,7 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
                 &[ids.to_vec().into()],
             )
             .or_raise()
-            .map(|r| {
-                (
-                    r.required::<i64>(1),
-                    r.get::<bool>(2).or_raise().unwrap_or(false),
-                )
-            })
+            .map(|r| (r.required::<i64>(1), r.value::<bool>(2).unwrap_or(false)))
             .collect();
         let n = client
             .update(

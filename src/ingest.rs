@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::error::{raise, OrRaise};
 use crate::gucs::{self, MigrationStrategy};
 use crate::migration;
-use crate::plans::Required;
+use crate::plans::Row;
 use crate::snapshots::{record_observations, EntityState, NewObservation};
 use crate::store::effective_definition;
 use evolve_core::migrate;
@@ -280,7 +280,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                 &[(missing as i64).into()],
             )
             .or_raise()
-            .map(|r| r.get::<String>(1).or_raise().unwrap_or_default())
+            .map(|r| r.value::<String>(1).unwrap_or_default())
             .collect::<Vec<_>>()
         })
         .into_iter()
@@ -468,7 +468,7 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
                     (r.required::<i64>(1), r.required::<String>(2)),
                     (
                         r.required::<String>(3),
-                        r.get::<String>(4).or_raise(),
+                        r.value::<String>(4),
                         i64::from(r.required::<i32>(5)),
                     ),
                 );

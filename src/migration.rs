@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use crate::jsonb::Json;
+use crate::plans::Row;
 use evolve_core::migrate::{self, Step, StepError};
 use evolve_core::schema::Definition;
 use evolve_core::SqlState;
@@ -77,20 +78,16 @@ pub fn path_steps(entity_type: &str, from: i32, to: i32) -> Result<Vec<PathStep>
         .or_raise()
         .map(|r| {
             let oids = r
-                .get::<Vec<Option<i64>>>(5)
-                .or_raise()
+                .value::<Vec<Option<i64>>>(5)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|o| o.map(|o| pg_sys::Oid::from(o as u32)))
                 .collect();
             (
-                r.get::<i32>(1).or_raise().unwrap_or(0),
-                r.get::<i32>(2).or_raise().unwrap_or(0),
-                r.get::<JsonB>(3)
-                    .or_raise()
-                    .map(|j| j.0)
-                    .unwrap_or(Value::Null),
-                r.get::<pg_sys::Oid>(4).or_raise(),
+                r.value::<i32>(1).unwrap_or(0),
+                r.value::<i32>(2).unwrap_or(0),
+                r.value::<JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
+                r.value::<pg_sys::Oid>(4),
                 oids,
             )
         })

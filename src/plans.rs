@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use pgrx::datum::DatumWithOid;
+use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, Spi, SpiClient, SpiTupleTable};
 
@@ -54,21 +54,99 @@ pub fn text_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Strin
     Spi::connect(|c| {
         c.select(sql, None, args)
             .or_raise()
-            .filter_map(|r| r.get::<String>(1).or_raise())
+            .filter_map(|r| r.value::<String>(1))
             .collect()
     })
 }
 
-/// Reading a column the query guarantees is not NULL (a key, a NOT NULL column): an
-/// unexpected NULL is an internal error naming the column, never a silent 0 or "".
-pub trait Required {
-    fn required<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> T;
+thread_local! {
+    /// (parent, child) contexts in which column values are converted, created once per backend.
+    static READS: std::cell::Cell<Option<(pg_sys::MemoryContext, pg_sys::MemoryContext)>> =
+        const { std::cell::Cell::new(None) };
 }
 
-impl Required for pgrx::spi::SpiHeapTupleData<'_> {
-    fn required<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> T {
-        self.get::<T>(ordinal).or_raise().unwrap_or_else(|| {
+/// Runs `read` (a pgrx column read) with its PostgreSQL allocations in a context of their own,
+/// reset as soon as the value is a Rust value.
+///
+/// pgrx converts a column's datum in the parent of the current memory context; inside SPI that
+/// parent is the transaction's top context, so every text or jsonb read (its detoasted copy,
+/// jsonb's text form) stayed allocated until the transaction ended: a COPY of a million payloads
+/// into the inbox grew its backend by hundreds of megabytes. Here the current context is a child
+/// of a context of ours, which is reset after each read.
+fn in_read_context<R>(read: impl FnOnce() -> R) -> R {
+    let (parent, child) = READS.with(|r| {
+        r.get().unwrap_or_else(|| {
+            // SAFETY: two contexts under TopMemoryContext, created once and kept for the
+            // backend's life; the names are static strings.
+            let pair = unsafe {
+                let parent = pg_sys::AllocSetContextCreateExtended(
+                    pg_sys::TopMemoryContext,
+                    c"pg_evolve column reads".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                );
+                let child = pg_sys::AllocSetContextCreateExtended(
+                    parent,
+                    c"pg_evolve column read".as_ptr(),
+                    pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+                    pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+                    pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+                );
+                (parent, child)
+            };
+            r.set(Some(pair));
+            pair
+        })
+    });
+    // SAFETY: switches to a live context of ours and back; the values `read` returns are owned
+    // Rust values (no borrow of PostgreSQL memory), so resetting the parent afterwards (which
+    // keeps the child) frees only what the conversion left behind. An error inside `read`
+    // aborts the (sub)transaction, whose cleanup sets the current context again.
+    unsafe {
+        let previous = pg_sys::MemoryContextSwitchTo(child);
+        let value = read();
+        pg_sys::MemoryContextSwitchTo(previous);
+        pg_sys::MemoryContextResetOnly(parent);
+        value
+    }
+}
+
+/// Column reads of SPI rows, with their PostgreSQL allocations freed at once (see
+/// [`in_read_context`]); errors raise.
+pub trait Row {
+    /// The value of column `ordinal` (1-based), NULL as None.
+    fn value<T: FromDatum + IntoDatum>(&self, ordinal: usize) -> Option<T>;
+
+    /// Reading a column the query guarantees is not NULL (a key, a NOT NULL column): an
+    /// unexpected NULL is an internal error naming the column, never a silent 0 or "".
+    fn required<T: FromDatum + IntoDatum>(&self, ordinal: usize) -> T {
+        self.value::<T>(ordinal).unwrap_or_else(|| {
             pgrx::error!("pg_evolve internal query returned NULL in its column {ordinal}")
         })
     }
+}
+
+impl Row for pgrx::spi::SpiHeapTupleData<'_> {
+    fn value<T: FromDatum + IntoDatum>(&self, ordinal: usize) -> Option<T> {
+        in_read_context(|| self.get::<T>(ordinal)).or_raise()
+    }
+}
+
+impl Row for SpiTupleTable<'_> {
+    fn value<T: FromDatum + IntoDatum>(&self, ordinal: usize) -> Option<T> {
+        in_read_context(|| self.get::<T>(ordinal)).or_raise()
+    }
+}
+
+/// The first column of the first row of a query (None: no row, or NULL), read as [`Row`] reads.
+pub fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Option<T> {
+    Spi::connect(|c| {
+        let table = c.select(sql, Some(1), args).or_raise();
+        if table.is_empty() {
+            None
+        } else {
+            table.first().value::<T>(1)
+        }
+    })
 }

@@ -28,6 +28,7 @@ use crate::args::{check_entity_type, check_user_id, writable_transaction};
 use crate::error::{in_subtransaction, OrRaise};
 use crate::gucs;
 use crate::plans::text_rows;
+use crate::plans::Row;
 use crate::review::review;
 use crate::store::effective_definition;
 
@@ -43,16 +44,15 @@ fn key_stats(entity_type: &str, user_id: Option<&str>) -> Vec<KeyStats> {
         )
         .or_raise()
         .map(|r| KeyStats {
-            key: r.get::<String>(1).or_raise().unwrap_or_default(),
-            sample_count: r.get::<i64>(2).or_raise().unwrap_or(0),
-            frequency_total: r.get::<i64>(3).or_raise().unwrap_or(0),
+            key: r.value::<String>(1).unwrap_or_default(),
+            sample_count: r.value::<i64>(2).unwrap_or(0),
+            frequency_total: r.value::<i64>(3).unwrap_or(0),
             type_counts: r
-                .get::<JsonB>(4)
-                .or_raise()
+                .value::<JsonB>(4)
                 .and_then(|j| serde_json::from_value(j.0).ok())
                 .unwrap_or_default(),
-            unique_sources: r.get::<i32>(5).or_raise().unwrap_or(0) as i64,
-            sample_values: match r.get::<JsonB>(6).or_raise().map(|j| j.0) {
+            unique_sources: r.value::<i32>(5).unwrap_or(0) as i64,
+            sample_values: match r.value::<JsonB>(6).map(|j| j.0) {
                 Some(Value::Array(a)) => a,
                 _ => Vec::new(),
             },
@@ -93,8 +93,8 @@ fn known_keys(
             )
             .or_raise();
         for r in rows {
-            let t = r.get::<String>(1).or_raise().unwrap_or_default();
-            let k = r.get::<String>(2).or_raise().unwrap_or_default();
+            let t = r.value::<String>(1).unwrap_or_default();
+            let k = r.value::<String>(2).unwrap_or_default();
             out.entry(t).or_default().insert(k);
         }
     });
@@ -142,8 +142,8 @@ fn cooccurrence(entity_type: &str, user_id: Option<&str>) -> (usize, BTreeMap<St
         .or_raise()
         .map(|r| {
             (
-                r.get::<String>(1).or_raise().unwrap_or_default(),
-                r.get::<i64>(2).or_raise().unwrap_or(0) as usize,
+                r.value::<String>(1).unwrap_or_default(),
+                r.value::<i64>(2).unwrap_or(0) as usize,
             )
         })
         .collect()
@@ -220,8 +220,8 @@ fn entity_type_drafts(entity_type: Option<&str>, user_id: Option<&str>) -> Vec<D
         .or_raise()
         .map(|r| {
             (
-                r.get::<String>(1).or_raise().unwrap_or_default(),
-                r.get::<i64>(2).or_raise().unwrap_or(0),
+                r.value::<String>(1).unwrap_or_default(),
+                r.value::<i64>(2).unwrap_or(0),
             )
         })
         .collect()
@@ -255,7 +255,7 @@ fn entity_type_drafts(entity_type: Option<&str>, user_id: Option<&str>) -> Vec<D
                 ],
             )
             .or_raise()
-            .filter_map(|r| r.get::<JsonB>(1).or_raise().map(|j| j.0))
+            .filter_map(|r| r.value::<JsonB>(1).map(|j| j.0))
             .collect()
         });
         out.extend(propose::entity_type_draft(
@@ -294,11 +294,8 @@ fn promotion_drafts(entity_type: Option<&str>) -> Vec<Draft> {
             .or_raise()
             .map(|r| {
                 (
-                    r.get::<String>(1).or_raise(),
-                    r.get::<JsonB>(2)
-                        .or_raise()
-                        .map(|j| j.0)
-                        .unwrap_or_default(),
+                    r.value::<String>(1),
+                    r.value::<JsonB>(2).map(|j| j.0).unwrap_or_default(),
                 )
             })
             .collect()
@@ -367,9 +364,9 @@ fn store(draft: &Draft) -> Option<i64> {
             .next()
             .map(|r| {
                 (
-                    r.get::<i64>(1).or_raise().unwrap_or(0),
-                    r.get::<String>(2).or_raise().unwrap_or_default(),
-                    r.get::<f64>(3).or_raise(),
+                    r.value::<i64>(1).unwrap_or(0),
+                    r.value::<String>(2).unwrap_or_default(),
+                    r.value::<f64>(3),
                 )
             })
         })
@@ -408,7 +405,7 @@ fn store(draft: &Draft) -> Option<i64> {
             )
             .or_raise()
             .next()
-            .and_then(|r| r.get::<i64>(1).or_raise())
+            .and_then(|r| r.value::<i64>(1))
         })
     };
     if let Some((id, _, _)) = existing {
@@ -441,7 +438,7 @@ fn store(draft: &Draft) -> Option<i64> {
         )
         .or_raise()
         .next()
-        .and_then(|r| r.get::<i64>(1).or_raise())
+        .and_then(|r| r.value::<i64>(1))
     });
     // Nothing inserted: a concurrent run of the same scope inserted it first (its row is
     // updated), or, before the update to 0.3.0, another scope holds the fingerprint (left

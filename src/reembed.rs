@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{in_subtransaction, OrRaise};
 use crate::gucs;
-use crate::plans::{evolve_relation, Required};
+use crate::plans::{evolve_relation, Row};
 use crate::store::effective_definition;
 use crate::vectors::{embed_text, embedder_id, vector_array};
 
@@ -125,22 +125,15 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
                     job_id,
                     attempts: r.required::<i32>(3),
                     entity_type: r.required::<String>(4),
-                    user_id: r.get::<String>(5).or_raise(),
-                    snapshot: r
-                        .get::<JsonB>(6)
-                        .or_raise()
-                        .map(|j| j.0)
-                        .unwrap_or(Value::Null),
-                    stored_hash: r.get::<i64>(7).or_raise(),
-                    queue_tid: r
-                        .get::<pg_sys::ItemPointerData>(10)
-                        .or_raise()
-                        .unwrap_or_default(),
+                    user_id: r.value::<String>(5),
+                    snapshot: r.value::<JsonB>(6).map(|j| j.0).unwrap_or(Value::Null),
+                    stored_hash: r.value::<i64>(7),
+                    queue_tid: r.value::<pg_sys::ItemPointerData>(10).unwrap_or_default(),
                     cursor: PickCursor {
                         rank: r.required::<i32>(8),
                         job_id,
                         entity_id,
-                        newest_job: r.get::<i64>(9).or_raise().unwrap_or(0),
+                        newest_job: r.value::<i64>(9).unwrap_or(0),
                     },
                 }
             })
@@ -282,9 +275,9 @@ fn set_indexes_aside(threshold: i64) {
             crate::plans::execute(client, sql, &[threshold.into()])
                 .map(|r| {
                     (
-                        r.get::<String>(1).or_raise().unwrap_or_default(),
-                        r.get::<String>(2).or_raise().unwrap_or_default(),
-                        r.get::<String>(3).or_raise().unwrap_or_default(),
+                        r.value::<String>(1).unwrap_or_default(),
+                        r.value::<String>(2).unwrap_or_default(),
+                        r.value::<String>(3).unwrap_or_default(),
                     )
                 })
                 .collect();
@@ -338,7 +331,7 @@ fn rebuild_indexes() {
                 (
                     r.required::<String>(1),
                     r.required::<String>(2),
-                    r.get::<bool>(3).or_raise().unwrap_or(false),
+                    r.value::<bool>(3).unwrap_or(false),
                 )
             })
             .collect();

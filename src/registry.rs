@@ -6,6 +6,7 @@
 //! trigger on `evolve.schemas` invalidates every backend's schema cache at commit.
 
 use crate::jsonb::Json;
+use crate::plans::Row;
 use evolve_core::diff::diff;
 use evolve_core::schema::{self, check_extension, Definition};
 use evolve_core::{CoreError, SqlState};
@@ -46,12 +47,7 @@ fn check_extension_rules(client: &SpiClient<'_>, def: &Definition, user_id: Opti
                 .or_raise();
             for row in rows {
                 let user: String = row.get(1).or_raise().unwrap_or_default();
-                let ext = parse_stored(
-                    &row.get::<JsonB>(2)
-                        .or_raise()
-                        .map(|j| j.0)
-                        .unwrap_or_default(),
-                );
+                let ext = parse_stored(&row.value::<JsonB>(2).map(|j| j.0).unwrap_or_default());
                 if let Err(e) = check_extension(def, &ext) {
                     raise(
                         SqlState::InvalidObjectDefinition,

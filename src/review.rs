@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::args::{check_user_id, writable_transaction};
 use crate::error::{in_subtransaction, raise, OrRaise};
-use crate::plans::{text_rows, Required};
+use crate::plans::{text_rows, Row};
 use crate::store::effective_definition;
 
 struct Proposal {
@@ -42,14 +42,10 @@ fn load(id: i64, want: &str) -> Proposal {
             let p = Proposal {
                 id,
                 entity_type: r.required::<String>(1),
-                user_id: r.get::<String>(2).or_raise(),
+                user_id: r.value::<String>(2),
                 name: r.required::<String>(3),
-                action: r
-                    .get::<JsonB>(5)
-                    .or_raise()
-                    .map(|j| j.0)
-                    .unwrap_or_default(),
-                measure: r.get::<f64>(6).or_raise().unwrap_or(0.0),
+                action: r.value::<JsonB>(5).map(|j| j.0).unwrap_or_default(),
+                measure: r.value::<f64>(6).unwrap_or(0.0),
             };
             (p, r.required::<String>(4))
         })
@@ -101,7 +97,7 @@ fn history(
         )
         .or_raise()
         .next()
-        .and_then(|r| r.get::<i64>(1).or_raise())
+        .and_then(|r| r.value::<i64>(1))
         .unwrap_or(0)
     })
 }
@@ -329,8 +325,8 @@ fn rollback_proposal(id: i64) -> i64 {
         .next()
         .map(|r| {
             (
-                r.get::<String>(1).or_raise().unwrap_or_default(),
-                r.get::<JsonB>(2).or_raise().map(|j| j.0).unwrap_or_default(),
+                r.value::<String>(1).unwrap_or_default(),
+                r.value::<JsonB>(2).map(|j| j.0).unwrap_or_default(),
             )
         })
     })
@@ -374,8 +370,8 @@ fn undo(p: &Proposal, details: &Value) -> Value {
         .or_raise()
         .map(|r| {
             (
-                r.get::<String>(1).or_raise().unwrap_or_default(),
-                r.get::<String>(2).or_raise().unwrap_or_default(),
+                r.value::<String>(1).unwrap_or_default(),
+                r.value::<String>(2).unwrap_or_default(),
             )
         })
         .collect()
@@ -419,7 +415,7 @@ fn undo(p: &Proposal, details: &Value) -> Value {
                         &[p.entity_type.as_str().into(), user.into(), field.into(), at.into()],
                     )
                     .or_raise()
-                    .filter_map(|r| r.get::<i64>(1).or_raise())
+                    .filter_map(|r| r.value::<i64>(1))
                     .collect();
                 (fragments, entities)
             });

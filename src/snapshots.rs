@@ -14,8 +14,8 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use crate::error::{raise, OrNone, OrRaise};
-use crate::plans::Required;
+use crate::error::{raise, OrRaise};
+use crate::plans::Row;
 use crate::store::effective_definition;
 
 /// An observation to record for an existing entity.
@@ -47,15 +47,14 @@ impl EntityState {
     /// The entity id and state from a row whose first six columns are the ones listed above.
     pub fn from_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> (i64, EntityState) {
         let cells: Snapshot = r
-            .get::<JsonB>(4)
-            .or_raise()
+            .value::<JsonB>(4)
             .and_then(|j| serde_json::from_value(j.0).ok())
             .unwrap_or_default();
         (
             r.required::<i64>(1),
             EntityState {
                 entity_type: r.required::<String>(2),
-                user_id: r.get::<String>(3).or_raise(),
+                user_id: r.value::<String>(3),
                 cells,
                 schema_hash: r.required::<i64>(5),
                 last_computed: r.required::<i64>(6),
@@ -128,8 +127,8 @@ pub fn record_observations(
                     r.required::<String>(3),
                     Observation {
                         id,
-                        value: r.get::<JsonB>(4).or_raise().map(|j| j.0).unwrap_or(Value::Null),
-                        source: r.get::<String>(5).or_raise(),
+                        value: r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
+                        source: r.value::<String>(5),
                     },
                 )
             })
@@ -175,12 +174,8 @@ pub fn record_observations(
                 let entity_id = r.required::<i64>(1);
                 let obs = Observation {
                     id: r.required::<i64>(2),
-                    value: r
-                        .get::<JsonB>(4)
-                        .or_raise()
-                        .map(|j| j.0)
-                        .unwrap_or(Value::Null),
-                    source: r.get::<String>(5).or_raise(),
+                    value: r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
+                    source: r.value::<String>(5),
                 };
                 let attribute = r.required::<String>(3);
                 if let (Some(st), Some((def, _))) =
@@ -235,11 +230,10 @@ fn write_snapshots(
 /// The entity's snapshot: its attributes' values reduced with their merge policies.
 #[pg_extern(stable, parallel_safe)]
 fn entity(entity_id: i64) -> Option<JsonB> {
-    Spi::get_one_with_args::<JsonB>(
+    crate::plans::one::<JsonB>(
         "SELECT snapshot FROM evolve.entities WHERE entity_id = $1",
         &[entity_id.into()],
     )
-    .or_none()
 }
 
 /// Recomputes an entity's snapshot from all its observations and returns it.
@@ -254,7 +248,7 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
                 &[entity_id.into()],
             )
             .or_raise()
-            .map(|r| (r.required::<String>(1), r.get::<String>(2).or_raise()))
+            .map(|r| (r.required::<String>(1), r.value::<String>(2)))
             .collect();
         let Some((t, u)) = st
             .into_iter()
@@ -289,12 +283,8 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
         for r in history {
             let obs = Observation {
                 id: r.required::<i64>(1),
-                value: r
-                    .get::<JsonB>(3)
-                    .or_raise()
-                    .map(|j| j.0)
-                    .unwrap_or(Value::Null),
-                source: r.get::<String>(4).or_raise(),
+                value: r.value::<JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
+                source: r.value::<String>(4),
             };
             reduce::apply(&def, &mut cells, &r.required::<String>(2), &obs);
             last = obs.id;

@@ -16,9 +16,9 @@ use serde_json::Value;
 use crate::access;
 use crate::args::writable_transaction;
 use crate::cache;
-use crate::error::{raise, OrNone, OrRaise};
+use crate::error::{raise, OrRaise};
 use crate::jsonb::RawJsonb;
-use crate::plans::Required;
+use crate::plans::Row;
 
 pub fn scope_label(entity_type: &str, user_id: Option<&str>) -> String {
     match user_id {
@@ -74,11 +74,7 @@ pub fn read_head(
     rows.into_iter().next().map(|row| Head {
         schema_id: row.required::<i64>(1),
         version: row.required::<i32>(2),
-        definition: row
-            .get::<JsonB>(3)
-            .or_raise()
-            .map(|j| j.0)
-            .unwrap_or(Value::Null),
+        definition: row.value::<JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
         status: row.required::<String>(4),
     })
 }
@@ -154,11 +150,8 @@ pub fn compute_effective(entity_type: &str, user_id: Option<&str>) -> Option<Val
                 .or_raise()
                 .map(|row| {
                     (
-                        row.get::<String>(1).or_raise(),
-                        row.get::<JsonB>(2)
-                            .or_raise()
-                            .map(|j| j.0)
-                            .unwrap_or_default(),
+                        row.value::<String>(1),
+                        row.value::<JsonB>(2).map(|j| j.0).unwrap_or_default(),
                         row.required::<i32>(3),
                     )
                 })
@@ -253,11 +246,10 @@ pub fn version_definition(
     user_id: Option<&str>,
     version: i32,
 ) -> Option<Definition> {
-    Spi::get_one_with_args::<JsonB>(
+    crate::plans::one::<JsonB>(
         "SELECT definition FROM evolve.schema_history WHERE entity_type = $1 \
          AND user_id IS NOT DISTINCT FROM $2 AND version = $3",
         &[entity_type.into(), user_id.into(), version.into()],
     )
-    .or_none()
     .map(|j| parse_stored(&j.0))
 }

@@ -243,3 +243,35 @@ fn fragment_lifecycle_transitions() {
     let total = Spi::get_one::<i64>("SELECT count(*) FROM outcomes").unwrap();
     assert_eq!(total, Some(12));
 }
+
+/// Every ingest reads text and jsonb columns back (entity states, snapshots): what the reads
+/// allocate is freed at once, not kept until the transaction ends (a COPY of a million payloads
+/// used to grow its backend by hundreds of megabytes that way).
+#[pg_test]
+fn column_reads_do_not_pile_up_in_the_transaction() {
+    register(quake(), None);
+    let ingest = |n: i32| {
+        Spi::run_with_args(
+            "SELECT evolve.ingest('earthquake', jsonb_build_object('mag', i, 'place', 'p' || i, 'sig', i), \
+                                  entity_key => 'k' || (i % 100)) \
+             FROM generate_series(1, $1) i",
+            &[n.into()],
+        )
+        .unwrap();
+    };
+    let used = || {
+        Spi::get_one::<i64>(
+            "SELECT used_bytes FROM pg_backend_memory_contexts WHERE name = 'TopTransactionContext'",
+        )
+        .unwrap()
+        .unwrap()
+    };
+    ingest(100);
+    let before = used();
+    ingest(2000);
+    let grown = used() - before;
+    assert!(
+        grown < 2000 * 64,
+        "the transaction's context grew by {grown} bytes over 2000 ingests"
+    );
+}

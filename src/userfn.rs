@@ -26,6 +26,7 @@ use evolve_core::SqlState;
 use pgrx::prelude::*;
 
 use crate::error::{raise, OrRaise};
+use crate::plans::Row;
 
 /// A resolved user function and the role it runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,11 +89,11 @@ fn facts(oid: pg_sys::Oid, run_as: pg_sys::Oid) -> Option<Facts> {
         }
         let r = rows.first();
         Some(Facts {
-            temp: r.get::<bool>(1).or_raise().unwrap_or(true),
-            returns: r.get::<String>(2).or_raise().unwrap_or_default(),
-            may_execute: r.get::<bool>(3).or_raise().unwrap_or(false),
-            owner_trusted: r.get::<bool>(4).or_raise().unwrap_or(false),
-            signature: r.get::<String>(5).or_raise().unwrap_or_default(),
+            temp: r.value::<bool>(1).unwrap_or(true),
+            returns: r.value::<String>(2).unwrap_or_default(),
+            may_execute: r.value::<bool>(3).unwrap_or(false),
+            owner_trusted: r.value::<bool>(4).unwrap_or(false),
+            signature: r.value::<String>(5).unwrap_or_default(),
         })
     })
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::{raise, OrRaise};
 use crate::gucs::{self, SearchDuringReembed};
 use crate::plans::evolve_relation;
+use crate::plans::Row;
 use crate::store::effective_definition;
 
 /// The text an entity is embedded from (see docs: snapshot + semantic descriptions).
@@ -29,12 +30,9 @@ fn enriched_text(entity_id: i64) -> Option<String> {
         }
         let r = rows.first();
         Some((
-            r.get::<String>(1).or_raise().unwrap_or_default(),
-            r.get::<String>(2).or_raise(),
-            r.get::<JsonB>(3)
-                .or_raise()
-                .map(|j| j.0)
-                .unwrap_or(Value::Null),
+            r.value::<String>(1).unwrap_or_default(),
+            r.value::<String>(2),
+            r.value::<JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
         ))
     })?;
     let def = effective_definition(&row.0, row.1.as_deref())
@@ -257,10 +255,10 @@ fn semantic_search(
             .or_raise()
             .map(|r| {
                 (
-                    r.get::<i64>(1).or_raise().unwrap_or(0),
-                    r.get::<String>(2).or_raise().unwrap_or_default(),
-                    r.get::<f64>(3).or_raise().unwrap_or(0.0),
-                    r.get::<JsonB>(4).or_raise().unwrap_or(JsonB(Value::Null)),
+                    r.value::<i64>(1).unwrap_or(0),
+                    r.value::<String>(2).unwrap_or_default(),
+                    r.value::<f64>(3).unwrap_or(0.0),
+                    r.value::<JsonB>(4).unwrap_or(JsonB(Value::Null)),
                 )
             })
             .collect()

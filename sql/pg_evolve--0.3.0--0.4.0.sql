@@ -68,8 +68,9 @@ CREATE INDEX raw_fragments_key ON evolve.raw_fragments (entity_type, fragment_ke
 
 -- Lock order of the parts, everywhere: (entity_type, user_id NULLS FIRST, fragment_key) in
 -- byte order ("C"), then slot. Writers lock only their own slot's parts, in that order, through
--- _add_parts; a statement that removes rows locks every slot's parts of its keys in one pass,
--- in that order, before it adds its own deltas: no two statements can wait on each other's parts.
+-- _add_parts; a statement that removes rows (or moves a sighting back) locks every slot's parts
+-- of all the keys it changes in one pass, in that order, before it adds its own deltas: no two
+-- statements can wait on each other's parts.
 -- (PL/pgSQL throughout: a statement is planned once per session; a SQL function's would be at
 -- each call.)
 
@@ -221,8 +222,11 @@ BEGIN
         WHERE (n.entity_type, n.user_id, n.fragment_key) IS DISTINCT FROM (o.entity_type, o.user_id, o.fragment_key)
            OR n.last_seen_at < o.last_seen_at;
     END IF;
+    -- A statement that settles keys touches other backends' parts: it first locks every part of
+    -- every key it changes, in one sorted pass, so that adding its own deltas afterwards waits
+    -- on nothing a statement doing the same could hold.
     IF skeys IS NOT NULL THEN
-        PERFORM evolve._lock_fragment_keys(stypes, susers, skeys);
+        PERFORM evolve._lock_fragment_keys(types, users, fkeys);
     END IF;
     IF fkeys IS NOT NULL THEN
         PERFORM evolve._add_fragment_deltas(types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals);

@@ -81,18 +81,29 @@ fn fold_aggregates() -> i64 {
                 .or_raise()
                 .unwrap_or(0)
         };
+        // The parts are locked without waiting (SKIP LOCKED: one a writer holds is left for the
+        // next run), this backend's own part of each key too: a key whose own part someone else
+        // holds (a statement settling it) is left alone, so adding the sums to it never waits
+        // while other parts are held here.
         merged(
             "WITH multi AS ( \
                  SELECT entity_type, user_id, fragment_key FROM evolve.raw_fragment_aggregate_parts \
                  GROUP BY 1, 2, 3 HAVING count(*) > 1), \
+             locked AS ( \
+                 SELECT a.ctid AS row, a.entity_type, a.user_id, a.fragment_key, a.slot \
+                 FROM evolve.raw_fragment_aggregate_parts a JOIN multi m \
+                   ON a.entity_type = m.entity_type AND a.fragment_key = m.fragment_key \
+                  AND a.user_id IS NOT DISTINCT FROM m.user_id \
+                 FOR UPDATE OF a SKIP LOCKED), \
+             held AS ( \
+                 SELECT entity_type, user_id, fragment_key FROM evolve.raw_fragment_aggregate_parts \
+                 WHERE slot = evolve._backend_slot() \
+                 EXCEPT SELECT entity_type, user_id, fragment_key FROM locked WHERE slot = evolve._backend_slot()), \
              gone AS ( \
-                 DELETE FROM evolve.raw_fragment_aggregate_parts a USING ( \
-                     SELECT a.ctid AS row FROM evolve.raw_fragment_aggregate_parts a JOIN multi m \
-                       ON a.entity_type = m.entity_type AND a.fragment_key = m.fragment_key \
-                      AND a.user_id IS NOT DISTINCT FROM m.user_id \
-                     WHERE a.slot <> evolve._backend_slot() \
-                     FOR UPDATE OF a SKIP LOCKED) l \
-                 WHERE a.ctid = l.row \
+                 DELETE FROM evolve.raw_fragment_aggregate_parts a USING locked l \
+                 WHERE a.ctid = l.row AND l.slot <> evolve._backend_slot() \
+                   AND NOT EXISTS (SELECT FROM held h WHERE h.entity_type = l.entity_type \
+                                   AND h.fragment_key = l.fragment_key AND h.user_id IS NOT DISTINCT FROM l.user_id) \
                  RETURNING a.*), \
              folded AS ( \
                  SELECT entity_type, user_id, fragment_key, sum(sample_count)::bigint AS n, \
@@ -108,13 +119,19 @@ fn fold_aggregates() -> i64 {
         ) + merged(
             "WITH multi AS ( \
                  SELECT entity_type, user_id FROM evolve.entity_count_parts GROUP BY 1, 2 HAVING count(*) > 1), \
+             locked AS ( \
+                 SELECT c.ctid AS row, c.entity_type, c.user_id, c.slot \
+                 FROM evolve.entity_count_parts c JOIN multi m \
+                   ON c.entity_type = m.entity_type AND c.user_id IS NOT DISTINCT FROM m.user_id \
+                 FOR UPDATE OF c SKIP LOCKED), \
+             held AS ( \
+                 SELECT entity_type, user_id FROM evolve.entity_count_parts WHERE slot = evolve._backend_slot() \
+                 EXCEPT SELECT entity_type, user_id FROM locked WHERE slot = evolve._backend_slot()), \
              gone AS ( \
-                 DELETE FROM evolve.entity_count_parts c USING ( \
-                     SELECT c.ctid AS row FROM evolve.entity_count_parts c JOIN multi m \
-                       ON c.entity_type = m.entity_type AND c.user_id IS NOT DISTINCT FROM m.user_id \
-                     WHERE c.slot <> evolve._backend_slot() \
-                     FOR UPDATE OF c SKIP LOCKED) l \
-                 WHERE c.ctid = l.row \
+                 DELETE FROM evolve.entity_count_parts c USING locked l \
+                 WHERE c.ctid = l.row AND l.slot <> evolve._backend_slot() \
+                   AND NOT EXISTS (SELECT FROM held h WHERE h.entity_type = l.entity_type \
+                                   AND h.user_id IS NOT DISTINCT FROM l.user_id) \
                  RETURNING c.*), \
              folded AS (SELECT entity_type, user_id, sum(entity_count)::bigint AS n FROM gone GROUP BY 1, 2) \
              SELECT (SELECT count(*) FROM gone), \

@@ -4,8 +4,8 @@ use std::sync::{Arc, Barrier};
 
 use crate::common::Cluster;
 
-/// 8 sessions insert, update, delete and roll back fragments and inbox rows at random; the
-/// trigger-maintained aggregates still equal a recompute afterwards.
+/// 8 sessions insert, update, delete and roll back fragments and inbox rows, and fold the
+/// aggregate parts, at random; the aggregates still equal a recompute afterwards.
 #[test]
 fn aggregates_stay_exact_under_8_concurrent_writers() {
     let cluster = Arc::new(Cluster::start("aggregates-race", &[]));
@@ -35,7 +35,7 @@ fn aggregates_stay_exact_under_8_concurrent_writers() {
                     (x >> 33) % n
                 };
                 for _ in 0..60 {
-                    let statement = match next(5) {
+                    let statement = match next(6) {
                         0 => format!(
                             "INSERT INTO evolve.inbox (entity_type, payload, entity_key, source) \
                              SELECT 'quake', jsonb_build_object('k' || (i % 7), i, 'felt', 'x' || i), 'e' || ((i * {s}) % 60), 's{s}' \
@@ -57,6 +57,8 @@ fn aggregates_stay_exact_under_8_concurrent_writers() {
                              FROM evolve.raw_fragments WHERE fragment_id % 29 = {} ORDER BY entity_id, fragment_key FOR UPDATE)",
                             next(29)
                         ),
+                        // Folding merges the parts while the others write and settle them.
+                        5 => "SELECT evolve.fold_aggregates()".to_string(),
                         3 => "UPDATE evolve.raw_fragments SET source = NULL WHERE fragment_id IN (SELECT fragment_id \
                               FROM evolve.raw_fragments WHERE fragment_id % 17 = 3 ORDER BY entity_id, fragment_key FOR UPDATE)"
                             .to_string(),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local throwaway PostgreSQL 15 cluster with pg_evolve and pg_cron preloaded, run as the
+# A local throwaway PostgreSQL cluster with pg_evolve and pg_cron preloaded, run as the
 # unprivileged `postgres` user (PostgreSQL refuses to run as root).
 #   scripts/cluster.sh start            # idempotent; prints nothing else
 #   scripts/cluster.sh stop
@@ -8,7 +8,9 @@
 #   scripts/cluster.sh env              # prints PGHOST/PGPORT exports
 set -euo pipefail
 
-BIN=${PG_EVOLVE_BIN:-/usr/lib/postgresql/15/bin}
+# The server: PostgreSQL 15's package, or the one whose pg_config PG_EVOLVE_PG_CONFIG names
+# (scripts/versions.sh builds the others).
+BIN=${PG_EVOLVE_BIN:-$("${PG_EVOLVE_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)}
 DIR=${PG_EVOLVE_CLUSTER:-/tmp/pg_evolve_cluster}
 PORT=${PG_EVOLVE_PORT:-28815}
 DB=${PG_EVOLVE_DB:-evolve_demo}
@@ -16,7 +18,12 @@ DB=${PG_EVOLVE_DB:-evolve_demo}
 WORKER_DB=${PG_EVOLVE_WORKER_DB-$DB}
 # Extra postgresql.conf lines for a new cluster (scripts/cassert.sh sets debug_discard_caches).
 EXTRA_CONF=${PG_EVOLVE_EXTRA_CONF:-}
-PRELOAD=${PG_EVOLVE_PRELOAD:-pg_evolve,pg_cron}
+# pg_cron is optional: preloaded where it is installed.
+if [ -f "$("$BIN/pg_config" --pkglibdir)/pg_cron.so" ]; then
+    PRELOAD=${PG_EVOLVE_PRELOAD:-pg_evolve,pg_cron}
+else
+    PRELOAD=${PG_EVOLVE_PRELOAD:-pg_evolve}
+fi
 
 as_pg() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi

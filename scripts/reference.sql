@@ -57,4 +57,5 @@ SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
     || E'| 23514 | a direct write breaking a table''s CHECK constraint |\n'
     || E'| 22000 | a schema conflict that could not be migrated, under `evolve.migration_strategy = ''reject''`; a query that cannot be embedded |\n'
     || E'| 42883 / 42P13 | a user function (migration step, embedding, rationale) that does not exist / has the wrong signature |\n'
-    || E'| 42501 | a call outside the caller''s role or tenant (see Roles and tenants); a bound role whose `evolve.current_user_id` names another tenant; an inbox row for another tenant (set aside in inbox_rejects); a user function in a temporary schema, one the role it runs as may not execute, or one whose owner does not hold that role''s privileges |';
+    || E'| 42501 | a call outside the caller''s role or tenant (see Roles and tenants); a bound role whose `evolve.current_user_id` names another tenant; an inbox row for another tenant (set aside in inbox_rejects); a user function in a temporary schema, one the role it runs as may not execute, or one whose owner does not hold that role''s privileges |\n'
+    || E'| 25006 | a write (any function that writes, `CALL run_reembedding`, INSERT into `evolve.inbox`) on a hot standby: run it on the primary |';

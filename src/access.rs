@@ -246,8 +246,24 @@ fn deny(message: String, hint: &str) -> ! {
     )
 }
 
-/// Reserved to members of evolve_admin.
+/// Every write runs on the primary: on a hot standby (streaming replication) pg_evolve serves
+/// reads (active_schema, entity, semantic_search, the views) and refuses writes up front, with
+/// the SQLSTATE PostgreSQL itself gives a write in a read-only transaction and a hint.
+pub fn require_primary(what: &str) {
+    // SAFETY: RecoveryInProgress only reads shared memory state; callable in any backend.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        raise(
+            SqlState::ReadOnlySqlTransaction,
+            format!("cannot {what} on a hot standby"),
+            None,
+            Some("pg_evolve writes on the primary only: run it there. Standbys serve reads (active_schema, entity, semantic_search, the views).".into()),
+        );
+    }
+}
+
+/// Reserved to members of evolve_admin. (Every caller writes: see `require_primary`.)
 pub fn require_admin(what: &str) {
+    require_primary(what);
     tenant();
     if !is_admin() {
         deny(
@@ -300,6 +316,7 @@ pub fn may_write(user_id: Option<&str>) -> bool {
 /// Writing data (ingest, fragments, proposals) into a scope: a writer writes only the scope of
 /// its session's tenant (the global scope when evolve.current_user_id is unset).
 pub fn require_write(user_id: Option<&str>, what: &str) {
+    require_primary(what);
     let tenant = tenant();
     if is_admin() {
         return;

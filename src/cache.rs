@@ -68,10 +68,12 @@ pub fn registry_relid() -> pg_sys::Oid {
     if cached != pg_sys::InvalidOid {
         return cached;
     }
-    let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'evolve.schemas'::regclass::oid")
-        .ok()
-        .flatten()
-        .unwrap_or(pg_sys::InvalidOid);
+    // A read-only query (no transaction id: this runs on hot standbys too).
+    let oid = crate::plans::one::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass('evolve.schemas')::pg_catalog.oid",
+        &[],
+    )
+    .unwrap_or(pg_sys::InvalidOid);
     REGISTRY_RELID.with(|r| r.set(oid));
     oid
 }

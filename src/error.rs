@@ -21,6 +21,7 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::InvalidFunctionDefinition => PgSqlErrorCode::ERRCODE_INVALID_FUNCTION_DEFINITION,
         SqlState::InsufficientPrivilege => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         SqlState::NullValueNotAllowed => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        SqlState::ReadOnlySqlTransaction => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
     }
 }
 
@@ -86,21 +87,6 @@ impl<T> OrRaise<T> for Result<T, pgrx::spi::Error> {
         match self {
             Ok(v) => v,
             Err(e) => pgrx::error!("pg_evolve internal query failed: {e}"),
-        }
-    }
-}
-
-/// A single-value query that may find no row: no row is `None`, other SPI failures raise.
-pub trait OrNone<T> {
-    fn or_none(self) -> Option<T>;
-}
-
-impl<T> OrNone<T> for Result<Option<T>, pgrx::spi::Error> {
-    #[track_caller]
-    fn or_none(self) -> Option<T> {
-        match self {
-            Err(pgrx::spi::Error::InvalidPosition) => None,
-            other => other.or_raise(),
         }
     }
 }

@@ -58,13 +58,12 @@ fn affected_name(affected: &Affected) -> Option<String> {
 /// jobs' own counters are not granted outside evolve_admin): a non-admin's estimate is its
 /// entities over the jobs' durations.
 fn measured_rate() -> Option<f64> {
-    Spi::get_one::<f64>(
+    crate::plans::one::<f64>(
         "SELECT sum(processed_entities)::float8 / nullif(sum(extract(epoch FROM completed_at - started_at)), 0)::float8 \
          FROM evolve.migration_progress WHERE status = 'completed' AND processed_entities > 0 \
            AND completed_at > started_at",
+        &[],
     )
-    .ok()
-    .flatten()
     .filter(|r| r.is_finite() && *r > 0.0)
 }
 

@@ -20,7 +20,7 @@ use pgrx::JsonB;
 use serde_json::{Map, Value};
 
 use crate::args::check_entity_type;
-use crate::error::{in_subtransaction, raise, OrNone, OrRaise};
+use crate::error::{in_subtransaction, raise, OrRaise};
 use crate::userfn::UserFn;
 
 /// Why a payload could not be migrated. (Built only on the failure path, so its size is moot.)
@@ -247,20 +247,18 @@ pub fn record_derived_edge(entity_type: &str, old: &Definition, new: &Definition
 }
 
 fn global_version_exists(entity_type: &str, version: i32) -> bool {
-    Spi::get_one_with_args::<bool>(
+    crate::plans::one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM evolve.schema_history WHERE entity_type = $1 AND user_id IS NULL AND version = $2)",
         &[entity_type.into(), version.into()],
     )
-    .or_raise()
     .unwrap_or(false)
 }
 
 fn current_global_version(entity_type: &str) -> Option<i32> {
-    Spi::get_one_with_args::<i32>(
+    crate::plans::one::<i32>(
         "SELECT current_version FROM evolve.schemas WHERE entity_type = $1 AND user_id IS NULL AND current_version > 0",
         &[entity_type.into()],
     )
-    .or_none()
 }
 
 /// Registers (or replaces) the steps migrating payloads of `from_version` to `to_version`.

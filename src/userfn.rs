@@ -99,12 +99,10 @@ fn facts(oid: pg_sys::Oid, run_as: pg_sys::Oid) -> Option<Facts> {
 }
 
 fn role_name(role: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>(
+    crate::plans::one::<String>(
         "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid = $1",
         &[role.into()],
     )
-    .ok()
-    .flatten()
     .unwrap_or_else(|| format!("role {}", role.to_u32()))
 }
 
@@ -187,12 +185,10 @@ fn resolve_quietly(
     if is_temp_schema(&schema) {
         return Err(temporary(what, name));
     }
-    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
+    let oid = crate::plans::one::<pg_sys::Oid>(
         "SELECT pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(%s)', $1, $2, $3))::pg_catalog.oid",
         &[schema.as_str().into(), function.as_str().into(), arg_type.into()],
     )
-    .ok()
-    .flatten()
     .filter(|o| *o != pg_sys::InvalidOid)
     .ok_or_else(|| {
         (

@@ -172,13 +172,13 @@ thread_local! {
 fn vector_schema() -> String {
     VECTOR_SCHEMA.with(|s| {
         s.get_or_init(|| {
-            Spi::get_one::<String>(
+            crate::plans::one::<String>(
                 "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_attribute a \
                  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
                  WHERE a.attrelid = 'evolve.entity_embeddings'::pg_catalog.regclass AND a.attname = 'embedding'",
+                &[],
             )
-            .or_raise()
             .unwrap_or_else(|| "public".into())
         })
         .clone()
@@ -210,11 +210,10 @@ fn semantic_search(
             None,
         );
     }
-    let active = Spi::get_one_with_args::<i64>(
+    let active = crate::plans::one::<i64>(
         "SELECT count(*) FROM evolve.schema_migration_jobs WHERE $1 = ANY(entity_types) AND status IN ('queued', 'running')",
         &[entity_type.into()],
     )
-    .or_raise()
     .unwrap_or(0);
     if active > 0 {
         match gucs::search_during_reembed() {

@@ -4,6 +4,7 @@
 //! `CALL evolve.run_reembedding()` uses), then sleeps `evolve.worker_naptime` on its latch.
 //! A crash loses at most the batch in flight, whose transaction never committed: its queue rows
 //! are still there and are simply taken again. SIGHUP reloads settings; SIGTERM exits cleanly.
+//! On a hot standby it idles until the server is promoted.
 
 use std::time::Duration;
 
@@ -53,7 +54,9 @@ pub extern "C-unwind" fn evolve_worker_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         nap = Duration::from_millis(gucs::worker_naptime_ms());
-        if !extension_installed() {
+        // On a hot standby the queue is the primary's to drain; once promoted, this one's.
+        // SAFETY: RecoveryInProgress only reads shared memory state.
+        if unsafe { pg_sys::RecoveryInProgress() } || !extension_installed() {
             continue;
         }
         // Drain the queue, one committed batch at a time, until it is empty or we must stop.

@@ -10,6 +10,7 @@ mod governance;
 mod ingest;
 mod load;
 mod reference;
+mod replica;
 mod security;
 mod security_audit;
 mod security_tenants;

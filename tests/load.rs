@@ -31,35 +31,38 @@ fn mixed_pgbench_load_keeps_aggregates_jobs_and_schemas_right() {
     .unwrap();
 
     let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/load");
-    let out = Command::new("/usr/lib/postgresql/15/bin/pgbench")
-        .args([
-            "-n",
-            "-c",
-            "8",
-            "-j",
-            "2",
-            "-T",
-            SECONDS,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port.to_string(),
-            "-U",
-            "postgres",
-            "-f",
-            &format!("{scripts}/ingest.sql@4"),
-            "-f",
-            &format!("{scripts}/register.sql@1"),
-            "-f",
-            &format!("{scripts}/propose.sql@1"),
-            "-f",
-            &format!("{scripts}/reembed.sql@1"),
-            "-f",
-            &format!("{scripts}/read.sql@3"),
-            &db,
-        ])
-        .output()
-        .expect("pgbench runs");
+    let out = Command::new(format!(
+        "{}/pgbench",
+        crate::common::pg_config_dir("bindir")
+    ))
+    .args([
+        "-n",
+        "-c",
+        "8",
+        "-j",
+        "2",
+        "-T",
+        SECONDS,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &cluster.port.to_string(),
+        "-U",
+        "postgres",
+        "-f",
+        &format!("{scripts}/ingest.sql@4"),
+        "-f",
+        &format!("{scripts}/register.sql@1"),
+        "-f",
+        &format!("{scripts}/propose.sql@1"),
+        "-f",
+        &format!("{scripts}/reembed.sql@1"),
+        "-f",
+        &format!("{scripts}/read.sql@3"),
+        &db,
+    ])
+    .output()
+    .expect("pgbench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,8 +1,6 @@
 //! The upgrade paths: 0.1.0, 0.2.0 and 0.3.0 with data, `ALTER EXTENSION pg_evolve UPDATE`, data
 //! intact and the catalog equal to a fresh install of the version reached.
 
-use std::process::Command;
-
 use postgres::Client;
 
 use crate::common::Cluster;
@@ -14,11 +12,7 @@ const V020: &str = include_str!("fixtures/pg_evolve--0.2.0.sql");
 const V030: &str = include_str!("fixtures/pg_evolve--0.3.0.sql");
 
 fn install_old_scripts() {
-    let out = Command::new("/usr/lib/postgresql/15/bin/pg_config")
-        .arg("--sharedir")
-        .output()
-        .expect("pg_config runs");
-    let dir = String::from_utf8(out.stdout).unwrap();
+    let dir = crate::common::pg_config_dir("sharedir");
     for (version, script) in [("0.1.0", V010), ("0.2.0", V020), ("0.3.0", V030)] {
         let path = format!("{}/extension/pg_evolve--{version}.sql", dir.trim());
         std::fs::write(&path, script).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));

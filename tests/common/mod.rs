@@ -1,4 +1,6 @@
-//! A throwaway PostgreSQL 15 cluster per test, with pg_evolve and pg_cron preloaded.
+//! A throwaway PostgreSQL cluster per test, with pg_evolve and pg_cron preloaded: the system's
+//! PostgreSQL 15, or the server whose pg_config `PG_EVOLVE_PG_CONFIG` names
+//! (`scripts/versions.sh test` sets it for the other versions).
 //!
 //! The cluster runs as the unprivileged `postgres` OS user (via `runuser` when the tests run as
 //! root), listens on a free loopback port and keeps its socket in its own temporary folder.
@@ -14,7 +16,26 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The pg_config of the server under test.
+pub fn pg_config() -> String {
+    std::env::var("PG_EVOLVE_PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into())
+}
+
+/// `pg_config --<what>` of the server under test (e.g. "bindir", "sharedir").
+pub fn pg_config_dir(what: &str) -> String {
+    let out = Command::new(pg_config())
+        .arg(format!("--{what}"))
+        .output()
+        .expect("pg_config runs");
+    assert!(out.status.success(), "pg_config --{what}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn bin_dir() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| pg_config_dir("bindir"))
+}
 
 pub struct Cluster {
     pub dir: PathBuf,
@@ -31,13 +52,24 @@ fn running_as_root() -> bool {
 
 /// Runs a PostgreSQL binary as the `postgres` user.
 fn pg_command(bin: &str) -> Command {
-    let path = format!("{BIN}/{bin}");
+    let path = format!("{}/{bin}", bin_dir());
     if running_as_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", &path]);
         c
     } else {
         Command::new(path)
+    }
+}
+
+/// pg_evolve, and pg_cron where it is installed (it is optional; the versions built by
+/// scripts/versions.sh may lack it).
+pub fn preload() -> &'static str {
+    let cron = std::path::Path::new(&pg_config_dir("pkglibdir")).join("pg_cron.so");
+    if cron.exists() {
+        "pg_evolve,pg_cron"
+    } else {
+        "pg_evolve"
     }
 }
 
@@ -94,9 +126,10 @@ impl Cluster {
         let port = free_port();
         let mut conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             shared_preload_libraries = 'pg_evolve,pg_cron'\ncron.database_name = 'postgres'\n\
+             shared_preload_libraries = '{}'\ncron.database_name = 'postgres'\n\
              fsync = off\nmax_connections = 100\nmax_worker_processes = 16\n",
-            dir.display()
+            dir.display(),
+            preload()
         );
         for line in extra_conf {
             conf.push_str(line);
@@ -109,6 +142,64 @@ impl Cluster {
         let cluster = Cluster { dir, port };
         cluster.pg_ctl_start();
         cluster
+    }
+
+    /// A hot standby of this cluster: pg_basebackup over a replication connection, streaming
+    /// from it (`-R` writes primary_conninfo and standby.signal), on a port of its own.
+    pub fn standby(&self, name: &str) -> Cluster {
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(format!(
+            "/tmp/pg_evolve_it/{name}-{}-{seq}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if running_as_root() {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres", dir.to_str().unwrap()])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown {}", dir.display());
+        }
+        let data = dir.join("data");
+        let out = pg_command("pg_basebackup")
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .output()
+            .expect("pg_basebackup runs");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The copied postgresql.conf names the primary's port and socket folder: the last
+        // setting of a name wins.
+        let port = free_port();
+        let conf_path = data.join("postgresql.conf");
+        let mut conf = std::fs::read_to_string(&conf_path).unwrap();
+        conf.push_str(&format!(
+            "port = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            dir.display()
+        ));
+        std::fs::write(&conf_path, conf).unwrap();
+        let standby = Cluster { dir, port };
+        standby.pg_ctl_start();
+        standby
     }
 
     pub fn pg_ctl_start(&self) {

@@ -29,6 +29,8 @@ pub enum SqlState {
     InsufficientPrivilege,
     /// 22004 null_value_not_allowed: a required argument is NULL.
     NullValueNotAllowed,
+    /// 25006 read_only_sql_transaction: a write on a hot standby.
+    ReadOnlySqlTransaction,
 }
 
 impl SqlState {
@@ -45,6 +47,7 @@ impl SqlState {
             SqlState::InvalidFunctionDefinition => "42P13",
             SqlState::InsufficientPrivilege => "42501",
             SqlState::NullValueNotAllowed => "22004",
+            SqlState::ReadOnlySqlTransaction => "25006",
         }
     }
 }

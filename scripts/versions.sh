@@ -76,9 +76,9 @@ build_extension() {
         note "$pkg present for PostgreSQL $major"
         return
     fi
-    step "building $pkg against PostgreSQL $major"
     src=$(fetch_source "$pkg" "${SUITE[$major]} trixie bookworm" "$prefix/src")
     [ -n "$src" ] || return 1
+    step "building $pkg against PostgreSQL $major"
     if [ "$pkg" = pgvector ] && [ "$major" -ge 18 ] && [ "$(basename "$src")" = pgvector-0.8.0 ]; then
         # pgvector 0.8.0 predates PostgreSQL 18, where vacuum_delay_point() gained an argument
         # and TupleDesc lost its attrs array (0.8.1 has the same two fixes; its source package

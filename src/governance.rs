@@ -20,7 +20,7 @@ use crate::jsonb::RawJsonb;
 use crate::store::{effective_document, read_head, Head};
 
 /// The compatibility mode governing a scope: the global schema's, else the scope's own.
-fn mode_of(client: &SpiClient<'_>, entity_type: &str) -> CompatMode {
+pub fn mode_of(client: &SpiClient<'_>, entity_type: &str) -> CompatMode {
     let mode: Option<String> = client
         .select(
             "SELECT compatibility FROM evolve.schemas WHERE entity_type = $1 ORDER BY user_id NULLS FIRST LIMIT 1",
@@ -61,8 +61,31 @@ pub fn incompatibilities(
     (mode, compat::check(mode, &previous, def))
 }
 
-/// Refuses an incompatible change, listing every reason.
+thread_local! {
+    static FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While alive, `enforce_compatibility` lets an incompatible change through: a reviewer
+/// approves a proposal with `force => true` (its audit row records the reasons).
+pub struct ForcedCompatibility(bool);
+
+impl ForcedCompatibility {
+    pub fn begin() -> ForcedCompatibility {
+        ForcedCompatibility(FORCED.with(|f| f.replace(true)))
+    }
+}
+
+impl Drop for ForcedCompatibility {
+    fn drop(&mut self) {
+        FORCED.with(|f| f.set(self.0));
+    }
+}
+
+/// Refuses an incompatible change, listing every reason (unless a reviewer forces it).
 pub fn enforce_compatibility(client: &SpiClient<'_>, head: &Head, def: &Definition) {
+    if FORCED.with(|f| f.get()) {
+        return;
+    }
     let (mode, reasons) = incompatibilities(client, head, def);
     if !reasons.is_empty() {
         raise(

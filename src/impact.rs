@@ -85,11 +85,37 @@ fn analyze_impact(
         name!(sample_entity_ids, Vec<i64>),
     ),
 > {
-    let c = parse_change(&change.0);
-    let (affected, priority) = impact::impact(&c);
+    let rows: Vec<_> = estimate(&parse_change(&change.0))
+        .into_iter()
+        .map(|e| {
+            (
+                e.kind.to_string(),
+                e.entity_type,
+                e.affected_entities,
+                e.priority,
+                e.estimated_seconds,
+                e.sample_entity_ids,
+            )
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// What a change would re-embed, per entity type (the rows of `analyze_impact`).
+pub struct Estimate {
+    pub kind: &'static str,
+    pub entity_type: String,
+    pub affected_entities: i64,
+    pub priority: Option<String>,
+    pub estimated_seconds: f64,
+    pub sample_entity_ids: Vec<i64>,
+}
+
+/// The dry run behind `analyze_impact`, also shown with every pending proposal.
+pub fn estimate(c: &Change) -> Vec<Estimate> {
+    let (affected, priority) = impact::impact(c);
     let rate = measured_rate().unwrap_or(DEFAULT_RATE);
-    let rows: Vec<_> = c
-        .entity_types()
+    c.entity_types()
         .into_iter()
         .map(|t| {
             let (count, sample) = match affected_predicate(&affected) {
@@ -115,17 +141,16 @@ fn analyze_impact(
                     (count, sample)
                 }),
             };
-            (
-                c.kind_str().to_string(),
-                t,
-                count,
-                priority.map(|p| p.as_str().to_string()),
-                count as f64 / rate,
-                sample,
-            )
+            Estimate {
+                kind: c.kind_str(),
+                entity_type: t,
+                affected_entities: count,
+                priority: priority.map(|p| p.as_str().to_string()),
+                estimated_seconds: count as f64 / rate,
+                sample_entity_ids: sample,
+            }
         })
-        .collect();
-    TableIterator::new(rows)
+        .collect()
 }
 
 /// Applies a change: a new registry version where the definition changes, a

@@ -435,6 +435,45 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     results
 }
 
+/// The columns of fragment rows, as the arrays an `unnest` insert takes.
+#[derive(Default)]
+struct FragmentColumns {
+    ids: Vec<i64>,
+    types: Vec<String>,
+    users: Vec<Option<String>>,
+    keys: Vec<String>,
+    values: Vec<JsonB>,
+    value_types: Vec<String>,
+    sources: Vec<Option<String>>,
+    frequencies: Vec<i32>,
+}
+
+impl FragmentColumns {
+    fn push(&mut self, f: Fragment, value_type: &str) {
+        self.ids.push(f.entity_id);
+        self.types.push(f.entity_type);
+        self.users.push(f.user_id);
+        self.keys.push(f.key);
+        self.values.push(JsonB(f.value));
+        self.value_types.push(value_type.to_string());
+        self.sources.push(f.source);
+        self.frequencies.push(f.frequency);
+    }
+
+    fn into_args(self) -> [pgrx::datum::DatumWithOid<'static>; 8] {
+        [
+            self.ids.into(),
+            self.types.into(),
+            self.users.into(),
+            self.keys.into(),
+            self.values.into(),
+            self.value_types.into(),
+            self.sources.into(),
+            self.frequencies.into(),
+        ]
+    }
+}
+
 /// Writes the batch's fragments and adds their aggregate deltas to this backend's parts.
 /// `created`: entities this batch inserted (no fragment of theirs can exist yet).
 fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
@@ -525,51 +564,46 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
             d_values.push(JsonB(Value::Array(d.samples)));
         }
 
-        let n = fragments.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut users = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut values = Vec::with_capacity(n);
-        let mut sources = Vec::with_capacity(n);
-        let mut freqs = Vec::with_capacity(n);
-        for f in fragments {
-            ids.push(f.entity_id);
-            types.push(f.entity_type);
-            users.push(f.user_id);
-            keys.push(f.key);
-            values.push(JsonB(f.value));
-            sources.push(f.source);
-            freqs.push(f.frequency);
+        // Fragments of entities this batch created cannot exist yet: a plain insert, without
+        // the speculative insertion of ON CONFLICT. The others are upserted.
+        let (mut fresh, mut seen) = (FragmentColumns::default(), FragmentColumns::default());
+        for (f, vt) in fragments.into_iter().zip(value_types) {
+            if created.contains(&f.entity_id) {
+                fresh.push(f, vt);
+            } else {
+                seen.push(f, vt);
+            }
         }
-        let value_types: Vec<String> = value_types.into_iter().map(str::to_string).collect();
         {
             let _deltas_added_here = parts.then(CallerAggregates::begin);
+            if !fresh.ids.is_empty() {
+                crate::plans::execute(
+                    c,
+                    "INSERT INTO evolve.raw_fragments \
+                         (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
+                                          $6::text[], $7::text[], $8::int[]) ORDER BY 1, 4",
+                    &fresh.into_args(),
+                );
+            }
             // A sighting never moves last_seen_at back (a transaction that started earlier
             // may commit later), so no key needs its latest sighting read again.
-            crate::plans::execute(
-                c,
-                "INSERT INTO evolve.raw_fragments AS f \
-                     (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
-                                      $6::text[], $7::text[], $8::int[]) ORDER BY 1, 4 \
-                 ON CONFLICT ON CONSTRAINT raw_fragments_entity_key DO UPDATE SET \
-                     value = EXCLUDED.value, value_type = EXCLUDED.value_type, source = EXCLUDED.source, \
-                     frequency = f.frequency + EXCLUDED.frequency, \
-                     last_seen_at = greatest(f.last_seen_at, EXCLUDED.last_seen_at), \
-                     lifecycle_state = CASE WHEN f.lifecycle_state = 'archived' THEN 'active' ELSE f.lifecycle_state END, \
-                     archived_at = CASE WHEN f.lifecycle_state = 'archived' THEN NULL ELSE f.archived_at END",
-                &[
-                    ids.into(),
-                    types.into(),
-                    users.into(),
-                    keys.into(),
-                    values.into(),
-                    value_types.into(),
-                    sources.into(),
-                    freqs.into(),
-                ],
-            );
+            if !seen.ids.is_empty() {
+                crate::plans::execute(
+                    c,
+                    "INSERT INTO evolve.raw_fragments AS f \
+                         (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
+                                          $6::text[], $7::text[], $8::int[]) ORDER BY 1, 4 \
+                     ON CONFLICT ON CONSTRAINT raw_fragments_entity_key DO UPDATE SET \
+                         value = EXCLUDED.value, value_type = EXCLUDED.value_type, source = EXCLUDED.source, \
+                         frequency = f.frequency + EXCLUDED.frequency, \
+                         last_seen_at = greatest(f.last_seen_at, EXCLUDED.last_seen_at), \
+                         lifecycle_state = CASE WHEN f.lifecycle_state = 'archived' THEN 'active' ELSE f.lifecycle_state END, \
+                         archived_at = CASE WHEN f.lifecycle_state = 'archived' THEN NULL ELSE f.archived_at END",
+                    &seen.into_args(),
+                );
+            }
         }
         if !parts {
             return;

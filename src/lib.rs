@@ -153,6 +153,13 @@ extension_sql_file!(
         fragments::aggregates_by_caller
     ]
 );
+// 0.5.0: a proposal's verdict before approval (see the file's header). The end of a fresh
+// install too.
+extension_sql_file!(
+    "../sql/pg_evolve--0.4.0--0.5.0.sql",
+    name = "v0_5_0",
+    requires = ["v0_4_0", review::approve_proposal_forcible]
+);
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]

@@ -480,7 +480,14 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
         drafts.extend(promotion_drafts(entity_type));
     }
     let mut ids = Vec::new();
-    for d in &drafts {
+    for d in &mut drafts {
+        // What approving it would do, recomputed on every run: the reviewer sees it before.
+        let (compatibility, impact) =
+            crate::review::verdict(&d.entity_type, d.user_id.as_deref(), &d.action);
+        if let Some(e) = d.evidence.as_object_mut() {
+            e.insert("compatibility".into(), compatibility);
+            e.insert("impact".into(), impact);
+        }
         let Some(id) = store(d) else { continue };
         ids.push(id);
         if d.kind == "entity_type" && matches!(d.action, Action::Register { auto: true, .. }) {
@@ -489,6 +496,7 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
                 "pg_evolve",
                 Some("no name conflict: approved automatically"),
                 "auto_approve",
+                false,
             );
         }
     }

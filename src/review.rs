@@ -4,9 +4,11 @@
 
 use std::panic::AssertUnwindSafe;
 
+use evolve_core::compat::CompatMode;
+use evolve_core::impact::Change;
 use evolve_core::proposals::{index_sql, projection_table_name, projection_table_sql};
 use evolve_core::propose::{self, removal_patch, Action, Column};
-use evolve_core::schema::{AttrType, Definition};
+use evolve_core::schema::{self, AttrType, Definition};
 use evolve_core::SqlState;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -14,8 +16,9 @@ use serde_json::{json, Value};
 
 use crate::args::{check_user_id, writable_transaction};
 use crate::error::{in_subtransaction, raise, OrRaise};
+use crate::governance::{incompatibilities, mode_of, ForcedCompatibility};
 use crate::plans::{text_rows, Row};
-use crate::store::effective_definition;
+use crate::store::{effective_definition, read_head};
 
 struct Proposal {
     id: i64,
@@ -242,11 +245,125 @@ fn apply(p: &Proposal) -> Applied {
     out
 }
 
+/// The definition approving `action` would write for the scope (`None`: it writes none).
+fn definition_after(entity_type: &str, user_id: Option<&str>, action: &Action) -> Option<Value> {
+    match action {
+        Action::Patch { patch, .. } | Action::PatchAndIndex { patch, .. } => {
+            let base = Spi::connect(|c| read_head(c, entity_type, user_id, ""))
+                .filter(|h| h.version > 0)
+                .map(|h| h.definition)
+                .unwrap_or_else(|| json!({"entity_type": entity_type}));
+            Some(schema::merge_patch(&base, patch))
+        }
+        Action::Register { definition, .. } => Some(definition.clone()),
+        Action::Index { .. } | Action::Table { .. } => None,
+    }
+}
+
+/// The type's compatibility mode and every reason the definition approval would write breaks
+/// it, as `check_compatibility` gives them (no reason: compatible).
+fn compatibility(
+    entity_type: &str,
+    user_id: Option<&str>,
+    action: &Action,
+) -> (CompatMode, Vec<String>) {
+    let after = definition_after(entity_type, user_id, action).map(|doc| Definition::parse(&doc));
+    Spi::connect(|c| {
+        // A type not registered yet has no mode of its own, and nothing to be compatible with.
+        let Some(head) = read_head(c, entity_type, user_id, "").filter(|h| h.version > 0) else {
+            return (CompatMode::default(), Vec::new());
+        };
+        match after {
+            None => (mode_of(c, entity_type), Vec::new()),
+            Some(Err(e)) => (
+                mode_of(c, entity_type),
+                vec![format!("the definition it writes is invalid: {e}")],
+            ),
+            Some(Ok(def)) => incompatibilities(c, &head, &def),
+        }
+    })
+}
+
+/// What approving `action` would do, before anyone approves it: `compatibility` (the type's
+/// mode, whether the definition it writes is compatible, every reason) and `impact` (the
+/// entities it would re-embed, their priority and the estimated seconds, as
+/// `analyze_impact` gives them). Stored in each pending proposal's evidence by propose_schema.
+pub fn verdict(entity_type: &str, user_id: Option<&str>, action: &Action) -> (Value, Value) {
+    let (mode, reasons) = compatibility(entity_type, user_id, action);
+    let compatibility =
+        json!({"mode": mode.as_str(), "compatible": reasons.is_empty(), "reasons": reasons});
+    // The attributes a patch adds are what approval would re-embed entities for.
+    let added: Vec<(String, AttrType, Option<String>)> = match action {
+        Action::Patch { patch, .. } | Action::PatchAndIndex { patch, .. } => {
+            let declared = effective_definition(entity_type, user_id)
+                .map(|e| e.definition.attributes.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default();
+            patch
+                .get("attributes")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(name, _)| !declared.contains(name))
+                .filter_map(|(name, attr)| {
+                    let t = attr
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .and_then(AttrType::parse)?;
+                    let description = attr
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    Some((name.clone(), t, description))
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let (mut entities, mut seconds, mut priority) = (0_i64, 0.0_f64, None::<String>);
+    for (attribute, attr_type, description) in added {
+        let change = Change::AttributeAdded {
+            entity_type: entity_type.to_string(),
+            attribute,
+            attr_type,
+            description,
+        };
+        for e in crate::impact::estimate(&change) {
+            entities += e.affected_entities;
+            seconds += e.estimated_seconds;
+            priority = priority.or(e.priority);
+        }
+    }
+    let impact = json!({"entities": entities, "priority": priority, "estimated_seconds": seconds});
+    (compatibility, impact)
+}
+
 /// Applies (approve, auto_approve) a pending proposal in a subtransaction and records the
-/// outcome; returns the history row's id.
-pub fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str) -> i64 {
+/// outcome; returns the history row's id. An approval whose definition is incompatible with
+/// the type's mode is refused (55000, as register_schema refuses it) unless `force`: then it
+/// is applied and its audit row records that it was forced, and why it was incompatible.
+pub fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str, force: bool) -> i64 {
     let p = load(id, "pending");
-    match in_subtransaction(AssertUnwindSafe(|| apply(&p))) {
+    let reasons = match Action::from_json(&p.action) {
+        Ok(a) => compatibility(&p.entity_type, p.user_id.as_deref(), &a).1,
+        Err(_) => Vec::new(),
+    };
+    if !reasons.is_empty() && !force {
+        raise(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!(
+                "proposal {id} would make \"{}\" incompatible ({} problem{})",
+                p.entity_type,
+                reasons.len(),
+                if reasons.len() == 1 { "" } else { "s" }
+            ),
+            Some(reasons.join("\n")),
+            Some("Reject it, change the type's mode with evolve.set_compatibility, or approve it anyway with force => true (recorded in its audit row).".into()),
+        );
+    }
+    let forced = (!reasons.is_empty()).then(ForcedCompatibility::begin);
+    let result = in_subtransaction(AssertUnwindSafe(|| apply(&p)));
+    drop(forced);
+    match result {
         Ok(applied) => {
             Spi::run_with_args(
                 "UPDATE evolve.schema_proposals SET status = 'implemented', reviewed_by = $2, reviewed_at = now(), \
@@ -254,6 +371,13 @@ pub fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str) -> i64
                 &[id.into(), reviewer.into(), notes.into()],
             )
             .or_raise();
+            let mut details = applied.details;
+            if !reasons.is_empty() {
+                if let Some(d) = details.as_object_mut() {
+                    d.insert("forced".into(), json!(true));
+                    d.insert("incompatibilities".into(), json!(reasons));
+                }
+            }
             history(
                 id,
                 action,
@@ -261,7 +385,7 @@ pub fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str) -> i64
                 Some(&applied.rollback.join(";\n")),
                 true,
                 None,
-                applied.details,
+                details,
             )
         }
         Err((state, message)) => {
@@ -279,12 +403,29 @@ pub fn review(id: i64, reviewer: &str, notes: Option<&str>, action: &str) -> i64
     }
 }
 
+/// 0.4.0's approval (no `force`); kept so that its definition resolves against this library.
 #[pg_extern(volatile, parallel_unsafe, name = "_approve_proposal")]
 fn approve_proposal(id: Option<i64>, reviewer: Option<String>, notes: Option<String>) -> i64 {
+    approve_proposal_forcible(id, reviewer, notes, Some(false))
+}
+
+#[pg_extern(volatile, parallel_unsafe, name = "_approve_proposal")]
+fn approve_proposal_forcible(
+    id: Option<i64>,
+    reviewer: Option<String>,
+    notes: Option<String>,
+    force: Option<bool>,
+) -> i64 {
     let id = crate::error::required(id, "id");
     crate::access::require_admin("approve a proposal");
     let reviewer = reviewer.unwrap_or_else(|| "unknown".into());
-    review(id, &reviewer, notes.as_deref(), "approve")
+    review(
+        id,
+        &reviewer,
+        notes.as_deref(),
+        "approve",
+        force.unwrap_or(false),
+    )
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "_reject_proposal")]

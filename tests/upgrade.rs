@@ -1,4 +1,4 @@
-//! The upgrade paths: 0.1.0, 0.2.0 and 0.3.0 with data, `ALTER EXTENSION pg_evolve UPDATE`, data
+//! The upgrade paths: 0.1.0, 0.2.0, 0.3.0 and 0.4.0 with data, `ALTER EXTENSION pg_evolve UPDATE`, data
 //! intact and the catalog equal to a fresh install of the version reached.
 
 use postgres::Client;
@@ -10,10 +10,16 @@ use crate::common::Cluster;
 const V010: &str = include_str!("fixtures/pg_evolve--0.1.0.sql");
 const V020: &str = include_str!("fixtures/pg_evolve--0.2.0.sql");
 const V030: &str = include_str!("fixtures/pg_evolve--0.3.0.sql");
+const V040: &str = include_str!("fixtures/pg_evolve--0.4.0.sql");
 
 fn install_old_scripts() {
     let dir = crate::common::pg_config_dir("sharedir");
-    for (version, script) in [("0.1.0", V010), ("0.2.0", V020), ("0.3.0", V030)] {
+    for (version, script) in [
+        ("0.1.0", V010),
+        ("0.2.0", V020),
+        ("0.3.0", V030),
+        ("0.4.0", V040),
+    ] {
         let path = format!("{}/extension/pg_evolve--{version}.sql", dir.trim());
         std::fs::write(&path, script).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
     }
@@ -206,9 +212,12 @@ fn update_keeps_data(c: &mut Client, to: Option<&str>, reached: &str) {
 fn upgrades_keep_data_and_equal_a_fresh_install() {
     install_old_scripts();
     let cluster = Cluster::start("upgrade", &[]);
-    create_dbs(&cluster, &["from_010", "from_020", "from_030", "fresh"]);
+    create_dbs(
+        &cluster,
+        &["from_010", "from_020", "from_030", "from_040", "fresh"],
+    );
 
-    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0.
+    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0.
     let mut old = cluster.connect_to("from_010");
     old.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.1.0';")
         .unwrap();
@@ -222,7 +231,8 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     assert_eq!(entities, 41);
     update_keeps_data(&mut old, Some("0.2.0"), "0.2.0");
     update_keeps_data(&mut old, Some("0.3.0"), "0.3.0");
-    update_keeps_data(&mut old, None, "0.4.0");
+    update_keeps_data(&mut old, Some("0.4.0"), "0.4.0");
+    update_keeps_data(&mut old, None, "0.5.0");
 
     // 0.2.0 with its own data → 0.3.0.
     let mut old2 = cluster.connect_to("from_020");
@@ -232,7 +242,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     old2.batch_execute(DATA_020).unwrap();
     old2.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old2), "0.2.0");
-    update_keeps_data(&mut old2, None, "0.4.0");
+    update_keeps_data(&mut old2, None, "0.5.0");
 
     // 0.3.0 with data → 0.4.0: the aggregate tables become parts summed by views of the same
     // name and columns, which read back the same rows (update_keeps_data) and stay exact.
@@ -241,7 +251,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old3.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old3), "0.3.0");
-    update_keeps_data(&mut old3, None, "0.4.0");
+    update_keeps_data(&mut old3, None, "0.5.0");
     old3.batch_execute(DATA_010).unwrap();
     let mismatches: i64 = old3
         .query_one("SELECT count(*) FROM evolve.verify_aggregates()", &[])
@@ -252,12 +262,31 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         "aggregates exact after the update and more ingestion"
     );
 
+    // 0.4.0 with data and pending proposals → 0.5.0: approve_proposal gains `force`, and the
+    // next propose_schema run gives the pending proposals their verdict.
+    let mut old4 = cluster.connect_to("from_040");
+    old4.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.4.0';")
+        .unwrap();
+    old4.batch_execute(DATA_010).unwrap();
+    assert_eq!(version(&mut old4), "0.4.0");
+    update_keeps_data(&mut old4, None, "0.5.0");
+    let verdicts: i64 = old4
+        .query_one(
+            "SELECT count(*) FROM evolve.propose_schema('earthquake') p \
+             WHERE p.evidence->'compatibility' ? 'compatible' AND p.evidence->'impact' ? 'entities'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(verdicts > 0, "pending proposals carry their verdict");
+
     let mut new = cluster.connect_to("fresh");
     new.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
         .unwrap();
     assert_same_catalog(&mut old, &mut new);
     assert_same_catalog(&mut old2, &mut new);
     assert_same_catalog(&mut old3, &mut new);
+    assert_same_catalog(&mut old4, &mut new);
 
     // The upgraded databases work, with 0.3.0's rules (and 0.4.0's aggregates).
     for (db, c) in [

@@ -85,15 +85,42 @@ SELECT kind, name, status, action->'definition' AS definition FROM evolve.propos
 SELECT entity_key, snapshot FROM evolve.entities WHERE entity_type = 'volcano' ORDER BY entity_key;
 SELECT count(*) AS rejects_left FROM evolve.inbox_rejects;
 
--- A failed approval is recorded and changes nothing: "felt" was meanwhile declared boolean, and
--- turning it into an integer breaks BACKWARD compatibility.
+-- An approval that would break the type's compatibility is refused and changes nothing: "felt"
+-- was meanwhile declared boolean, and turning it into an integer breaks BACKWARD compatibility.
+-- The approval checks again what it would write, whatever the evidence said when proposed.
 SELECT evolve.update_schema_incremental('earthquake', '{"attributes": {"felt": {"type": "boolean"}}}');
 SELECT evolve.active_schema('earthquake')->'version' AS version_before;
-SELECT action, success, sqlstate, error IS NOT NULL AS has_error FROM evolve.approve_proposal(
+SELECT action FROM evolve.approve_proposal(
     (SELECT id FROM evolve.schema_proposals WHERE kind = 'attribute' AND name = 'felt'));
+\echo :LAST_ERROR_SQLSTATE
 SELECT evolve.active_schema('earthquake')->'version' AS version_after,
        evolve.active_schema('earthquake')->'attributes'->'felt'->>'type' AS felt_type;
 SELECT status FROM evolve.schema_proposals WHERE kind = 'attribute' AND name = 'felt';
+
+-- Every pending proposal carries its verdict, recomputed by each propose_schema run: what
+-- approving it would do to the type's compatibility (as check_compatibility says it) and how
+-- many entities it would re-embed (as analyze_impact says it). A sensor's "reading" was a string
+-- in version 1 and was dropped; its values are numbers now, and declaring it a number breaks
+-- BACKWARD_TRANSITIVE (version 1's strings do not read as numbers); "unit" is compatible.
+SELECT evolve.register_schema('{"entity_type": "sensor", "attributes": {"reading": {"type": "string"}, "site": {"type": "string"}}}');
+SELECT evolve.set_compatibility('sensor', 'BACKWARD_TRANSITIVE');
+SELECT evolve.update_schema_incremental('sensor', '{"attributes": {"reading": null}}');
+SELECT count(*) AS sensors FROM (
+    SELECT evolve.ingest('sensor', jsonb_build_object('site', 's' || i, 'reading', i * 1.5, 'unit', 'kPa'),
+                         entity_key => 's' || i) FROM generate_series(1, 6) i) s;
+SELECT name, evidence->'compatibility' AS compatibility, evidence->'impact'->'entities' AS reembeds,
+       evidence->'impact'->>'priority' AS priority
+FROM evolve.propose_schema('sensor') WHERE kind = 'attribute' ORDER BY name;
+-- Approving the incompatible one is refused as the change itself would be (55000)...
+SELECT action FROM evolve.approve_proposal(
+    (SELECT id FROM evolve.schema_proposals WHERE entity_type = 'sensor' AND kind = 'attribute' AND name = 'reading'));
+\echo :LAST_ERROR_SQLSTATE
+-- ... unless the reviewer forces it: applied, and its history row says it was forced, and why.
+SELECT action, success, details->'forced' AS forced, details->'incompatibilities' AS incompatibilities
+FROM evolve.approve_proposal(
+    (SELECT id FROM evolve.schema_proposals WHERE entity_type = 'sensor' AND kind = 'attribute' AND name = 'reading'),
+    force => true);
+SELECT evolve.active_schema('sensor')->'attributes'->'reading'->>'type' AS reading_type;
 
 -- Fields many users declare are proposed for the global schema.
 SET evolve.promotion_min_users = 3;

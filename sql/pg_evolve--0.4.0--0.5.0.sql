@@ -35,3 +35,68 @@ REVOKE ALL ON FUNCTION evolve.approve_proposal(bigint, text, text, boolean) FROM
 GRANT EXECUTE ON FUNCTION evolve.approve_proposal(bigint, text, text, boolean) TO evolve_admin;
 COMMENT ON FUNCTION evolve.approve_proposal(bigint, text, text, boolean) IS
     'Applies a pending proposal in a subtransaction (members of evolve_admin only, else 42501) and returns its history row; on failure nothing changes but the history row (success false, sqlstate, error). An approval that would break the type''s compatibility mode (see the proposal''s evidence->''compatibility'') is refused with 55000 unless force is true; a forced approval is recorded as such in its history row (details->''forced'', details->''incompatibilities'').';
+
+-- ---------------------------------------------------------------- change events
+-- NOTIFY is transactional: an event is delivered when its transaction commits and never for one
+-- that rolls back. Payloads are JSON. LISTEN takes no privilege, so events of user scopes (their
+-- type names and user ids) are sent only when evolve.notify_user_scopes is on (superuser).
+-- evolve_schema: every committed version of a schema.
+CREATE FUNCTION evolve._notify_schema_version() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.user_id IS NULL
+       OR coalesce(pg_catalog.current_setting('evolve.notify_user_scopes', true), 'off') IN ('on', 'true') THEN
+        PERFORM pg_catalog.pg_notify('evolve_schema', pg_catalog.json_build_object(
+            'entity_type', NEW.entity_type, 'user_id', NEW.user_id, 'version', NEW.version)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER schema_history_notify AFTER INSERT ON evolve.schema_history
+    FOR EACH ROW EXECUTE FUNCTION evolve._notify_schema_version();
+
+-- evolve_proposal: a proposal created, approved (implemented), rejected or rolled back.
+CREATE FUNCTION evolve._notify_proposal() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.user_id IS NULL
+       OR coalesce(pg_catalog.current_setting('evolve.notify_user_scopes', true), 'off') IN ('on', 'true') THEN
+        PERFORM pg_catalog.pg_notify('evolve_proposal', pg_catalog.json_build_object(
+            'id', NEW.id, 'event', CASE WHEN TG_OP = 'INSERT' THEN 'created'
+                                        WHEN NEW.status = 'implemented' THEN 'approved'
+                                        ELSE NEW.status END,
+            'kind', NEW.kind, 'entity_type', NEW.entity_type, 'user_id', NEW.user_id,
+            'name', NEW.name)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER schema_proposals_notify_insert AFTER INSERT ON evolve.schema_proposals
+    FOR EACH ROW EXECUTE FUNCTION evolve._notify_proposal();
+CREATE TRIGGER schema_proposals_notify_status AFTER UPDATE OF status ON evolve.schema_proposals
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status AND NEW.status <> 'pending')
+    EXECUTE FUNCTION evolve._notify_proposal();
+
+-- evolve_job: a re-embedding job's status changes, and its progress at every tenth (throttled:
+-- the worker updates a job's counters after each batch).
+CREATE FUNCTION evolve._notify_job() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('evolve_job', pg_catalog.json_build_object(
+        'id', NEW.id, 'status', NEW.status, 'kind', NEW.kind, 'entity_types', NEW.entity_types,
+        'processed_entities', NEW.processed_entities, 'total_entities', NEW.total_entities,
+        'parked_entities', NEW.parked_entities)::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER schema_migration_jobs_notify_insert AFTER INSERT ON evolve.schema_migration_jobs
+    FOR EACH ROW EXECUTE FUNCTION evolve._notify_job();
+CREATE TRIGGER schema_migration_jobs_notify_update AFTER UPDATE ON evolve.schema_migration_jobs
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
+                       OR 10 * OLD.processed_entities / nullif(OLD.total_entities, 0)
+                          IS DISTINCT FROM 10 * NEW.processed_entities / nullif(NEW.total_entities, 0))
+    EXECUTE FUNCTION evolve._notify_job();
+
+-- (Firing a trigger checks no EXECUTE privilege: nobody needs one on these.)
+REVOKE ALL ON FUNCTION evolve._notify_schema_version(), evolve._notify_proposal(), evolve._notify_job()
+    FROM PUBLIC;

@@ -6,6 +6,8 @@ use std::ffi::CString;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 static SCHEMA_CACHE_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+static NOTIFY_USER_SCOPES: GucSetting<bool> = GucSetting::<bool>::new(false);
+static NOTIFY_PGRST: GucSetting<bool> = GucSetting::<bool>::new(false);
 static SCHEMA_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 static SCHEMA_CACHE_TTL: GucSetting<i32> = GucSetting::<i32>::new(300);
 static SIMILARITY_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.85);
@@ -63,6 +65,22 @@ pub fn init() {
         1,
         1_000_000,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"evolve.notify_user_scopes",
+        c"Send the evolve_schema and evolve_proposal events of user scopes too.",
+        c"Off: only the global scope's. Any role that can connect may LISTEN to a channel, so a user scope's events (its type names and user id) would reach every tenant.",
+        &NOTIFY_USER_SCOPES,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"evolve.notify_pgrst",
+        c"NOTIFY pgrst, 'reload schema' after an approval that creates a table.",
+        c"For PostgREST, which reloads its schema cache on that notification.",
+        &NOTIFY_PGRST,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
@@ -243,6 +261,10 @@ pub fn init() {
     );
     // SAFETY: called from _PG_init with a valid, NUL-terminated C string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"evolve".as_ptr()) };
+}
+
+pub fn notify_pgrst() -> bool {
+    NOTIFY_PGRST.get()
 }
 
 pub fn schema_cache_enabled() -> bool {

@@ -206,6 +206,10 @@ fn apply(p: &Proposal) -> Applied {
             );
             out.executed.push(create);
             out.rollback.push(drop);
+            if crate::gucs::notify_pgrst() {
+                // Sent at commit, with the table: PostgREST reloads its schema cache.
+                Spi::run("SELECT pg_catalog.pg_notify('pgrst', 'reload schema')").or_raise();
+            }
         }
         Ok(Action::Register { definition, .. }) => {
             let version = crate::registry::register(&definition, user);

@@ -5,6 +5,7 @@
 mod common;
 
 mod cache;
+mod events;
 mod fuzz;
 mod governance;
 mod ingest;

@@ -180,7 +180,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"evolve.worker_naptime",
         c"How long the re-embedding worker sleeps when the queue is empty.",
-        c"",
+        c"A transaction that queues work wakes it when it commits: this only bounds how often an idle worker looks.",
         &WORKER_NAPTIME,
         10,
         3_600_000,

@@ -258,6 +258,9 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
             )
             .or_raise()
             .len() as i64;
+        if n > 0 {
+            crate::worker::wake_at_commit();
+        }
         let mut jobs: Vec<i64> = previous
             .iter()
             .map(|p| p.0)

@@ -506,6 +506,7 @@ fn retry_failed(job_id: i64) -> i64 {
             .or_raise()
             .len() as i64;
         if n > 0 {
+            crate::worker::wake_at_commit();
             client
                 .update(
                     "UPDATE evolve.schema_migration_jobs SET status = 'running', completed_at = NULL, \

@@ -508,3 +508,49 @@ fn large_jobs_set_the_vector_index_aside_and_rebuild_it() {
     assert!(definition(&mut c).is_some());
     c.batch_execute("CALL evolve.run_reembedding()").unwrap();
 }
+
+/// A committed apply_change wakes the sleeping worker: with a naptime of ten minutes the job
+/// still completes within seconds. A rolled-back one wakes nobody and queues nothing.
+#[test]
+fn committed_work_wakes_the_worker() {
+    let (cluster, db) = worker_cluster("worker-wake", &["evolve.worker_naptime = 600s"]);
+    let mut c = cluster.connect_to(&db);
+    c.execute("SELECT evolve.register_schema($1::text::jsonb)", &[&SCHEMA])
+        .unwrap();
+    c.batch_execute(
+        "SELECT evolve.ingest('earthquake', jsonb_build_object('mag', i / 10.0, 'place', 'p' || i), \
+                              entity_key => 'k' || i) FROM generate_series(1, 50) i",
+    )
+    .unwrap();
+    // The worker's first pass (at start) is over: it sleeps its ten minutes now.
+    std::thread::sleep(Duration::from_millis(1500));
+    c.batch_execute(
+        r#"BEGIN;
+           SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake", "description": "never"}');
+           ROLLBACK;"#,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let job: i64 = c
+        .query_one(
+            r#"SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake",
+                                            "description": "A seismic event, woken for"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    wait_for(
+        &mut c,
+        &format!("SELECT status = 'completed' FROM evolve.schema_migration_jobs WHERE id = {job}"),
+        "the woken worker to complete the job",
+        Duration::from_secs(60),
+    );
+    let took = started.elapsed();
+    eprintln!("job of 50 entities completed {took:?} after its commit (naptime 600 s)");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let embedded: i64 = c
+        .query_one("SELECT count(*) FROM evolve.entity_embeddings", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(embedded, 50);
+}

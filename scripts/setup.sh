@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything pg_evolve needs on a Debian bookworm machine, idempotently:
 # PostgreSQL 15 (+ server headers), pg_cron, pgvector (built from Debian's source package),
-# the C toolchain bindgen needs, sudo (for `cargo pgrx test --runas`), and cargo-pgrx.
+# the C toolchain bindgen needs, sudo (for `cargo pgrx test --runas`), cargo-pgrx, and
+# prometheus-postgres-exporter (the metrics test scrapes it).
 # Every step is skipped when its result is already present. Must run as root.
 set -euo pipefail
 
@@ -35,7 +36,8 @@ need_root() {
 
 apt_packages() {
     local pkgs=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-        postgresql-contrib clang libclang-dev pkg-config build-essential sudo dpkg-dev)
+        postgresql-contrib clang libclang-dev pkg-config build-essential sudo dpkg-dev
+        prometheus-postgres-exporter)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

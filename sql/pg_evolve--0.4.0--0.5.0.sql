@@ -100,3 +100,25 @@ CREATE TRIGGER schema_migration_jobs_notify_update AFTER UPDATE ON evolve.schema
 -- (Firing a trigger checks no EXECUTE privilege: nobody needs one on these.)
 REVOKE ALL ON FUNCTION evolve._notify_schema_version(), evolve._notify_proposal(), evolve._notify_job()
     FROM PUBLIC;
+
+-- ---------------------------------------------------------------- metrics
+-- src/metrics.rs: cluster-wide counters in shared memory (since the server started; work
+-- counted when its transaction commits) and this database's queue and review gauges, for a
+-- Prometheus exporter (docs/prometheus-queries.yaml). It reads every tenant's queue: monitoring
+-- roles and admins only.
+CREATE OR REPLACE FUNCTION evolve."metrics"() RETURNS TABLE (
+	"name" TEXT,  /* String */
+	"value" double precision,  /* f64 */
+	"kind" TEXT,  /* String */
+	"help" TEXT  /* String */
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metrics_wrapper';
+ALTER FUNCTION evolve.metrics() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION evolve.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.metrics() TO evolve_admin, pg_monitor;
+-- (USAGE only names the schema's objects; pg_monitor reads none of its tables.)
+GRANT USAGE ON SCHEMA evolve TO pg_monitor;
+COMMENT ON FUNCTION evolve.metrics() IS
+    'Cluster-wide counters since the server started (payloads ingested and rejected, fragments, proposals, schema cache hits and misses of every backend, embeddings written, failures, worker batches and busy seconds; work is counted when it commits) and this database''s gauges (queued and parked entities, pending proposals): name, value, kind (counter or gauge), help. For members of evolve_admin and pg_monitor; needs shared_preload_libraries (else the counters stay 0).';

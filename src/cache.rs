@@ -97,8 +97,10 @@ pub fn lookup(key: Key, compute: impl FnOnce(&Key) -> Value) -> Value {
         c.get(&key, now, ttl).cloned()
     });
     if let Some(v) = hit {
+        crate::metrics::add_now(crate::metrics::Counter::CacheHits, 1);
         return v;
     }
+    crate::metrics::add_now(crate::metrics::Counter::CacheMisses, 1);
     // An invalidation processed while computing (SPI takes locks, which accepts invalidation
     // messages) may mean the value was read from a snapshot older than the change: return it,
     // but do not cache it.

@@ -431,7 +431,14 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         observations.iter().map(|o| o.entity_id).collect();
     states.retain(|id, _| observed.contains(id));
     record_observations(observations, Some(states));
-    upsert_fragments(fragments.into_values().collect(), &created);
+    let fragments: Vec<Fragment> = fragments.into_values().collect();
+    crate::metrics::add_at_commit(
+        crate::metrics::Counter::FragmentsWritten,
+        fragments.len() as u64,
+    );
+    upsert_fragments(fragments, &created);
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    crate::metrics::add_at_commit(crate::metrics::Counter::PayloadsIngested, accepted as u64);
     results
 }
 
@@ -766,6 +773,10 @@ fn route_inbox_rows(
         )
         .or_raise();
     });
+    crate::metrics::add_at_commit(
+        crate::metrics::Counter::PayloadsRejected,
+        rejected.len() as u64,
+    );
     pgrx::warning!(
         "{} of {} inbox rows rejected; see evolve.inbox_rejects",
         rejected.len(),

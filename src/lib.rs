@@ -18,6 +18,7 @@ mod impact;
 mod ingest;
 mod jsonb;
 mod maintenance;
+mod metrics;
 mod migration;
 mod plans;
 mod proposals;
@@ -158,7 +159,11 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/pg_evolve--0.4.0--0.5.0.sql",
     name = "v0_5_0",
-    requires = ["v0_4_0", review::approve_proposal_forcible]
+    requires = [
+        "v0_4_0",
+        review::approve_proposal_forcible,
+        metrics::metrics
+    ]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
@@ -171,6 +176,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     cache::init();
     access::init();
+    metrics::init();
     worker::register();
 }
 

@@ -440,6 +440,9 @@ fn store(draft: &Draft) -> Option<i64> {
         .next()
         .and_then(|r| r.value::<i64>(1))
     });
+    if inserted.is_some() {
+        crate::metrics::add_at_commit(crate::metrics::Counter::ProposalsCreated, 1);
+    }
     // Nothing inserted: a concurrent run of the same scope inserted it first (its row is
     // updated), or, before the update to 0.3.0, another scope holds the fingerprint (left
     // alone: not stored).

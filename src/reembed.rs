@@ -363,6 +363,12 @@ struct Done {
 }
 
 fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
+    use crate::metrics::{add_at_commit, Counter};
+    add_at_commit(
+        Counter::EmbeddingsWritten,
+        done.iter().filter(|d| d.vector.is_some()).count() as u64,
+    );
+    add_at_commit(Counter::EmbeddingFailures, failed.len() as u64);
     let mut jobs: Vec<i64> = done
         .iter()
         .map(|d| d.job_id)

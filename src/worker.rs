@@ -114,6 +114,7 @@ pub extern "C-unwind" fn evolve_worker_main(_arg: pg_sys::Datum) {
         }
         // Drain the queue, one committed batch at a time, until it is empty or we must stop.
         while !BackgroundWorker::sigterm_received() {
+            let started = std::time::Instant::now();
             let taken = BackgroundWorker::transaction(|| {
                 Spi::get_one::<i32>("SELECT evolve._reembed_batch()")
                     .ok()
@@ -123,6 +124,12 @@ pub extern "C-unwind" fn evolve_worker_main(_arg: pg_sys::Datum) {
             if taken == 0 {
                 break;
             }
+            // Committed: counted now.
+            crate::metrics::add_now(crate::metrics::Counter::WorkerBatches, 1);
+            crate::metrics::add_now(
+                crate::metrics::Counter::WorkerBusyMicros,
+                started.elapsed().as_micros() as u64,
+            );
         }
     }
     WORKER_PROC.get().store(0, Ordering::Release);

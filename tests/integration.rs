@@ -10,6 +10,7 @@ mod fuzz;
 mod governance;
 mod ingest;
 mod load;
+mod metrics;
 mod reference;
 mod replica;
 mod security;

@@ -122,3 +122,20 @@ GRANT EXECUTE ON FUNCTION evolve.metrics() TO evolve_admin, pg_monitor;
 GRANT USAGE ON SCHEMA evolve TO pg_monitor;
 COMMENT ON FUNCTION evolve.metrics() IS
     'Cluster-wide counters since the server started (payloads ingested and rejected, fragments, proposals, schema cache hits and misses of every backend, embeddings written, failures, worker batches and busy seconds; work is counted when it commits) and this database''s gauges (queued and parked entities, pending proposals): name, value, kind (counter or gauge), help. For members of evolve_admin and pg_monitor; needs shared_preload_libraries (else the counters stay 0).';
+
+-- ---------------------------------------------------------------- maintenance
+-- src/maintenance.rs: unschedule_maintenance removes the pg_cron jobs schedule_maintenance
+-- created. Outside pg_cron's database both refuse (55000) with the statement to run there
+-- (cron.schedule_in_database names this database).
+CREATE OR REPLACE FUNCTION evolve."unschedule_maintenance"() RETURNS TABLE (
+	"jobname" TEXT,  /* String */
+	"jobid" bigint  /* i64 */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_maintenance_wrapper';
+ALTER FUNCTION evolve.unschedule_maintenance() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION evolve.unschedule_maintenance() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.unschedule_maintenance() TO evolve_admin;
+COMMENT ON FUNCTION evolve.unschedule_maintenance() IS
+    'Removes the pg_cron jobs schedule_maintenance created for this database and returns them (members of evolve_admin only). Outside pg_cron''s database it refuses (55000) with the statement to run there.';

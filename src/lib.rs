@@ -162,7 +162,8 @@ extension_sql_file!(
     requires = [
         "v0_4_0",
         review::approve_proposal_forcible,
-        metrics::metrics
+        metrics::metrics,
+        maintenance::unschedule_maintenance
     ]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);

@@ -4,6 +4,87 @@ use evolve_core::SqlState;
 use pgrx::prelude::*;
 
 use crate::error::{raise, OrRaise};
+use crate::plans::Row;
+
+fn literal(s: &str) -> String {
+    evolve_core::proposals::quote_literal(s)
+}
+
+/// pg_cron lives in one database (cron.database_name) and can only be called there. Elsewhere
+/// this raises 55000 with the statement to run in that database instead (`statement` gets this
+/// database's name), which pg_cron runs here with cron.schedule_in_database.
+fn require_cron(what: &str, statement: impl FnOnce(&str) -> String) {
+    let (has_cron, db, cron_db) = crate::plans::one::<pgrx::JsonB>(
+        "SELECT pg_catalog.jsonb_build_array( \
+             EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'), \
+             pg_catalog.current_database(), \
+             CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pg_cron') \
+                  THEN pg_catalog.current_setting('cron.database_name', true) END)",
+        &[],
+    )
+    .map(|j| {
+        (
+            j.0[0].as_bool().unwrap_or(false),
+            j.0[1].as_str().unwrap_or_default().to_string(),
+            j.0[2].as_str().map(str::to_string),
+        )
+    })
+    .unwrap_or_default();
+    if has_cron {
+        return;
+    }
+    let hint = match cron_db {
+        Some(cron_db) if !cron_db.is_empty() => format!(
+            "pg_cron runs in database \"{cron_db}\": {what} this database's jobs from there, as a superuser or this database's owner: {}",
+            statement(&db)
+        ),
+        _ => "Add pg_cron to shared_preload_libraries, set cron.database_name, restart, and CREATE EXTENSION pg_cron in that database.".into(),
+    };
+    raise(
+        SqlState::ObjectNotInPrerequisiteState,
+        "pg_cron is not installed in this database",
+        None,
+        Some(hint),
+    );
+}
+
+/// Removes the jobs schedule_maintenance created for this database (by their names: those it
+/// schedules here, and the `<job>:<database>` ones its hint schedules from pg_cron's database).
+/// Returns what it removed. Elsewhere than pg_cron's database: 55000 with the statement to run
+/// there.
+#[pg_extern(volatile, parallel_unsafe)]
+fn unschedule_maintenance() -> TableIterator<'static, (name!(jobname, String), name!(jobid, i64))> {
+    crate::access::require_admin("unschedule maintenance");
+    let names: Vec<String> = JOBS.iter().map(|j| j.0.to_string()).collect();
+    require_cron("unschedule", |db| {
+        let names = names
+            .iter()
+            .map(|n| literal(&format!("{n}:{db}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN ({names});")
+    });
+    let rows: Vec<(String, i64)> = Spi::connect_mut(|client| {
+        let jobs: Vec<(String, i64)> = client
+            .update(
+                "SELECT jobname::text, jobid FROM cron.job \
+                 WHERE jobname = ANY($1) OR jobname = ANY(SELECT n || ':' || pg_catalog.current_database() FROM unnest($1) n) \
+                 ORDER BY jobid",
+                None,
+                &[names.clone().into()],
+            )
+            .or_raise()
+            .map(|r| (r.value::<String>(1).unwrap_or_default(), r.value::<i64>(2).unwrap_or_default()))
+            .collect();
+        for (_, id) in &jobs {
+            client
+                .update("SELECT cron.unschedule($1)", None, &[(*id).into()])
+                .or_raise();
+        }
+        jobs
+    });
+    TableIterator::new(rows)
+}
 
 /// The jobs pg_evolve schedules: (name, cron schedule, command).
 const JOBS: [(&str, &str, &str); 4] = [
@@ -45,19 +126,24 @@ fn schedule_maintenance() -> TableIterator<
     ),
 > {
     crate::access::require_admin("schedule maintenance");
-    let has_cron = Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')",
-    )
-    .or_raise()
-    .unwrap_or(false);
-    if !has_cron {
-        raise(
-            SqlState::ObjectNotInPrerequisiteState,
-            "pg_cron is not installed in this database",
-            None,
-            Some("Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart, then CREATE EXTENSION pg_cron.".into()),
-        );
-    }
+    require_cron("schedule", |db| {
+        let jobs = JOBS
+            .iter()
+            .map(|(name, schedule, command)| {
+                format!(
+                    "({}, {}, {})",
+                    literal(&format!("{name}:{db}")),
+                    literal(schedule),
+                    literal(command)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT cron.schedule_in_database(j.name, j.schedule, j.command, {}) FROM (VALUES {jobs}) AS j(name, schedule, command);",
+            literal(db)
+        )
+    });
     let rows: Vec<(String, String, String, i64)> = Spi::connect_mut(|client| {
         JOBS.iter()
             .map(|(name, schedule, command)| {

@@ -290,6 +290,48 @@ fn pg_cron_maintenance() {
             ),
         ]
     );
+    // Another database (pg_cron lives in 'postgres' here): schedule_maintenance refuses with
+    // the statement to run in pg_cron's database, which schedules that database's jobs there.
+    let other = cluster.fresh_db("cron_elsewhere");
+    let mut o = cluster.connect_to(&other);
+    let e = o
+        .batch_execute("SELECT * FROM evolve.schedule_maintenance()")
+        .unwrap_err();
+    let db_error = e.as_db_error().unwrap();
+    assert_eq!(db_error.code().code(), "55000");
+    let hint = db_error.hint().unwrap().to_string();
+    let statement = &hint[hint.find("SELECT cron.schedule_in_database").expect(&hint)..];
+    c.batch_execute(statement).unwrap();
+    let elsewhere: i64 = c
+        .query_one(
+            r"SELECT count(*) FROM cron.job WHERE database = 'cron_elsewhere' AND jobname LIKE 'evolve\_%:cron_elsewhere'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(elsewhere, 4);
+    // Unscheduling there refuses the same way, with the statement that removes them.
+    let e = o
+        .batch_execute("SELECT * FROM evolve.unschedule_maintenance()")
+        .unwrap_err();
+    let hint = e.as_db_error().unwrap().hint().unwrap().to_string();
+    c.batch_execute(&hint[hint.find("SELECT cron.unschedule").expect(&hint)..])
+        .unwrap();
+    // In pg_cron's database, unschedule_maintenance removes this database's four jobs (and
+    // schedule_maintenance puts them back).
+    let removed = c
+        .query("SELECT jobname FROM evolve.unschedule_maintenance()", &[])
+        .unwrap()
+        .len();
+    assert_eq!(removed, 4);
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM cron.job", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "every job removed, the other database's included");
+    c.batch_execute("SELECT * FROM evolve.schedule_maintenance()")
+        .unwrap();
+
     // Expired promoted fragments to clean up, from two sessions at once.
     c.batch_execute(
         r#"SELECT evolve.register_schema('{"entity_type":"quake","attributes":{"mag":{"type":"number"}}}');

@@ -115,6 +115,10 @@ WHERE f.fragment_key = 'mmi' ORDER BY f.fragment_id LIMIT 1;
 SELECT lifecycle_state, count(*) FROM evolve.raw_fragments WHERE fragment_key = 'mmi' GROUP BY 1 ORDER BY 1;
 SELECT * FROM evolve.verify_aggregates();
 
--- pg_cron is not installed in this database: a clear error.
+-- pg_cron is not installed in this database: a clear error (55000). Its hint, which depends on
+-- where pg_cron is, is checked by tests/ingest.rs: the statement to run in pg_cron's database,
+-- or how to install pg_cron.
+\set VERBOSITY sqlstate
 SELECT * FROM evolve.schedule_maintenance();
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE

@@ -114,7 +114,8 @@ pub struct Estimate {
 /// The dry run behind `analyze_impact`, also shown with every pending proposal.
 pub fn estimate(c: &Change) -> Vec<Estimate> {
     let (affected, priority) = impact::impact(c);
-    let rate = measured_rate().unwrap_or(DEFAULT_RATE);
+    // Read only when some entity is affected (an added attribute affects none).
+    let mut rate = None;
     c.entity_types()
         .into_iter()
         .map(|t| {
@@ -146,7 +147,11 @@ pub fn estimate(c: &Change) -> Vec<Estimate> {
                 entity_type: t,
                 affected_entities: count,
                 priority: priority.map(|p| p.as_str().to_string()),
-                estimated_seconds: count as f64 / rate,
+                estimated_seconds: if count == 0 {
+                    0.0
+                } else {
+                    count as f64 / *rate.get_or_insert_with(|| measured_rate().unwrap_or(DEFAULT_RATE))
+                },
                 sample_entity_ids: sample,
             }
         })

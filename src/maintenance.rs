@@ -10,6 +10,11 @@ fn literal(s: &str) -> String {
     evolve_core::proposals::quote_literal(s)
 }
 
+/// A job's name when pg_cron's database schedules it for database `db`, as a literal.
+fn job_for(name: &str, db: &str) -> String {
+    literal(&format!("{name}:{db}"))
+}
+
 /// pg_cron lives in one database (cron.database_name) and can only be called there. Elsewhere
 /// this raises 55000 with the statement to run in that database instead (`statement` gets this
 /// database's name), which pg_cron runs here with cron.schedule_in_database.
@@ -59,29 +64,27 @@ fn unschedule_maintenance() -> TableIterator<'static, (name!(jobname, String), n
     require_cron("unschedule", |db| {
         let names = names
             .iter()
-            .map(|n| literal(&format!("{n}:{db}")))
+            .map(|n| job_for(n, db))
             .collect::<Vec<_>>()
             .join(", ");
         format!("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN ({names});")
     });
+    // One statement finds and unschedules them.
     let rows: Vec<(String, i64)> = Spi::connect_mut(|client| {
-        let jobs: Vec<(String, i64)> = client
+        client
             .update(
-                "SELECT jobname::text, jobid FROM cron.job \
-                 WHERE jobname = ANY($1) OR jobname = ANY(SELECT n || ':' || pg_catalog.current_database() FROM unnest($1) n) \
-                 ORDER BY jobid",
+                "SELECT j.jobname::text, j.jobid FROM ( \
+                     SELECT jobname, jobid FROM cron.job \
+                     WHERE jobname = ANY($1) \
+                        OR jobname = ANY(SELECT n || ':' || pg_catalog.current_database() FROM unnest($1) n) \
+                     ORDER BY jobid) j \
+                 WHERE cron.unschedule(j.jobid)",
                 None,
-                &[names.clone().into()],
+                &[names.into()],
             )
             .or_raise()
             .map(|r| (r.value::<String>(1).unwrap_or_default(), r.value::<i64>(2).unwrap_or_default()))
-            .collect();
-        for (_, id) in &jobs {
-            client
-                .update("SELECT cron.unschedule($1)", None, &[(*id).into()])
-                .or_raise();
-        }
-        jobs
+            .collect()
     });
     TableIterator::new(rows)
 }
@@ -132,7 +135,7 @@ fn schedule_maintenance() -> TableIterator<
             .map(|(name, schedule, command)| {
                 format!(
                     "({}, {}, {})",
-                    literal(&format!("{name}:{db}")),
+                    job_for(name, db),
                     literal(schedule),
                     literal(command)
                 )

@@ -249,21 +249,6 @@ fn apply(p: &Proposal) -> Applied {
     out
 }
 
-/// The definition approving `action` would write for the scope (`None`: it writes none).
-fn definition_after(entity_type: &str, user_id: Option<&str>, action: &Action) -> Option<Value> {
-    match action {
-        Action::Patch { patch, .. } | Action::PatchAndIndex { patch, .. } => {
-            let base = Spi::connect(|c| read_head(c, entity_type, user_id, ""))
-                .filter(|h| h.version > 0)
-                .map(|h| h.definition)
-                .unwrap_or_else(|| json!({"entity_type": entity_type}));
-            Some(schema::merge_patch(&base, patch))
-        }
-        Action::Register { definition, .. } => Some(definition.clone()),
-        Action::Index { .. } | Action::Table { .. } => None,
-    }
-}
-
 /// The type's compatibility mode and every reason the definition approval would write breaks
 /// it, as `check_compatibility` gives them (no reason: compatible).
 fn compatibility(
@@ -271,19 +256,27 @@ fn compatibility(
     user_id: Option<&str>,
     action: &Action,
 ) -> (CompatMode, Vec<String>) {
-    let after = definition_after(entity_type, user_id, action).map(|doc| Definition::parse(&doc));
     Spi::connect(|c| {
         // A type not registered yet has no mode of its own, and nothing to be compatible with.
         let Some(head) = read_head(c, entity_type, user_id, "").filter(|h| h.version > 0) else {
             return (CompatMode::default(), Vec::new());
         };
-        match after {
-            None => (mode_of(c, entity_type), Vec::new()),
-            Some(Err(e)) => (
+        let after = match action {
+            Action::Patch { patch, .. } | Action::PatchAndIndex { patch, .. } => {
+                schema::merge_patch(&head.definition, patch)
+            }
+            Action::Register { definition, .. } => definition.clone(),
+            // Indexes and tables write no definition.
+            Action::Index { .. } | Action::Table { .. } => {
+                return (mode_of(c, entity_type), Vec::new())
+            }
+        };
+        match Definition::parse(&after) {
+            Ok(def) => incompatibilities(c, &head, &def),
+            Err(e) => (
                 mode_of(c, entity_type),
                 vec![format!("the definition it writes is invalid: {e}")],
             ),
-            Some(Ok(def)) => incompatibilities(c, &head, &def),
         }
     })
 }

@@ -24,7 +24,10 @@
 
 use std::fmt;
 
-use crate::schema::{AttrType, Definition};
+use std::collections::BTreeMap;
+
+use crate::path::Path;
+use crate::schema::{AttrType, Attribute, Definition};
 
 /// The compatibility a new version of a schema must keep with earlier versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -212,65 +215,7 @@ impl Direction {
 fn read_problems(reader: &Definition, writer: &Definition, dir: Direction) -> Vec<String> {
     let consequence = dir.consequence();
     let mut out = Vec::new();
-    for (name, r) in &reader.attributes {
-        let needed = r.required && r.default.is_none();
-        // As in Avro, the reader's aliases match the writer's field names.
-        let matched = writer.attributes.get_key_value(name).or_else(|| {
-            r.aliases
-                .iter()
-                .find_map(|alias| writer.attributes.get_key_value(alias))
-        });
-        let Some((writer_name, w)) = matched else {
-            if needed {
-                out.push(match dir {
-                    Direction::Backward => format!(
-                        "attribute \"{name}\" is required and has no default: {consequence}"
-                    ),
-                    Direction::Forward => format!(
-                        "attribute \"{name}\" was removed but is required without a default in \
-                         the previous schema: {consequence}"
-                    ),
-                });
-            }
-            continue;
-        };
-        // Name the attribute as the new schema does, mentioning its other name on a rename.
-        let (old_name, new_name) = match dir {
-            Direction::Backward => (writer_name.as_str(), name.as_str()),
-            Direction::Forward => (name.as_str(), writer_name.as_str()),
-        };
-        let label = if old_name == new_name {
-            format!("attribute \"{new_name}\"")
-        } else {
-            format!("attribute \"{new_name}\" (formerly \"{old_name}\")")
-        };
-        if !promotes(w.attr_type, r.attr_type) {
-            let (from, to) = match dir {
-                Direction::Backward => (w.attr_type, r.attr_type),
-                Direction::Forward => (r.attr_type, w.attr_type),
-            };
-            out.push(format!(
-                "{label} changed type from {} to {} and {} values cannot be read as {}: \
-                 {consequence}",
-                from.as_str(),
-                to.as_str(),
-                w.attr_type.as_str(),
-                r.attr_type.as_str(),
-            ));
-        }
-        if needed && !w.required {
-            out.push(match dir {
-                Direction::Backward => format!(
-                    "{label} became required and has no default, but was optional in the \
-                     previous schema: {consequence}"
-                ),
-                Direction::Forward => format!(
-                    "{label} became optional, but is required without a default in the \
-                     previous schema: {consequence}"
-                ),
-            });
-        }
-    }
+    attribute_problems(&reader.attributes, &writer.attributes, None, dir, &mut out);
     for (name, r) in &reader.relationships {
         if let Some(w) = writer.relationships.get(name) {
             if w.target != r.target {
@@ -286,6 +231,114 @@ fn read_problems(reader: &Definition, writer: &Definition, dir: Direction) -> Ve
         }
     }
     out
+}
+
+/// The attribute problems of one object level (the top level, or an object's `properties`),
+/// recursively: a reader attribute matched in the writer (by name or, as in Avro, by one of the
+/// reader's aliases) must read the writer's type, its members must read the writer's members
+/// and its array elements the writer's elements. Reasons name the attribute's full path.
+fn attribute_problems(
+    reader: &BTreeMap<String, Attribute>,
+    writer: &BTreeMap<String, Attribute>,
+    parent: Option<(&Path, &Path)>,
+    dir: Direction,
+    out: &mut Vec<String>,
+) {
+    let consequence = dir.consequence();
+    let at = |base: Option<&Path>, name: &str| match base {
+        Some(p) => p.child(name),
+        None => Path::key(name),
+    };
+    for (name, r) in reader {
+        let needed = r.required && r.default.is_none();
+        let matched = writer.get_key_value(name).or_else(|| {
+            r.aliases
+                .iter()
+                .find_map(|alias| writer.get_key_value(alias))
+        });
+        let reader_path = at(parent.map(|p| p.0), name);
+        let Some((writer_name, w)) = matched else {
+            if needed {
+                out.push(match dir {
+                    Direction::Backward => format!(
+                        "attribute \"{reader_path}\" is required and has no default: {consequence}"
+                    ),
+                    Direction::Forward => format!(
+                        "attribute \"{reader_path}\" was removed but is required without a default in \
+                         the previous schema: {consequence}"
+                    ),
+                });
+            }
+            continue;
+        };
+        let writer_path = at(parent.map(|p| p.1), writer_name);
+        // Name the attribute as the new schema does, mentioning its other name on a rename.
+        let (old_path, new_path) = match dir {
+            Direction::Backward => (&writer_path, &reader_path),
+            Direction::Forward => (&reader_path, &writer_path),
+        };
+        let label = if old_path == new_path {
+            format!("attribute \"{new_path}\"")
+        } else {
+            format!("attribute \"{new_path}\" (formerly \"{old_path}\")")
+        };
+        type_problems(r, w, &label, dir, out);
+        if needed && !w.required {
+            out.push(match dir {
+                Direction::Backward => format!(
+                    "{label} became required and has no default, but was optional in the \
+                     previous schema: {consequence}"
+                ),
+                Direction::Forward => format!(
+                    "{label} became optional, but is required without a default in the \
+                     previous schema: {consequence}"
+                ),
+            });
+        }
+        members_problems(r, w, (&reader_path, &writer_path), dir, out);
+    }
+}
+
+/// Whether the reader attribute `r` reads the writer's type, and its elements the writer's.
+fn type_problems(r: &Attribute, w: &Attribute, label: &str, dir: Direction, out: &mut Vec<String>) {
+    if !promotes(w.attr_type, r.attr_type) {
+        let (from, to) = match dir {
+            Direction::Backward => (w.attr_type, r.attr_type),
+            Direction::Forward => (r.attr_type, w.attr_type),
+        };
+        out.push(format!(
+            "{label} changed type from {} to {} and {} values cannot be read as {}: {}",
+            from.as_str(),
+            to.as_str(),
+            w.attr_type.as_str(),
+            r.attr_type.as_str(),
+            dir.consequence(),
+        ));
+    }
+}
+
+/// The problems below two matched attributes: their members (objects) and their elements
+/// (arrays). A writer that declared no members or elements may have written anything there,
+/// which a reader only needs when it requires a member without a default.
+fn members_problems(
+    r: &Attribute,
+    w: &Attribute,
+    paths: (&Path, &Path),
+    dir: Direction,
+    out: &mut Vec<String>,
+) {
+    if r.attr_type == AttrType::Object && w.attr_type == AttrType::Object {
+        attribute_problems(&r.properties, &w.properties, Some(paths), dir, out);
+    }
+    if let (Some(ri), Some(wi)) = (r.items.as_deref(), w.items.as_deref()) {
+        let (reader_items, writer_items) = (paths.0.items(), paths.1.items());
+        let new_path = match dir {
+            Direction::Backward => &reader_items,
+            Direction::Forward => &writer_items,
+        };
+        type_problems(ri, wi, &format!("the elements of \"{new_path}\""), dir, out);
+        members_problems(ri, wi, (&reader_items, &writer_items), dir, out);
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +397,68 @@ mod tests {
                 CompatMode::FullTransitive
             ]
         );
+    }
+
+    /// Nested compatibility: each row is (old attributes, new attributes, mode, expected reason
+    /// fragments; empty = compatible). Reasons must name the full path.
+    #[test]
+    fn nested_compatibility_table() {
+        let actor = |props: Value| json!({"actor": {"type": "object", "properties": props}});
+        let commits = |items: Value| json!({"commits": {"type": "array", "items": items}});
+        let rows: Vec<(Value, Value, CompatMode, Vec<&str>)> = vec![
+            // Adding an optional member anywhere is compatible both ways.
+            (actor(json!({"id": {"type": "integer"}})),
+             actor(json!({"id": {"type": "integer"}, "login": {"type": "string"}})),
+             CompatMode::Full, vec![]),
+            // An opaque object gaining declared members: compatible.
+            (json!({"actor": {"type": "object"}}), actor(json!({"login": {"type": "string"}})),
+             CompatMode::Full, vec![]),
+            // Widening a nested integer to number: backward yes, forward no.
+            (actor(json!({"id": {"type": "integer"}})), actor(json!({"id": {"type": "number"}})),
+             CompatMode::Backward, vec![]),
+            (actor(json!({"id": {"type": "integer"}})), actor(json!({"id": {"type": "number"}})),
+             CompatMode::Forward, vec!["attribute \"actor.id\" changed type from integer to number"]),
+            // A nested type change that does not promote.
+            (actor(json!({"id": {"type": "integer"}})), actor(json!({"id": {"type": "string"}})),
+             CompatMode::Backward, vec!["attribute \"actor.id\" changed type from integer to string"]),
+            // A new required nested member without default breaks backward, with a default not.
+            (actor(json!({})), actor(json!({"login": {"type": "string", "required": true}})),
+             CompatMode::Backward, vec!["attribute \"actor.login\" is required and has no default"]),
+            (actor(json!({})), actor(json!({"login": {"type": "string", "required": true, "default": "?"}})),
+             CompatMode::Backward, vec![]),
+            // Removing a required nested member breaks forward.
+            (actor(json!({"login": {"type": "string", "required": true}})), actor(json!({"id": {"type": "integer"}})),
+             CompatMode::Forward, vec!["attribute \"actor.login\" was removed"]),
+            // A nested rename through an alias is compatible and named with both paths.
+            (actor(json!({"login": {"type": "integer"}})),
+             actor(json!({"handle": {"type": "string", "aliases": ["login"]}})),
+             CompatMode::Backward,
+             vec!["attribute \"actor.handle\" (formerly \"actor.login\") changed type from integer to string"]),
+            // Array elements: promotion and change, also inside objects in arrays.
+            (commits(json!("integer")), commits(json!("number")), CompatMode::Backward, vec![]),
+            (commits(json!("integer")), commits(json!("string")), CompatMode::Backward,
+             vec!["the elements of \"commits[]\" changed type from integer to string"]),
+            (commits(json!({"type": "object", "properties": {"sha": {"type": "string"}}})),
+             commits(json!({"type": "object", "properties": {"sha": {"type": "integer"}}})),
+             CompatMode::Backward,
+             vec!["attribute \"commits[].sha\" changed type from string to integer"]),
+            (commits(json!({"type": "object"})),
+             commits(json!({"type": "object", "properties": {"sha": {"type": "string", "required": true}}})),
+             CompatMode::Backward, vec!["attribute \"commits[].sha\" is required and has no default"]),
+            // Elements declared where none were: compatible.
+            (json!({"commits": {"type": "array"}}), commits(json!("string")), CompatMode::Full, vec![]),
+            // Three levels down.
+            (json!({"a": {"type": "object", "properties": {"b": {"type": "object", "properties": {"c": {"type": "date"}}}}}}),
+             json!({"a": {"type": "object", "properties": {"b": {"type": "object", "properties": {"c": {"type": "boolean"}}}}}}),
+             CompatMode::Backward, vec!["attribute \"a.b.c\" changed type from date to boolean"]),
+        ];
+        for (i, (old, new, mode, expected)) in rows.into_iter().enumerate() {
+            let reasons = check(mode, &[attrs(old)], &attrs(new));
+            assert_eq!(reasons.len(), expected.len(), "row {i}: {reasons:?}");
+            for (r, e) in reasons.iter().zip(&expected) {
+                assert!(r.contains(e), "row {i}: {r:?} should contain {e:?}");
+            }
+        }
     }
 
     #[test]

@@ -119,6 +119,7 @@ impl RelChange {
 pub struct SchemaDiff {
     /// The entity description, old and new, when it changed.
     pub description: Option<Change<Option<String>>>,
+    /// Attributes are named by the text form of their paths: `geo`, `geo.lat`, `tags[]`.
     pub attributes_added: Vec<String>,
     pub attributes_removed: Vec<String>,
     pub attributes_changed: BTreeMap<String, AttrChange>,
@@ -134,15 +135,17 @@ pub struct SchemaDiff {
 /// The entity type name itself is not compared: both definitions are taken to describe the same
 /// entity type.
 pub fn diff(old: Option<&Definition>, new: &Definition) -> SchemaDiff {
-    let empty_attrs = BTreeMap::new();
     let empty_rels = BTreeMap::new();
     let (old_description, old_attrs, old_rels) = match old {
-        Some(o) => (&o.description, &o.attributes, &o.relationships),
-        None => (&None, &empty_attrs, &empty_rels),
+        Some(o) => (&o.description, by_path(o), &o.relationships),
+        None => (&None, BTreeMap::new(), &empty_rels),
     };
 
-    let (attributes_added, attributes_removed, attributes_changed) =
-        diff_maps(old_attrs, &new.attributes, AttrChange::between);
+    let (attributes_added, attributes_removed, attributes_changed) = diff_maps(
+        &old_attrs,
+        &by_path(new),
+        |o: &&Attribute, n: &&Attribute| AttrChange::between(o, n),
+    );
     let (relationships_added, relationships_removed, relationships_changed) =
         diff_maps(old_rels, &new.relationships, RelChange::between);
 
@@ -254,6 +257,16 @@ fn section(added: &[String], removed: &[String], changed: Map<String, Value>) ->
 }
 
 /// Added names, removed names and per-name changes between two name-ordered maps.
+/// Every attribute of a definition at any depth, by the text form of its path (a member of an
+/// object is `parent.member`, an array's elements `parent[]`): a nested attribute is added,
+/// removed or changed on its own.
+fn by_path(d: &Definition) -> BTreeMap<String, &Attribute> {
+    d.walk()
+        .into_iter()
+        .map(|(path, a)| (path.to_string(), a))
+        .collect()
+}
+
 fn diff_maps<T, C>(
     old: &BTreeMap<String, T>,
     new: &BTreeMap<String, T>,
@@ -286,6 +299,29 @@ mod tests {
 
     fn def(doc: Value) -> Definition {
         Definition::parse(&doc).unwrap()
+    }
+
+    #[test]
+    fn nested_paths() {
+        let old = def(json!({"entity_type": "e", "attributes": {
+            "actor": {"type": "object", "properties": {"id": {"type": "integer"}, "gone": {"type": "string"}}},
+            "tags": {"type": "array"}
+        }}));
+        let new = def(json!({"entity_type": "e", "attributes": {
+            "actor": {"type": "object", "properties": {"id": {"type": "number"}, "login": {"type": "string"}}},
+            "tags": {"type": "array", "items": "string"}
+        }}));
+        let d = diff(Some(&old), &new);
+        assert_eq!(d.attributes_added, ["actor.login", "tags[]"]);
+        assert_eq!(d.attributes_removed, ["actor.gone"]);
+        assert_eq!(
+            d.attributes_changed.keys().collect::<Vec<_>>(),
+            ["actor.id"]
+        );
+        assert_eq!(
+            d.to_json()["attributes"]["changed"]["actor.id"]["type"],
+            json!({"from": "integer", "to": "number"})
+        );
     }
 
     fn quake_v1() -> Definition {

@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod migrate;
 mod named;
 pub mod number;
+pub mod path;
 pub mod payload;
 pub mod proposal;
 pub mod reduce;

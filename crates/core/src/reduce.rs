@@ -213,15 +213,7 @@ pub fn reduce_full(attr: &Attribute, history: &[Observation]) -> Option<Cell> {
 
 /// The attribute used for names the definition does not declare: last write wins.
 fn fallback() -> Attribute {
-    Attribute {
-        attr_type: AttrType::Object,
-        description: None,
-        required: false,
-        default: None,
-        merge_policy: MergePolicy::LastWriteWins,
-        source_priority: Vec::new(),
-        aliases: Vec::new(),
-    }
+    Attribute::of(AttrType::Object)
 }
 
 /// Applies one observation of `attribute` to a snapshot. A name that is an alias of an

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::error::CoreError;
 use crate::named::named_enum;
+use crate::path::{Path, Segment};
 use crate::validate::{check_name, optional_string, reject_unknown, required_name};
 
 /// Largest definition document accepted, in bytes of JSON text.
@@ -75,6 +76,12 @@ pub struct Attribute {
     pub source_priority: Vec<String>,
     /// Former names of this attribute (a rename keeps the old name here).
     pub aliases: Vec<String>,
+    /// For an `object`: its declared members, each an attribute (recursively). Empty: the
+    /// object is opaque and kept whole.
+    pub properties: BTreeMap<String, Attribute>,
+    /// For an `array`: what its elements are (a type, or an object with properties). `None`:
+    /// any elements.
+    pub items: Option<Box<Attribute>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +208,38 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 impl Attribute {
+    /// An optional attribute of type `t` with nothing else declared.
+    pub fn of(attr_type: AttrType) -> Attribute {
+        Attribute {
+            attr_type,
+            description: None,
+            required: false,
+            default: None,
+            merge_policy: MergePolicy::LastWriteWins,
+            source_priority: Vec::new(),
+            aliases: Vec::new(),
+            properties: BTreeMap::new(),
+            items: None,
+        }
+    }
+
+    /// Whether this is an object whose members are declared (ingestion walks into it).
+    pub fn is_structured(&self) -> bool {
+        self.attr_type == AttrType::Object && !self.properties.is_empty()
+    }
+
+    /// The member named `key` (or listing `key` as an alias) among `properties`, with its name.
+    pub fn member<'a>(
+        properties: &'a BTreeMap<String, Attribute>,
+        key: &str,
+    ) -> Option<(&'a String, &'a Attribute)> {
+        properties.get_key_value(key).or_else(|| {
+            properties
+                .iter()
+                .find(|(_, a)| a.aliases.iter().any(|alias| alias == key))
+        })
+    }
+
     /// Checks that the default, if any, fits the attribute's type; the error names
     /// `{path}/default`.
     pub fn check_default(&self, path: &str) -> Result<(), CoreError> {
@@ -218,10 +257,26 @@ impl Attribute {
                 ),
             )),
             _ => Ok(()),
+        }?;
+        for (name, a) in &self.properties {
+            a.check_default(&format!(
+                "{path}/properties/{}",
+                crate::validate::escape(name)
+            ))?;
+        }
+        match &self.items {
+            Some(items) => items.check_default(&format!("{path}/items")),
+            None => Ok(()),
         }
     }
 
     fn parse(path: &str, v: &Value) -> Result<Attribute, CoreError> {
+        if let Value::String(_) = v {
+            // `"items": "string"` is short for `"items": {"type": "string"}`.
+            if path.ends_with("/items") {
+                return Attribute::parse(path, &serde_json::json!({"type": v}));
+            }
+        }
         let obj = v.as_object().ok_or_else(|| {
             CoreError::def(
                 path,
@@ -238,6 +293,8 @@ impl Attribute {
                 "merge_policy",
                 "source_priority",
                 "aliases",
+                "properties",
+                "items",
             ],
             |key| format!("{path}/{key}"),
         )?;
@@ -296,6 +353,34 @@ impl Attribute {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.clone()),
         };
+        let properties = match obj.get("properties") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(_) if attr_type != AttrType::Object => {
+                return Err(CoreError::def(
+                    format!("{path}/properties"),
+                    "only an attribute of type object has properties",
+                ))
+            }
+            Some(Value::Object(members)) => {
+                parse_attributes(&format!("{path}/properties"), members)?
+            }
+            Some(_) => {
+                return Err(CoreError::def(
+                    format!("{path}/properties"),
+                    "must be an object of attributes",
+                ))
+            }
+        };
+        let items = match obj.get("items") {
+            None | Some(Value::Null) => None,
+            Some(_) if attr_type != AttrType::Array => {
+                return Err(CoreError::def(
+                    format!("{path}/items"),
+                    "only an attribute of type array has items",
+                ))
+            }
+            Some(v) => Some(Box::new(Attribute::parse(&format!("{path}/items"), v)?)),
+        };
         Ok(Attribute {
             attr_type,
             description: optional_string(obj, "description", path)?,
@@ -304,6 +389,8 @@ impl Attribute {
             merge_policy,
             source_priority,
             aliases,
+            properties,
+            items,
         })
     }
 
@@ -334,8 +421,47 @@ impl Attribute {
         if !self.aliases.is_empty() {
             m.insert("aliases".into(), self.aliases.clone().into());
         }
+        if !self.properties.is_empty() {
+            m.insert(
+                "properties".into(),
+                Value::Object(
+                    self.properties
+                        .iter()
+                        .map(|(k, a)| (k.clone(), a.to_json()))
+                        .collect(),
+                ),
+            );
+        }
+        if let Some(items) = &self.items {
+            m.insert("items".into(), items.to_json());
+        }
         Value::Object(m)
     }
+}
+
+/// Parses the attributes of one object level (`/attributes`, or an object's `properties`):
+/// names must be valid, and no alias may shadow a member name.
+fn parse_attributes(
+    path: &str,
+    members: &Map<String, Value>,
+) -> Result<BTreeMap<String, Attribute>, CoreError> {
+    let mut attributes = BTreeMap::new();
+    for (name, v) in members {
+        let p = format!("{path}/{}", crate::validate::escape(name));
+        check_name(&p, name)?;
+        attributes.insert(name.clone(), Attribute::parse(&p, v)?);
+    }
+    for (name, a) in &attributes {
+        for alias in &a.aliases {
+            if alias == name || attributes.contains_key(alias) {
+                return Err(CoreError::def(
+                    format!("{path}/{}/aliases", crate::validate::escape(name)),
+                    format!("alias \"{alias}\" is already an attribute name"),
+                ));
+            }
+        }
+    }
+    Ok(attributes)
 }
 
 impl Relationship {
@@ -381,23 +507,16 @@ impl Definition {
         allowed.extend(INFORMATIONAL_KEYS);
         reject_unknown(obj, &allowed, |key| format!("/{key}"))?;
         let entity_type = required_name(obj, "entity_type", "")?;
-        let mut attributes = BTreeMap::new();
-        match obj.get("attributes") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(attrs)) => {
-                for (name, v) in attrs {
-                    let path = format!("/attributes/{name}");
-                    check_name(&path, name)?;
-                    attributes.insert(name.clone(), Attribute::parse(&path, v)?);
-                }
-            }
+        let attributes = match obj.get("attributes") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(attrs)) => parse_attributes("/attributes", attrs)?,
             Some(_) => {
                 return Err(CoreError::def(
                     "/attributes",
                     "must be an object of attributes",
                 ))
             }
-        }
+        };
         let mut relationships = BTreeMap::new();
         match obj.get("relationships") {
             None | Some(Value::Null) => {}
@@ -419,17 +538,6 @@ impl Definition {
                     "/relationships",
                     "must be an object of relationships",
                 ))
-            }
-        }
-        // An alias must not shadow another attribute.
-        for (name, a) in &attributes {
-            for alias in &a.aliases {
-                if alias == name || attributes.contains_key(alias) {
-                    return Err(CoreError::def(
-                        format!("/attributes/{name}/aliases"),
-                        format!("alias \"{alias}\" is already an attribute name"),
-                    ));
-                }
             }
         }
         Ok(Definition {
@@ -489,6 +597,56 @@ impl Definition {
         Value::Object(m)
     }
 
+    /// Every declared attribute at any depth with its path, each parent before its members
+    /// (members in name order); an array's elements appear as `name[]` when declared.
+    pub fn walk(&self) -> Vec<(Path, &Attribute)> {
+        fn visit<'a>(path: Path, a: &'a Attribute, out: &mut Vec<(Path, &'a Attribute)>) {
+            out.push((path.clone(), a));
+            for (name, m) in &a.properties {
+                visit(path.child(name.clone()), m, out);
+            }
+            if let Some(items) = &a.items {
+                visit(path.items(), items, out);
+            }
+        }
+        let mut out = Vec::new();
+        for (name, a) in &self.attributes {
+            visit(Path::key(name.clone()), a, &mut out);
+        }
+        out
+    }
+
+    /// The attribute a path names, resolving aliases at every level, with its path under the
+    /// current names. `None` when some segment is not declared.
+    pub fn attribute_at(&self, path: &Path) -> Option<(Path, &Attribute)> {
+        let mut segments = path.segments().iter();
+        let Some(Segment::Key(first)) = segments.next() else {
+            return None;
+        };
+        let (name, mut attr) = Attribute::member(&self.attributes, first)?;
+        let mut canonical = Path::key(name.clone());
+        for s in segments {
+            match s {
+                Segment::Key(k) => {
+                    let (name, m) = Attribute::member(&attr.properties, k)?;
+                    canonical = canonical.child(name.clone());
+                    attr = m;
+                }
+                Segment::Items => {
+                    attr = attr.items.as_deref()?;
+                    canonical = canonical.items();
+                }
+            }
+        }
+        Some((canonical, attr))
+    }
+
+    /// [`Definition::attribute_at`] for a path in text form (a text that is not a valid path
+    /// names one top-level key).
+    pub fn attribute_named(&self, text: &str) -> Option<(Path, &Attribute)> {
+        self.attribute_at(&crate::path::lenient(text))
+    }
+
     /// Number of fields (attributes + relationships), as counted by quotas.
     pub fn field_count(&self) -> usize {
         self.attributes.len() + self.relationships.len()
@@ -498,43 +656,68 @@ impl Definition {
 /// Checks that a user's extension respects the global schema: an attribute the global schema
 /// has keeps its type (a user may override descriptions only); a relationship keeps its target.
 pub fn check_extension(global: &Definition, user: &Definition) -> Result<(), CoreError> {
-    for (name, ua) in &user.attributes {
-        if let Some(ga) = global.attributes.get(name) {
+    let violation = |message: String| CoreError::ExtensionViolation {
+        entity_type: user.entity_type.clone(),
+        message,
+    };
+    for (path, ua) in user.walk() {
+        if let Some((_, ga)) = global.attribute_at(&path) {
             if ga.attr_type != ua.attr_type {
-                return Err(CoreError::ExtensionViolation {
-                    entity_type: user.entity_type.clone(),
-                    message: format!(
-                        "may not change the type of global attribute \"{name}\" from {} to {}",
-                        ga.attr_type.as_str(),
-                        ua.attr_type.as_str()
-                    ),
-                });
+                return Err(violation(format!(
+                    "may not change the type of global attribute \"{path}\" from {} to {}",
+                    ga.attr_type.as_str(),
+                    ua.attr_type.as_str()
+                )));
             }
         }
+    }
+    for name in user.attributes.keys() {
         if global.relationships.contains_key(name) {
-            return Err(CoreError::ExtensionViolation {
-                entity_type: user.entity_type.clone(),
-                message: format!("may not turn global relationship \"{name}\" into an attribute"),
-            });
+            return Err(violation(format!(
+                "may not turn global relationship \"{name}\" into an attribute"
+            )));
         }
     }
     for (name, ur) in &user.relationships {
         if let Some(gr) = global.relationships.get(name) {
             if gr.target != ur.target {
-                return Err(CoreError::ExtensionViolation {
-                    entity_type: user.entity_type.clone(),
-                    message: format!("may not change the target of global relationship \"{name}\""),
-                });
+                return Err(violation(format!(
+                    "may not change the target of global relationship \"{name}\""
+                )));
             }
         }
         if global.attributes.contains_key(name) {
-            return Err(CoreError::ExtensionViolation {
-                entity_type: user.entity_type.clone(),
-                message: format!("may not turn global attribute \"{name}\" into a relationship"),
-            });
+            return Err(violation(format!(
+                "may not turn global attribute \"{name}\" into a relationship"
+            )));
         }
     }
     Ok(())
+}
+
+/// Merges a user's attributes into the global ones of one level: a global attribute keeps its
+/// definition (the user may override its description and add members at any depth); the
+/// user's other attributes are added.
+fn extend_attributes(out: &mut BTreeMap<String, Attribute>, user: &BTreeMap<String, Attribute>) {
+    for (name, ua) in user {
+        match out.get_mut(name) {
+            Some(ga) => {
+                if ua.description.is_some() {
+                    ga.description = ua.description.clone();
+                }
+                extend_attributes(&mut ga.properties, &ua.properties);
+                if let (Some(gi), Some(ui)) = (ga.items.as_deref_mut(), ua.items.as_deref()) {
+                    extend_attributes(&mut gi.properties, &ui.properties);
+                }
+                if ga.items.is_none() {
+                    ga.items = ua.items.clone();
+                }
+            }
+            None => {
+                out.insert(name.clone(), ua.clone());
+            }
+        }
+    }
 }
 
 /// The effective schema a user sees: every global attribute and relationship, the user's own
@@ -549,18 +732,7 @@ pub fn effective(global: Option<&Definition>, user: Option<&Definition>) -> Opti
             if u.description.is_some() {
                 out.description = u.description.clone();
             }
-            for (name, ua) in &u.attributes {
-                match out.attributes.get_mut(name) {
-                    Some(ga) => {
-                        if ua.description.is_some() {
-                            ga.description = ua.description.clone();
-                        }
-                    }
-                    None => {
-                        out.attributes.insert(name.clone(), ua.clone());
-                    }
-                }
-            }
+            extend_attributes(&mut out.attributes, &u.attributes);
             for (name, ur) in &u.relationships {
                 match out.relationships.get_mut(name) {
                     Some(gr) => {
@@ -632,6 +804,132 @@ mod tests {
             },
             "relationships": {"near": {"target": "place", "description": "closest named place"}}
         })
+    }
+
+    fn nested() -> Value {
+        json!({
+            "entity_type": "event",
+            "attributes": {
+                "actor": {"type": "object", "properties": {
+                    "id": {"type": "integer"},
+                    "login": {"type": "string", "aliases": ["user"]}
+                }},
+                "payload": {"type": "object", "properties": {
+                    "commits": {"type": "array", "items": {"type": "object", "properties": {
+                        "sha": {"type": "string", "required": true}
+                    }}},
+                    "size": {"type": "integer", "default": 0}
+                }},
+                "tags": {"type": "array", "items": "string"}
+            }
+        })
+    }
+
+    #[test]
+    fn nested_definitions() {
+        let d = Definition::parse_input(&nested()).unwrap();
+        // Canonical JSON spells the items shorthand out and round-trips.
+        let j = d.to_json();
+        assert_eq!(j["attributes"]["tags"]["items"], json!({"type": "string"}));
+        assert_eq!(Definition::parse(&j).unwrap(), d);
+        let paths: Vec<String> = d.walk().iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "actor",
+                "actor.id",
+                "actor.login",
+                "payload",
+                "payload.commits",
+                "payload.commits[]",
+                "payload.commits[].sha",
+                "payload.size",
+                "tags",
+                "tags[]"
+            ]
+        );
+        let (p, a) = d.attribute_named("actor.user").unwrap();
+        assert_eq!(
+            (p.to_string(), a.attr_type),
+            ("actor.login".into(), AttrType::String)
+        );
+        let (_, a) = d.attribute_named("payload.commits[].sha").unwrap();
+        assert!(a.required);
+        assert!(d.attribute_named("actor.email").is_none());
+        assert!(d.attribute_named("tags.x").is_none());
+        assert!(d.attribute_named("actor[]").is_none());
+    }
+
+    #[test]
+    fn nested_errors_name_the_path() {
+        let cases = [
+            (
+                json!({"a": {"type": "string", "properties": {}}}),
+                "/attributes/a/properties",
+            ),
+            (
+                json!({"a": {"type": "object", "items": "string"}}),
+                "/attributes/a/items",
+            ),
+            (
+                json!({"a": {"type": "object", "properties": {"b c": {"type": "string"}}}}),
+                "/attributes/a/properties/b c",
+            ),
+            (
+                json!({"a": {"type": "object", "properties": {"b": {"type": "nope"}}}}),
+                "/attributes/a/properties/b/type",
+            ),
+            (
+                json!({"a": {"type": "array", "items": {"type": "object", "properties": {"x": 1}}}}),
+                "/attributes/a/items/properties/x",
+            ),
+            (
+                json!({"a": {"type": "object", "properties": {"b": {"type": "integer", "default": "x"}}}}),
+                "/attributes/a/properties/b/default",
+            ),
+            (
+                json!({"a": {"type": "object", "properties": {"b": {"type": "integer"}, "c": {"type": "integer", "aliases": ["b"]}}}}),
+                "/attributes/a/properties/c/aliases",
+            ),
+        ];
+        for (attrs, path) in cases {
+            let doc = json!({"entity_type": "e", "attributes": attrs});
+            match Definition::parse_input(&doc) {
+                Err(CoreError::InvalidDefinition { path: p, .. }) => assert_eq!(p, path, "{doc}"),
+                other => panic!("{doc}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nested_extensions() {
+        let global = Definition::parse(&nested()).unwrap();
+        let user = Definition::parse(&json!({"entity_type": "event", "attributes": {
+            "actor": {"type": "object", "description": "who", "properties": {
+                "email": {"type": "string"},
+                "login": {"type": "string", "description": "handle"}
+            }}
+        }}))
+        .unwrap();
+        check_extension(&global, &user).unwrap();
+        let e = effective(Some(&global), Some(&user)).unwrap();
+        let actor = &e.attributes["actor"];
+        assert_eq!(actor.description.as_deref(), Some("who"));
+        assert_eq!(
+            actor.properties.keys().collect::<Vec<_>>(),
+            ["email", "id", "login"]
+        );
+        assert_eq!(
+            actor.properties["login"].description.as_deref(),
+            Some("handle")
+        );
+        assert_eq!(actor.properties["login"].aliases, ["user"]);
+        let bad = Definition::parse(&json!({"entity_type": "event", "attributes": {
+            "actor": {"type": "object", "properties": {"id": {"type": "string"}}}
+        }}))
+        .unwrap();
+        let err = check_extension(&global, &bad).unwrap_err().to_string();
+        assert!(err.contains("\"actor.id\" from integer to string"), "{err}");
     }
 
     #[test]

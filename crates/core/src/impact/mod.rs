@@ -31,7 +31,7 @@ pub use change::{Change, KINDS};
 
 use crate::error::CoreError;
 use crate::named::named_enum;
-use crate::schema::{Attribute, Definition, MergePolicy};
+use crate::schema::{Attribute, Definition};
 
 named_enum! {
     /// How urgently affected entities should be re-embedded.
@@ -196,13 +196,8 @@ pub fn apply(def: &Definition, change: &Change) -> Result<Option<Definition>, Co
             out.attributes.insert(
                 attribute.clone(),
                 Attribute {
-                    attr_type: *attr_type,
                     description: description.clone(),
-                    required: false,
-                    default: None,
-                    merge_policy: MergePolicy::LastWriteWins,
-                    source_priority: Vec::new(),
-                    aliases: Vec::new(),
+                    ..Attribute::of(*attr_type)
                 },
             );
         }

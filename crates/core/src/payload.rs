@@ -1,18 +1,27 @@
-//! Splitting an ingested payload against the active schema.
+//! Splitting an ingested payload against the active schema, by path.
 //!
-//! A payload is a JSON object. Each **top-level key is one field**: nested objects are not
-//! flattened, so `{"geo": {"lat": 1, "lon": 2}}` is the single field `geo` whose value is the
-//! whole object (an `object` attribute, or one raw fragment if `geo` is undeclared). Arrays and
-//! scalars are likewise kept whole.
+//! A payload is a JSON object; its fields are named by [paths](crate::path). The split walks the
+//! payload alongside the definition:
 //!
-//! [`split`] sorts the fields into observations (declared and conforming), mismatches (declared
-//! but of the wrong type) and fragments (undeclared), keeping the payload's key order.
+//! - a declared attribute whose value conforms is an **observation** under its path (`mag`,
+//!   `actor.login`); an `object` attribute that declares `properties` is walked into, so each of
+//!   its declared members is observed on its own; an opaque object, an array and a scalar are
+//!   observed whole;
+//! - an undeclared key is a **fragment** under its path: an undeclared object is opened and
+//!   each member becomes a fragment (`actor.id`, `actor.login`), down to its leaves; arrays
+//!   and scalars are kept whole;
+//! - a declared field whose value does not fit is a **mismatch**.
+//!
+//! [`Limits`] bound the opening of undeclared objects: past the depth limit, the paths limit
+//! or [`MAX_KEY_BYTES`] of path text, the object is kept whole as one fragment, so nothing is
+//! ever dropped. Every list keeps the payload's key order.
 
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
 use crate::infer::conforms;
-use crate::schema::{AttrType, Definition};
+use crate::path::Path;
+use crate::schema::{AttrType, Attribute, Definition};
 
 /// Largest payload accepted, in bytes of JSON text.
 pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
@@ -82,70 +91,170 @@ pub fn check_payload(v: &Value, text_len: usize) -> Result<&Map<String, Value>, 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Split {
     /// Values of declared attributes that conform to the attribute's type (`null` included),
-    /// and keys of related entities under the relationship's name, as (field name, value).
+    /// and keys of related entities under the relationship's name, as (path text, value).
     /// A key that is an alias is reported under the attribute's current name.
     pub observations: Vec<(String, Value)>,
-    /// Keys the schema does not declare, with their values.
+    /// Paths the schema does not declare, with their values.
     pub fragments: Vec<(String, Value)>,
-    /// Declared fields whose value does not fit: (field name, value, expected type). For a
+    /// Declared fields whose value does not fit: (path text, value, expected type). For a
     /// relationship, whose value must be a key (a string or a number), the expected type is
     /// reported as [`AttrType::String`].
     pub mismatches: Vec<(String, Value, AttrType)>,
 }
 
-/// What a payload key names in a definition.
+/// How far undeclared objects are opened into paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most segments in a fragment's path; an object at this depth is kept whole.
+    pub max_depth: usize,
+    /// Most fragments one payload yields by opening objects (its top-level keys always count
+    /// one each); an object whose members would pass it is kept whole.
+    pub max_paths: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_depth: 16,
+            max_paths: 1000,
+        }
+    }
+}
+
+/// What a top-level payload key names in a definition.
 enum Field<'d> {
-    Attribute(&'d str, AttrType),
+    Attribute(&'d str, &'d Attribute),
     Relationship(&'d str),
 }
 
-/// Resolves a key: an attribute's name first, then a relationship's, then an attribute's alias
-/// (when two attributes list the same alias, the first attribute by name wins).
+/// Resolves a top-level key: an attribute's name first, then a relationship's, then an
+/// attribute's alias (when two attributes list the same alias, the first attribute by name wins).
 fn resolve<'d>(def: &'d Definition, key: &str) -> Option<Field<'d>> {
     if let Some((name, a)) = def.attributes.get_key_value(key) {
-        return Some(Field::Attribute(name, a.attr_type));
+        return Some(Field::Attribute(name, a));
     }
     if let Some((name, _)) = def.relationships.get_key_value(key) {
         return Some(Field::Relationship(name));
     }
-    def.attributes
-        .iter()
-        .find(|(_, a)| a.aliases.iter().any(|alias| alias == key))
-        .map(|(name, a)| Field::Attribute(name, a.attr_type))
+    Attribute::member(&def.attributes, key).map(|(name, a)| Field::Attribute(name, a))
 }
 
-/// Sorts a payload's top-level fields into observations, fragments and mismatches.
-///
-/// - A declared attribute (or an alias of one) whose value [conforms](conforms) — `null` always
-///   does — is an observation under the attribute's name. If a payload holds both an attribute
-///   and one of its aliases, both are observations, in payload order.
-/// - A relationship whose value is a string, a number or `null` is an observation under the
-///   relationship's name; any other value is a mismatch.
-/// - A declared attribute whose value does not conform is a mismatch.
-/// - Any other key is a fragment.
+/// Sorts a payload's fields into observations, fragments and mismatches with the default
+/// [`Limits`].
 pub fn split(def: &Definition, payload: &Map<String, Value>) -> Split {
-    let mut out = Split::default();
+    split_with(def, payload, Limits::default())
+}
+
+/// Sorts a payload's fields into observations, fragments and mismatches.
+///
+/// - A declared attribute (or an alias of one) whose value [conforms](conforms_to) — `null`
+///   always does — is an observation under the attribute's path. If a payload holds both an
+///   attribute and one of its aliases, both are observations, in payload order. An object
+///   with declared `properties` is walked into instead.
+/// - A relationship (top level only) whose value is a string, a number or `null` is an
+///   observation under the relationship's name; any other value is a mismatch.
+/// - A declared attribute whose value does not conform is a mismatch.
+/// - Any other key is a fragment, undeclared objects opened into their members' paths within
+///   `limits`.
+pub fn split_with(def: &Definition, payload: &Map<String, Value>, limits: Limits) -> Split {
+    let mut walk = Walk {
+        out: Split::default(),
+        limits,
+        budget: limits.max_paths.saturating_sub(payload.len()),
+    };
     for (key, value) in payload {
         match resolve(def, key) {
-            Some(Field::Attribute(name, t)) => {
-                if conforms(t, value) {
-                    out.observations.push((name.to_string(), value.clone()));
-                } else {
-                    out.mismatches.push((name.to_string(), value.clone(), t));
-                }
-            }
+            Some(Field::Attribute(name, a)) => walk.declared(Path::key(name), a, value),
             Some(Field::Relationship(name)) => {
                 if matches!(value, Value::String(_) | Value::Number(_) | Value::Null) {
-                    out.observations.push((name.to_string(), value.clone()));
+                    walk.out
+                        .observations
+                        .push((name.to_string(), value.clone()));
                 } else {
-                    out.mismatches
+                    walk.out
+                        .mismatches
                         .push((name.to_string(), value.clone(), AttrType::String));
                 }
             }
-            None => out.fragments.push((key.clone(), value.clone())),
+            None => walk.undeclared(Path::key(key.clone()), value),
         }
     }
-    out
+    walk.out
+}
+
+struct Walk {
+    out: Split,
+    limits: Limits,
+    /// Fragments the opening of objects may still add.
+    budget: usize,
+}
+
+impl Walk {
+    fn declared(&mut self, path: Path, a: &Attribute, value: &Value) {
+        let members = match value {
+            Value::Object(m) if a.is_structured() && !m.is_empty() => Some(m),
+            _ => None,
+        };
+        if let Some(members) = members {
+            for (key, v) in members {
+                match Attribute::member(&a.properties, key) {
+                    Some((name, m)) => self.declared(path.child(name.clone()), m, v),
+                    None => {
+                        // Within a declared object, each undeclared member is a field of its own.
+                        self.budget = self.budget.saturating_sub(1);
+                        self.undeclared(path.child(key.clone()), v)
+                    }
+                }
+            }
+        } else if conforms_to(a, value) {
+            self.out
+                .observations
+                .push((path.to_string(), value.clone()));
+        } else {
+            self.out
+                .mismatches
+                .push((path.to_string(), value.clone(), a.attr_type));
+        }
+    }
+
+    /// An undeclared field at `path` (already counted): opened when it is a non-empty object
+    /// whose members fit the limits, kept whole otherwise.
+    fn undeclared(&mut self, path: Path, value: &Value) {
+        if let Value::Object(members) = value {
+            let opens = !members.is_empty()
+                && path.len() < self.limits.max_depth
+                && members.len() - 1 <= self.budget
+                && path.to_string().len() + members.keys().map(|k| k.len() + 3).max().unwrap_or(0)
+                    <= MAX_KEY_BYTES;
+            if opens {
+                self.budget -= members.len() - 1;
+                for (key, v) in members {
+                    self.undeclared(path.child(key.clone()), v);
+                }
+                return;
+            }
+        }
+        self.out.fragments.push((path.to_string(), value.clone()));
+    }
+}
+
+/// Whether a value fits a declared attribute: its type ([`conforms`]), each element of an
+/// array fits the declared `items`, and each declared member of an object fits (members the
+/// attribute does not declare are free).
+pub fn conforms_to(a: &Attribute, value: &Value) -> bool {
+    if !conforms(a.attr_type, value) {
+        return false;
+    }
+    match value {
+        Value::Array(elements) => a
+            .items
+            .as_deref()
+            .is_none_or(|items| elements.iter().all(|e| conforms_to(items, e))),
+        Value::Object(members) => members.iter().all(|(k, v)| {
+            Attribute::member(&a.properties, k).is_none_or(|(_, m)| conforms_to(m, v))
+        }),
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -208,7 +317,7 @@ mod tests {
             s.fragments,
             vec![
                 ("zeta".to_string(), json!(1)),
-                ("alpha".to_string(), json!({"nested": [1, 2]})),
+                ("alpha.nested".to_string(), json!([1, 2])),
                 ("place2".to_string(), json!(null)),
             ]
         );
@@ -216,6 +325,163 @@ mod tests {
             s.mismatches,
             vec![("felt".to_string(), json!(2.5), AttrType::Integer)]
         );
+    }
+
+    fn event() -> Definition {
+        Definition::parse(&json!({
+            "entity_type": "event",
+            "attributes": {
+                "type": {"type": "string"},
+                "actor": {"type": "object", "properties": {
+                    "id": {"type": "integer"},
+                    "login": {"type": "string", "aliases": ["user"]}
+                }},
+                "payload": {"type": "object", "properties": {
+                    "commits": {"type": "array", "items": {"type": "object", "properties": {
+                        "sha": {"type": "string"}
+                    }}}
+                }}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn walks_declared_objects_and_opens_undeclared_ones() {
+        let payload = obj(json!({
+            "type": "PushEvent",
+            "actor": {"id": 7, "user": "ada", "avatar": {"url": "u", "size": 40}},
+            "repo": {"id": 9, "name": "x/y", "labels": {"app.kubernetes.io/name": "web"}},
+            "payload": {"size": 1, "commits": [{"sha": "abc", "message": "m"}], "empty": {}}
+        }));
+        let s = split(&event(), &payload);
+        assert_eq!(
+            s.observations,
+            vec![
+                ("type".to_string(), json!("PushEvent")),
+                ("actor.id".to_string(), json!(7)),
+                ("actor.login".to_string(), json!("ada")),
+                (
+                    "payload.commits".to_string(),
+                    json!([{"sha": "abc", "message": "m"}])
+                ),
+            ]
+        );
+        assert_eq!(
+            s.fragments,
+            vec![
+                ("actor.avatar.url".to_string(), json!("u")),
+                ("actor.avatar.size".to_string(), json!(40)),
+                ("repo.id".to_string(), json!(9)),
+                ("repo.name".to_string(), json!("x/y")),
+                (
+                    "repo.labels.\"app.kubernetes.io/name\"".to_string(),
+                    json!("web")
+                ),
+                ("payload.size".to_string(), json!(1)),
+                ("payload.empty".to_string(), json!({})),
+            ]
+        );
+        assert!(s.mismatches.is_empty());
+    }
+
+    #[test]
+    fn nested_mismatches_keep_their_path() {
+        let s = split(
+            &event(),
+            &obj(json!({"actor": {"id": "seven"}, "payload": {"commits": [{"sha": 1}]}})),
+        );
+        assert_eq!(
+            s.mismatches,
+            vec![
+                ("actor.id".to_string(), json!("seven"), AttrType::Integer),
+                (
+                    "payload.commits".to_string(),
+                    json!([{"sha": 1}]),
+                    AttrType::Array
+                ),
+            ]
+        );
+        // A structured object given as something else, or null.
+        let s = split(&event(), &obj(json!({"actor": "ada", "payload": null})));
+        assert_eq!(
+            s.mismatches,
+            vec![("actor".to_string(), json!("ada"), AttrType::Object)]
+        );
+        assert_eq!(s.observations, vec![("payload".to_string(), json!(null))]);
+    }
+
+    #[test]
+    fn limits_keep_the_rest_whole() {
+        let d = Definition::parse(&json!({"entity_type": "e"})).unwrap();
+        let deep = obj(json!({"a": {"b": {"c": {"d": 1}}, "e": 2}}));
+        let s = split_with(
+            &d,
+            &deep,
+            Limits {
+                max_depth: 3,
+                max_paths: 100,
+            },
+        );
+        assert_eq!(
+            s.fragments,
+            vec![
+                ("a.b.c".to_string(), json!({"d": 1})),
+                ("a.e".to_string(), json!(2))
+            ]
+        );
+        // Paths: 2 top-level keys, then "a" opens into 3 members (4 fragments in all); "b"'s
+        // two members would make 5.
+        let wide = obj(json!({"a": {"x": 1, "y": 2, "b": {"p": 1, "q": 2}}, "z": 0}));
+        let s = split_with(
+            &d,
+            &wide,
+            Limits {
+                max_depth: 16,
+                max_paths: 4,
+            },
+        );
+        assert_eq!(
+            s.fragments,
+            vec![
+                ("a.x".to_string(), json!(1)),
+                ("a.y".to_string(), json!(2)),
+                ("a.b".to_string(), json!({"p": 1, "q": 2})),
+                ("z".to_string(), json!(0)),
+            ]
+        );
+        let s = split_with(
+            &d,
+            &wide,
+            Limits {
+                max_depth: 16,
+                max_paths: 5,
+            },
+        );
+        assert_eq!(s.fragments.len(), 5);
+        // Never fewer than the top-level keys; nothing is dropped at any limit.
+        let s = split_with(
+            &d,
+            &wide,
+            Limits {
+                max_depth: 1,
+                max_paths: 0,
+            },
+        );
+        assert_eq!(
+            s.fragments,
+            vec![
+                (
+                    "a".to_string(),
+                    json!({"x": 1, "y": 2, "b": {"p": 1, "q": 2}})
+                ),
+                ("z".to_string(), json!(0)),
+            ]
+        );
+        // A path that would pass the key limit keeps its object whole.
+        let long = "k".repeat(MAX_KEY_BYTES);
+        let s = split(&d, &obj(json!({"a": {long.clone(): 1}})));
+        assert_eq!(s.fragments, vec![("a".to_string(), json!({long: 1}))]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
+use crate::path::{lenient, Segment};
 use crate::schema::{AttrType, Attribute, Definition, MergePolicy};
 
 /// One observed value of one attribute. Ids strictly increase in arrival order.
@@ -216,37 +217,57 @@ fn fallback() -> Attribute {
     Attribute::of(AttrType::Object)
 }
 
-/// Applies one observation of `attribute` to a snapshot. A name that is an alias of an
-/// attribute is stored under the attribute's current name; a name the definition does not
-/// declare as an attribute (a relationship, or an attribute since removed) is merged as
-/// last write wins.
+/// Applies one observation of `attribute` (a path in text form) to a snapshot. A path through
+/// aliases is stored under the attribute's current path; a name the definition does not declare
+/// as an attribute (a relationship, or an attribute since removed) is merged as last write wins.
 pub fn apply(def: &Definition, snapshot: &mut Snapshot, attribute: &str, obs: &Observation) {
-    let declared = def.attributes.get_key_value(attribute).or_else(|| {
-        def.attributes
-            .iter()
-            .find(|(_, a)| a.aliases.iter().any(|alias| alias == attribute))
-    });
     let fallback_attr;
-    let (name, attr) = match declared {
-        Some((name, attr)) => (name.as_str(), attr),
+    let (name, attr) = match def.attribute_named(attribute) {
+        Some((path, attr)) => (path.to_string(), attr),
         None => {
             fallback_attr = fallback();
-            (attribute, &fallback_attr)
+            (attribute.to_string(), &fallback_attr)
         }
     };
-    if let Some(cell) = merge(attr, snapshot.get(name), obs) {
-        snapshot.insert(name.to_string(), cell);
+    if let Some(cell) = merge(attr, snapshot.get(&name), obs) {
+        snapshot.insert(name, cell);
     }
 }
 
-/// The plain values of a snapshot: a JSON object of attribute name → value.
+/// The plain values of a snapshot: a JSON object with each cell's value at its path, nested
+/// (`actor.login` is `{"actor": {"login": …}}`). A member's cell fills in its parent's value,
+/// which becomes an object if it was not one.
 pub fn snapshot_values(snapshot: &Snapshot) -> Value {
-    Value::Object(
-        snapshot
+    let mut out = Map::new();
+    for (name, cell) in snapshot {
+        let path = lenient(name);
+        let keys: Option<Vec<&str>> = path
+            .segments()
             .iter()
-            .map(|(name, cell)| (name.clone(), cell.value.clone()))
-            .collect(),
-    )
+            .map(|s| match s {
+                Segment::Key(k) => Some(k.as_str()),
+                Segment::Items => None,
+            })
+            .collect();
+        match keys.as_deref() {
+            Some([parents @ .., last]) => {
+                let mut at = &mut out;
+                for k in parents {
+                    let slot = at.entry(k.to_string()).or_insert(Value::Null);
+                    if !slot.is_object() {
+                        *slot = Value::Object(Map::new());
+                    }
+                    at = slot.as_object_mut().expect("made an object above");
+                }
+                at.insert(last.to_string(), cell.value.clone());
+            }
+            // A path into array elements is not a cell ingestion makes; keep it by its name.
+            _ => {
+                out.insert(name.clone(), cell.value.clone());
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]
@@ -407,6 +428,47 @@ mod tests {
         let c = Cell::of(&obs(1, json!("old"), None));
         let merged = merge(&u, Some(&c), &obs(2, json!("old"), None)).unwrap();
         assert_eq!(merged.value, json!(["old"]));
+    }
+
+    #[test]
+    fn nested_snapshots() {
+        let def = Definition::parse(&json!({
+            "entity_type": "e",
+            "attributes": {
+                "actor": {"type": "object", "properties": {
+                    "login": {"type": "string", "aliases": ["user"]},
+                    "stars": {"type": "integer", "merge_policy": "max"}
+                }},
+                "geo": {"type": "object"}
+            }
+        }))
+        .unwrap();
+        let mut snap = Snapshot::new();
+        apply(&def, &mut snap, "actor.user", &obs(1, json!("ada"), None));
+        apply(&def, &mut snap, "actor.stars", &obs(2, json!(9), None));
+        apply(&def, &mut snap, "actor.stars", &obs(3, json!(4), None));
+        apply(&def, &mut snap, "geo", &obs(4, json!({"lat": 1}), None));
+        apply(&def, &mut snap, "geo.depth", &obs(5, json!(10), None));
+        apply(
+            &def,
+            &mut snap,
+            "repo.\"full name\"",
+            &obs(6, json!("x/y"), None),
+        );
+        assert!(snap.contains_key("actor.login") && !snap.contains_key("actor.user"));
+        assert_eq!(
+            snapshot_values(&snap),
+            json!({
+                "actor": {"login": "ada", "stars": 9},
+                "geo": {"lat": 1, "depth": 10},
+                "repo": {"full name": "x/y"}
+            })
+        );
+        // A member fills in a parent that was null.
+        let mut snap = Snapshot::new();
+        apply(&def, &mut snap, "actor", &obs(1, json!(null), None));
+        apply(&def, &mut snap, "actor.login", &obs(2, json!("bo"), None));
+        assert_eq!(snapshot_values(&snap), json!({"actor": {"login": "bo"}}));
     }
 
     #[test]

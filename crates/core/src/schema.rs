@@ -773,17 +773,35 @@ pub fn merge_patch(target: &Value, patch: &Value) -> Value {
     }
 }
 
-/// The attribute and relationship names a patch removes (keys set to `null`).
+/// The fields a patch removes (members set to `null`): relationship names, and attribute paths
+/// in text form at any depth (`actor.login` for `{"attributes": {"actor": {"properties":
+/// {"login": null}}}}`).
 pub fn patch_removals(patch: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for section in ["attributes", "relationships"] {
-        if let Some(Value::Object(m)) = patch.get(section) {
-            out.extend(
-                m.iter()
-                    .filter(|(_, v)| v.is_null())
-                    .map(|(k, _)| k.clone()),
-            );
+    fn attributes(m: &Map<String, Value>, parent: Option<&Path>, out: &mut Vec<String>) {
+        for (k, v) in m {
+            let path = parent.map_or_else(|| Path::key(k.clone()), |p| p.child(k.clone()));
+            if v.is_null() {
+                out.push(path.to_string());
+                continue;
+            }
+            if let Some(Value::Object(props)) = v.get("properties") {
+                attributes(props, Some(&path), out);
+            }
+            if let Some(Value::Object(props)) = v.pointer("/items/properties") {
+                attributes(props, Some(&path.items()), out);
+            }
         }
+    }
+    let mut out = Vec::new();
+    if let Some(Value::Object(m)) = patch.get("attributes") {
+        attributes(m, None, &mut out);
+    }
+    if let Some(Value::Object(m)) = patch.get("relationships") {
+        out.extend(
+            m.iter()
+                .filter(|(_, v)| v.is_null())
+                .map(|(k, _)| k.clone()),
+        );
     }
     out
 }
@@ -1176,8 +1194,10 @@ mod tests {
             json!({"b": {"c": 4, "d": 3}, "e": [1]})
         );
         assert_eq!(
-            patch_removals(&json!({"attributes": {"x": null, "y": {}}})),
-            vec!["x".to_string()]
+            patch_removals(
+                &json!({"attributes": {"x": null, "y": {}, "o": {"properties": {"p": null, "q": {"properties": {"r": null}}}}}})
+            ),
+            vec!["x".to_string(), "o.p".to_string(), "o.q.r".to_string()]
         );
     }
 }

@@ -218,8 +218,20 @@ proptest! {
             Ok(map) => {
                 let def = Definition::parse(&def).unwrap_or_else(|_| Definition::parse(&valid_definition()).unwrap());
                 let s = split(&def, map);
-                // Every top-level key lands somewhere, exactly once.
-                prop_assert_eq!(s.observations.len() + s.fragments.len() + s.mismatches.len(), map.len());
+                // Every value lands somewhere, exactly once: the leaves of all parts are the
+                // leaves of the payload.
+                fn leaves(v: &Value) -> usize {
+                    match v {
+                        Value::Object(m) if !m.is_empty() => m.values().map(leaves).sum(),
+                        _ => 1,
+                    }
+                }
+                let parts: usize = s.observations.iter().map(|(_, v)| leaves(v))
+                    .chain(s.fragments.iter().map(|(_, v)| leaves(v)))
+                    .chain(s.mismatches.iter().map(|(_, v, _)| leaves(v)))
+                    .sum();
+                prop_assert_eq!(parts, map.values().map(leaves).sum::<usize>());
+                prop_assert!(s.observations.len() + s.fragments.len() + s.mismatches.len() >= map.len());
                 let mut coerced = map.clone();
                 coerce(&def, &mut coerced);
             }

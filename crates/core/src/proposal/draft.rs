@@ -53,6 +53,7 @@ use super::evidence::{
 };
 use crate::ident::is_valid_name;
 use crate::infer::TypeHistogram;
+use crate::path::{lenient, Path, Segment};
 use crate::schema::{AttrType, Definition};
 use crate::similarity::similar_names;
 
@@ -108,11 +109,7 @@ pub struct Scope<'a> {
 impl Scope<'_> {
     fn declares(&self, key: &str) -> bool {
         let d = self.definition;
-        d.attributes.contains_key(key)
-            || d.relationships.contains_key(key)
-            || d.attributes
-                .values()
-                .any(|a| a.aliases.iter().any(|x| x == key))
+        d.relationships.contains_key(key) || d.attribute_named(key).is_some()
     }
 
     fn draft(
@@ -151,17 +148,148 @@ pub fn patch_sql(entity_type: &str, user_id: Option<&str>, patch: &Value) -> Str
     )
 }
 
-/// The patch undoing a patch that added fields: each added attribute or relationship removed.
-pub fn removal_patch(patch: &Value) -> Value {
-    let mut out = Map::new();
-    for section in ["attributes", "relationships"] {
-        if let Some(fields) = patch.get(section).and_then(Value::as_object) {
-            let nulls: Map<String, Value> =
-                fields.keys().map(|k| (k.clone(), Value::Null)).collect();
-            out.insert(section.to_string(), Value::Object(nulls));
+/// The patch undoing a patch that added fields to `before` (the definition it was applied
+/// to): each attribute or relationship it added is removed. A nested attribute is removed at
+/// the first level `before` did not have, so members added to an existing object go and the
+/// object stays.
+pub fn removal_patch(patch: &Value, before: Option<&Definition>) -> Value {
+    fn attributes(
+        patch: &Map<String, Value>,
+        parent: Option<&Path>,
+        before: Option<&Definition>,
+    ) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (name, a) in patch {
+            let path = parent.map_or_else(|| Path::key(name.clone()), |p| p.child(name.clone()));
+            if before.and_then(|d| d.attribute_at(&path)).is_none() {
+                out.insert(name.clone(), Value::Null);
+                continue;
+            }
+            let mut inner = Map::new();
+            if let Some(props) = a.get("properties").and_then(Value::as_object) {
+                let removed = attributes(props, Some(&path), before);
+                if !removed.is_empty() {
+                    inner.insert("properties".into(), Value::Object(removed));
+                }
+            }
+            if let Some(props) = a.pointer("/items/properties").and_then(Value::as_object) {
+                let removed = attributes(props, Some(&path.items()), before);
+                if !removed.is_empty() {
+                    inner.insert("items".into(), json!({"properties": removed}));
+                }
+            }
+            if !inner.is_empty() {
+                out.insert(name.clone(), Value::Object(inner));
+            }
         }
+        out
+    }
+    let mut out = Map::new();
+    if let Some(fields) = patch.get("attributes").and_then(Value::as_object) {
+        out.insert(
+            "attributes".into(),
+            Value::Object(attributes(fields, None, before)),
+        );
+    }
+    if let Some(fields) = patch.get("relationships").and_then(Value::as_object) {
+        let nulls: Map<String, Value> = fields.keys().map(|k| (k.clone(), Value::Null)).collect();
+        out.insert("relationships".into(), Value::Object(nulls));
     }
     Value::Object(out)
+}
+
+/// Where a nested key's attribute goes: the patch declaring it (every undeclared object on the
+/// way declared too) and its path under safe names. Declared levels keep their names;
+/// undeclared ones get a [`column_name`] unique among their siblings, with the raw key as an
+/// alias when it differs. `None` when the way passes through something that is not an object.
+struct Placement {
+    patch: Value,
+    path: Path,
+}
+
+fn place(
+    def: &Definition,
+    key: &Path,
+    attr: Value,
+    taken: &mut BTreeMap<String, BTreeSet<String>>,
+    renamed: &mut BTreeMap<String, String>,
+) -> Option<Placement> {
+    let segments: Vec<&str> = key
+        .segments()
+        .iter()
+        .map(|s| match s {
+            Segment::Key(k) => Some(k.as_str()),
+            Segment::Items => None,
+        })
+        .collect::<Option<_>>()?;
+    let mut members = Some(&def.attributes);
+    let mut raw = Path::key(segments[0]);
+    let mut safe: Option<Path> = None;
+    // (safe name, raw key) of each level, outermost first.
+    let mut levels: Vec<(String, String)> = Vec::new();
+    for (i, raw_key) in segments.iter().enumerate() {
+        if i > 0 {
+            raw = raw.child(*raw_key);
+        }
+        let parent_text = safe.as_ref().map(Path::to_string).unwrap_or_default();
+        let declared = members.and_then(|m| crate::schema::Attribute::member(m, raw_key));
+        let name = match declared {
+            Some((name, a)) => {
+                let last = i + 1 == segments.len();
+                if !last && a.attr_type != AttrType::Object {
+                    return None;
+                }
+                members = Some(&a.properties);
+                name.clone()
+            }
+            None => {
+                members = None;
+                match renamed.get(&raw.to_string()) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let siblings = taken.entry(parent_text.clone()).or_insert_with(|| {
+                            let declared: Option<&BTreeMap<_, _>> = match &safe {
+                                None => Some(&def.attributes),
+                                Some(p) => def.attribute_at(p).map(|(_, a)| &a.properties),
+                            };
+                            let mut names: BTreeSet<String> = declared
+                                .into_iter()
+                                .flat_map(|m| m.keys().cloned())
+                                .collect();
+                            if safe.is_none() {
+                                names.extend(def.relationships.keys().cloned());
+                            }
+                            names
+                        });
+                        let n = unique_name(&column_name(raw_key), siblings);
+                        siblings.insert(n.clone());
+                        renamed.insert(raw.to_string(), n.clone());
+                        n
+                    }
+                }
+            }
+        };
+        safe = Some(safe.map_or_else(|| Path::key(name.clone()), |p| p.child(name.clone())));
+        levels.push((name, raw_key.to_string()));
+    }
+    let safe = safe?;
+    let mut value = attr;
+    let mut child: Option<&str> = None;
+    for (depth, (name, raw_key)) in levels.iter().enumerate().rev() {
+        if let Some(child) = child {
+            value = json!({"type": "object", "properties": {child: value}});
+        }
+        let prefix = Path::from_segments(safe.segments()[..=depth].to_vec()).ok()?;
+        if def.attribute_at(&prefix).is_none() && name != raw_key {
+            value["aliases"] = json!([raw_key]);
+        }
+        child = Some(name);
+    }
+    let top = levels.first()?.0.clone();
+    Some(Placement {
+        patch: json!({"attributes": {top: value}}),
+        path: safe,
+    })
 }
 
 fn percent(x: f64) -> String {
@@ -190,6 +318,8 @@ pub fn key_drafts(
     let mut sorted: Vec<&KeyStats> = keys.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     let mut out = Vec::new();
+    let mut nested_taken = BTreeMap::new();
+    let mut renamed = BTreeMap::new();
     for stats in sorted {
         if scope.declares(&stats.key) {
             continue;
@@ -197,9 +327,54 @@ pub fn key_drafts(
         let Some(ev) = attribute_evidence(stats, scope.entity_count) else {
             continue;
         };
-        let safe = unique_name(&column_name(&stats.key), &taken);
-        taken.insert(safe.clone());
         let prio = priority(ev.presence, ev.confidence, scope.min_presence);
+        let path = lenient(&stats.key);
+        if path.len() > 1 {
+            let attr = json!({"type": ev.inferred_type.as_str()});
+            let Some(placed) = place(
+                scope.definition,
+                &path,
+                attr,
+                &mut nested_taken,
+                &mut renamed,
+            ) else {
+                continue;
+            };
+            let safe = placed.path.to_string();
+            let mut evidence = ev.to_json();
+            evidence["attribute"] = Value::from(safe.clone());
+            evidence["path"] = json!(placed.path.to_array());
+            let action = Action::patch(placed.patch.clone(), &safe, &stats.key);
+            let mut d = scope.draft("attribute", &stats.key, &safe, prio, action);
+            d.title = format!(
+                "Add attribute {safe} ({}) to {}",
+                ev.inferred_type.as_str(),
+                scope.entity_type
+            );
+            d.rationale = format!(
+                "\"{}\" is present in {} of the {} {} entities ({} with a value); {} of its values are {} (confidence {:.2}).{}",
+                stats.key,
+                percent(ev.presence),
+                ev.entity_count,
+                scope.entity_type,
+                ev.entities_with_value,
+                percent(ev.type_consistency),
+                ev.inferred_type.as_str(),
+                ev.confidence,
+                if safe == stats.key { String::new() } else { format!(" The path maps to {safe}.") },
+            );
+            d.impact = ev.entities_with_value;
+            d.sql_preview = patch_sql(scope.entity_type, scope.user_id, &placed.patch);
+            d.evidence = evidence;
+            d.measure = ev.presence;
+            out.push(d);
+            continue;
+        }
+        // The payload key itself (a fragment key is its path's text form, quoted when the key
+        // holds '.', '[', ']' or '"'): the alias payloads are matched by.
+        let raw = path.last_key().unwrap_or(&stats.key).to_string();
+        let safe = unique_name(&column_name(&raw), &taken);
+        taken.insert(safe.clone());
         let mut evidence = ev.to_json();
         evidence["attribute"] = Value::from(safe.clone());
         let basis = format!(
@@ -213,7 +388,7 @@ pub fn key_drafts(
             ev.inferred_type.as_str(),
             ev.confidence,
         );
-        let target = if is_valid_name(&stats.key) && safe == stats.key {
+        let target = if is_valid_name(&raw) && safe == raw {
             references(&stats.key, &ev.samples, &others)
         } else {
             None
@@ -240,8 +415,8 @@ pub fn key_drafts(
             continue;
         }
         let mut attr = json!({"type": ev.inferred_type.as_str()});
-        if safe != stats.key {
-            attr["aliases"] = json!([stats.key]);
+        if safe != raw {
+            attr["aliases"] = json!([raw]);
         }
         let patch = json!({"attributes": {safe.clone(): attr.clone()}});
         let action = Action::patch(patch.clone(), &safe, &stats.key);
@@ -251,7 +426,7 @@ pub fn key_drafts(
             ev.inferred_type.as_str(),
             scope.entity_type
         );
-        d.rationale = if safe == stats.key {
+        d.rationale = if safe == raw {
             basis.clone()
         } else {
             format!("{basis} The key maps to the identifier {safe}.")
@@ -623,6 +798,81 @@ mod tests {
     }
 
     #[test]
+    fn nested_keys_become_nested_attributes() {
+        let d = def(json!({"entity_type": "event", "attributes": {
+            "actor": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            "geo": {"type": "string"}
+        }}));
+        let scope = Scope {
+            entity_type: "event",
+            user_id: None,
+            entity_count: 10,
+            definition: &d,
+            min_presence: 0.5,
+        };
+        let keys = vec![
+            stats("actor.id", 10, &[("integer", 10)], vec![json!(1)]),
+            stats("actor.login", 10, &[("string", 10)], vec![json!("ada")]),
+            stats(
+                "repo.\"Full Name\"",
+                9,
+                &[("string", 9)],
+                vec![json!("x/y")],
+            ),
+            stats("repo.stars", 9, &[("integer", 9)], vec![json!(3)]),
+            stats("Repo Info.url", 5, &[("string", 5)], vec![json!("u")]),
+            stats("geo.lat", 5, &[("number", 5)], vec![json!(1.5)]),
+        ];
+        let drafts = key_drafts(&scope, &keys, &BTreeMap::new());
+        let by_name: BTreeMap<&str, &Draft> = drafts.iter().map(|d| (d.name.as_str(), d)).collect();
+        assert_eq!(
+            by_name.keys().copied().collect::<Vec<_>>(),
+            [
+                "Repo Info.url",
+                "actor.login",
+                "repo.\"Full Name\"",
+                "repo.stars"
+            ],
+            "declared paths and paths through non-objects are skipped"
+        );
+        let login = by_name["actor.login"];
+        assert_eq!(login.safe_name, "actor.login");
+        assert_eq!(
+            login.action.to_json()["patch"],
+            json!({"attributes": {"actor": {"type": "object", "properties": {"login": {"type": "string"}}}}})
+        );
+        assert_eq!(login.evidence["path"], json!(["actor", "login"]));
+        let full = by_name["repo.\"Full Name\""];
+        assert_eq!(full.safe_name, "repo.full_name");
+        assert_eq!(
+            full.action.to_json()["patch"],
+            json!({"attributes": {"repo": {"type": "object", "properties": {
+                "full_name": {"type": "string", "aliases": ["Full Name"]}}}}})
+        );
+        let info = by_name["Repo Info.url"];
+        assert_eq!(info.safe_name, "repo_info.url");
+        assert_eq!(
+            info.action.to_json()["patch"],
+            json!({"attributes": {"repo_info": {"type": "object", "aliases": ["Repo Info"],
+                "properties": {"url": {"type": "string"}}}}})
+        );
+        // Approving every draft builds one nested definition that declares every path.
+        let mut doc = d.to_json();
+        for dr in &drafts {
+            doc = crate::schema::merge_patch(&doc, &dr.action.to_json()["patch"]);
+        }
+        let merged = Definition::parse_input(&doc).unwrap();
+        for dr in &drafts {
+            assert!(merged.attribute_named(&dr.name).is_some(), "{}", dr.name);
+            assert!(
+                merged.attribute_named(&dr.safe_name).is_some(),
+                "{}",
+                dr.safe_name
+            );
+        }
+    }
+
+    #[test]
     fn undeclared_keys_become_attributes_with_safe_names_and_aliases() {
         let d = def(json!({"entity_type": "bird", "attributes": {"mag": {"type": "number"}}}));
         let scope = Scope {
@@ -819,8 +1069,18 @@ mod tests {
     fn removal_undoes_additions() {
         let patch = json!({"attributes": {"a": {"type": "string"}}, "relationships": {"r": {"target": "t"}}});
         assert_eq!(
-            removal_patch(&patch),
+            removal_patch(&patch, None),
             json!({"attributes": {"a": null}, "relationships": {"r": null}})
+        );
+        // Nested: members added to an existing object go, the object stays; a new object goes.
+        let before = def(json!({"entity_type": "t", "attributes": {
+            "actor": {"type": "object", "properties": {"id": {"type": "integer"}}}}}));
+        let patch = json!({"attributes": {
+            "actor": {"type": "object", "properties": {"login": {"type": "string"}, "id": {"type": "integer"}}},
+            "repo": {"type": "object", "properties": {"name": {"type": "string"}}}}});
+        assert_eq!(
+            removal_patch(&patch, Some(&before)),
+            json!({"attributes": {"actor": {"properties": {"login": null}}, "repo": null}})
         );
     }
 

@@ -4,8 +4,8 @@
 use crate::jsonb::Json;
 use crate::plans::Row;
 use evolve_core::aggregate;
-use evolve_core::infer::conforms;
 use evolve_core::lifecycle::{can_transition, FragmentState};
+use evolve_core::payload::conforms_to;
 use evolve_core::SqlState;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -246,7 +246,7 @@ fn promote_fragments(
     access::require_schema_owner(user_id.as_deref(), "promote fragments of");
     let declared = crate::store::effective_definition(entity_type, user_id.as_deref())
         .map(|e| {
-            e.definition.attributes.contains_key(fragment_key)
+            e.definition.attribute_named(fragment_key).is_some()
                 || e.definition.relationships.contains_key(fragment_key)
         })
         .unwrap_or(false);
@@ -270,8 +270,11 @@ pub fn promote(
     attribute: &str,
     user_id: Option<&str>,
 ) -> i64 {
-    let attr_type = crate::store::effective_definition(entity_type, user_id)
-        .and_then(|e| e.definition.attributes.get(attribute).map(|a| a.attr_type));
+    let declared = crate::store::effective_definition(entity_type, user_id).and_then(|e| {
+        e.definition
+            .attribute_named(attribute)
+            .map(|(_, a)| a.clone())
+    });
     crate::args::writable_transaction();
     let rows: Vec<(i64, i64, Value, Option<String>)> = Spi::connect_mut(|client| {
         // Lock order as in ingestion: entities (by id), then their fragments (by entity, key).
@@ -303,7 +306,7 @@ pub fn promote(
                     r.value::<String>(4),
                 )
             })
-            .filter(|(_, _, value, _)| attr_type.is_none_or(|t| conforms(t, value)))
+            .filter(|(_, _, value, _)| declared.as_ref().is_none_or(|a| conforms_to(a, value)))
             .collect();
         let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
         if !ids.is_empty() {

@@ -234,8 +234,12 @@ pub fn detect_attribute_conflicts(
     if let Some(g) = global {
         existing.extend(g.attributes.keys().map(String::as_str));
     }
+    // Top-level attributes only: a nested member's siblings are other objects' members.
     for name in &added {
-        let aliases = &new.attributes[name].aliases;
+        let Some(attr) = new.attributes.get(name) else {
+            continue;
+        };
+        let aliases = &attr.aliases;
         let others = existing
             .iter()
             .copied()

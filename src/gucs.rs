@@ -53,6 +53,8 @@ static EMBEDDING_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CSt
 static WORKER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MIN_ATTRIBUTE_PRESENCE: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 static PROMOTION_MIN_USERS: GucSetting<i32> = GucSetting::<i32>::new(10);
+static MAX_PATH_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(16);
+static MAX_PATHS_PER_PAYLOAD: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static RATIONALE_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static CURRENT_USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
@@ -235,6 +237,26 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"evolve.max_path_depth",
+        c"Deepest path an undeclared nested object is opened to; an object at this depth is kept whole as one raw fragment.",
+        c"Declared objects are followed as deep as their definition goes.",
+        &MAX_PATH_DEPTH,
+        1,
+        64,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"evolve.max_paths_per_payload",
+        c"Most raw fragments one payload yields by opening undeclared objects; an object whose members would pass it is kept whole.",
+        c"Top-level keys always count one each, so a payload never yields fewer fragments than it has undeclared keys.",
+        &MAX_PATHS_PER_PAYLOAD,
+        1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"evolve.rationale_function",
         c"A SQL function (text → text) writing a proposal's rationale from its built-in one.",
@@ -343,6 +365,14 @@ pub fn embedding_function() -> Option<String> {
 
 pub fn min_attribute_presence() -> f64 {
     MIN_ATTRIBUTE_PRESENCE.get()
+}
+
+/// How far ingestion opens undeclared objects into paths.
+pub fn path_limits() -> evolve_core::payload::Limits {
+    evolve_core::payload::Limits {
+        max_depth: MAX_PATH_DEPTH.get().max(1) as usize,
+        max_paths: MAX_PATHS_PER_PAYLOAD.get().max(1) as usize,
+    }
 }
 
 pub fn promotion_min_users() -> i64 {

@@ -11,7 +11,7 @@ use crate::fragments::CallerAggregates;
 use crate::jsonb::Json;
 use evolve_core::aggregate::{FragmentRow, KeyDelta};
 use evolve_core::infer::value_type;
-use evolve_core::payload::{check_payload, split, MAX_KEY_BYTES};
+use evolve_core::payload::{check_payload, split_with, MAX_KEY_BYTES};
 use evolve_core::SqlState;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -222,7 +222,7 @@ fn resolve_conflicts(
         let mismatches = if strategy == MigrationStrategy::Fragment || rejection.is_some() {
             Vec::new()
         } else {
-            split(def, current_payload).mismatches
+            split_with(def, current_payload, gucs::path_limits()).mismatches
         };
         if !mismatches.is_empty() {
             match strategy {
@@ -361,6 +361,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     }
 
     // Split each accepted payload.
+    let limits = gucs::path_limits();
     let mut observations = Vec::new();
     let mut fragments: BTreeMap<(i64, String), Fragment> = BTreeMap::new();
     let mut results = Vec::with_capacity(inputs.len());
@@ -385,7 +386,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                 } = schemas[&(input.entity_type.clone().unwrap_or_default(), u.clone())]
                     .as_ref()
                     .expect("validated");
-                let parts = split(def, transformed.as_ref().unwrap_or(obj));
+                let parts = split_with(def, transformed.as_ref().unwrap_or(obj), limits);
                 for (attribute, value) in parts.observations {
                     observations.push(NewObservation {
                         entity_id,

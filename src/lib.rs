@@ -166,6 +166,12 @@ extension_sql_file!(
         maintenance::unschedule_maintenance
     ]
 );
+// 0.6.0: nested JSON by path (see the file's header). The end of a fresh install too.
+extension_sql_file!(
+    "../sql/pg_evolve--0.5.0--0.6.0.sql",
+    name = "v0_6_0",
+    requires = ["v0_5_0"]
+);
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]

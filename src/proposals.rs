@@ -385,7 +385,7 @@ fn store(draft: &Draft) -> Option<i64> {
             c.update(
                 "UPDATE evolve.schema_proposals SET priority = $3, title = $4, rationale = $5, impact = $6, \
                      sql_preview = $7, action = $8, evidence = $9, measure = $10, safe_name = $11, \
-                     status = 'pending', updated_at = now() \
+                     path = $12, status = 'pending', updated_at = now() \
                  WHERE id = $1 AND user_id IS NOT DISTINCT FROM $2 \
                  RETURNING id",
                 None,
@@ -401,6 +401,7 @@ fn store(draft: &Draft) -> Option<i64> {
                     JsonB(draft.evidence.clone()).into(),
                     draft.measure.into(),
                     draft.safe_name.as_str().into(),
+                    draft.path().into(),
                 ],
             )
             .or_raise()
@@ -414,8 +415,8 @@ fn store(draft: &Draft) -> Option<i64> {
     let inserted = Spi::connect_mut(|c| {
         c.update(
             "INSERT INTO evolve.schema_proposals (kind, entity_type, user_id, name, safe_name, priority, \
-                 title, rationale, impact, sql_preview, action, fingerprint, evidence, measure) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 title, rationale, impact, sql_preview, action, fingerprint, evidence, measure, path) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT DO NOTHING \
              RETURNING id",
             None,
@@ -434,6 +435,7 @@ fn store(draft: &Draft) -> Option<i64> {
                 fingerprint.as_str().into(),
                 JsonB(draft.evidence.clone()).into(),
                 draft.measure.into(),
+                draft.path().into(),
             ],
         )
         .or_raise()

@@ -135,14 +135,28 @@ pub fn write_version(
         .iter()
         .chain(&change.relationships_added)
     {
+        // A path into array elements names no fragment (arrays are kept whole).
+        let path = evolve_core::path::lenient(name);
+        if path.has_items() {
+            continue;
+        }
         crate::fragments::promote(&def.entity_type, name, name, user_id);
         let aliases = def
-            .attributes
-            .get(name)
-            .map(|a| a.aliases.as_slice())
+            .attribute_at(&path)
+            .map(|(_, a)| a.aliases.as_slice())
             .unwrap_or(&[]);
         for alias in aliases {
-            crate::fragments::promote(&def.entity_type, alias, name, user_id);
+            let key = match path.parent() {
+                Some(parent) => parent.child(alias.clone()),
+                None => evolve_core::path::Path::key(alias.clone()),
+            }
+            .to_string();
+            crate::fragments::promote(&def.entity_type, &key, name, user_id);
+            // Before 0.6.0 a top-level key was stored as written, even when its path's text
+            // form quotes it.
+            if path.len() == 1 && key != *alias {
+                crate::fragments::promote(&def.entity_type, alias, name, user_id);
+            }
         }
     }
     version
@@ -234,7 +248,7 @@ pub fn update_incremental(
         if let Some(g) = &global {
             let g = parse_stored(&g.definition);
             for removed in schema::patch_removals(patch) {
-                if g.attributes.contains_key(&removed) || g.relationships.contains_key(&removed) {
+                if g.attribute_named(&removed).is_some() || g.relationships.contains_key(&removed) {
                     crate::error::raise_core(CoreError::ExtensionViolation {
                         entity_type: entity_type.to_string(),
                         message: format!("may not remove global field \"{removed}\""),

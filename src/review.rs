@@ -165,8 +165,9 @@ fn apply(p: &Proposal) -> Applied {
             },
         ) => {
             let field = field.unwrap_or_else(|| p.name.clone());
+            let before = crate::store::effective_definition(&p.entity_type, user);
             let version = run_patch(&p.entity_type, user, &patch);
-            let removal = removal_patch(&patch);
+            let removal = removal_patch(&patch, before.as_ref().map(|e| &e.definition));
             out.executed
                 .push(propose::patch_sql(&p.entity_type, user, &patch));
             out.rollback

@@ -11,6 +11,7 @@ const V010: &str = include_str!("fixtures/pg_evolve--0.1.0.sql");
 const V020: &str = include_str!("fixtures/pg_evolve--0.2.0.sql");
 const V030: &str = include_str!("fixtures/pg_evolve--0.3.0.sql");
 const V040: &str = include_str!("fixtures/pg_evolve--0.4.0.sql");
+const V050: &str = include_str!("fixtures/pg_evolve--0.5.0.sql");
 
 fn install_old_scripts() {
     let dir = crate::common::pg_config_dir("sharedir");
@@ -19,6 +20,7 @@ fn install_old_scripts() {
         ("0.2.0", V020),
         ("0.3.0", V030),
         ("0.4.0", V040),
+        ("0.5.0", V050),
     ] {
         let path = format!("{}/extension/pg_evolve--{version}.sql", dir.trim());
         std::fs::write(&path, script).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
@@ -214,10 +216,12 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     let cluster = Cluster::start("upgrade", &[]);
     create_dbs(
         &cluster,
-        &["from_010", "from_020", "from_030", "from_040", "fresh"],
+        &[
+            "from_010", "from_020", "from_030", "from_040", "from_050", "fresh",
+        ],
     );
 
-    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0.
+    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0.
     let mut old = cluster.connect_to("from_010");
     old.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.1.0';")
         .unwrap();
@@ -232,7 +236,8 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     update_keeps_data(&mut old, Some("0.2.0"), "0.2.0");
     update_keeps_data(&mut old, Some("0.3.0"), "0.3.0");
     update_keeps_data(&mut old, Some("0.4.0"), "0.4.0");
-    update_keeps_data(&mut old, None, "0.5.0");
+    update_keeps_data(&mut old, Some("0.5.0"), "0.5.0");
+    update_keeps_data(&mut old, None, "0.6.0");
 
     // 0.2.0 with its own data → 0.3.0.
     let mut old2 = cluster.connect_to("from_020");
@@ -242,7 +247,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     old2.batch_execute(DATA_020).unwrap();
     old2.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old2), "0.2.0");
-    update_keeps_data(&mut old2, None, "0.5.0");
+    update_keeps_data(&mut old2, None, "0.6.0");
 
     // 0.3.0 with data → 0.4.0: the aggregate tables become parts summed by views of the same
     // name and columns, which read back the same rows (update_keeps_data) and stay exact.
@@ -251,7 +256,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old3.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old3), "0.3.0");
-    update_keeps_data(&mut old3, None, "0.5.0");
+    update_keeps_data(&mut old3, None, "0.6.0");
     old3.batch_execute(DATA_010).unwrap();
     let mismatches: i64 = old3
         .query_one("SELECT count(*) FROM evolve.verify_aggregates()", &[])
@@ -262,14 +267,14 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         "aggregates exact after the update and more ingestion"
     );
 
-    // 0.4.0 with data and pending proposals → 0.5.0: approve_proposal gains `force`, and the
+    // 0.4.0 with data and pending proposals → 0.6.0: approve_proposal gains `force`, and the
     // next propose_schema run gives the pending proposals their verdict.
     let mut old4 = cluster.connect_to("from_040");
     old4.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.4.0';")
         .unwrap();
     old4.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old4), "0.4.0");
-    update_keeps_data(&mut old4, None, "0.5.0");
+    update_keeps_data(&mut old4, None, "0.6.0");
     let verdicts: i64 = old4
         .query_one(
             "SELECT count(*) FROM evolve.propose_schema('earthquake') p \
@@ -280,6 +285,43 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .get(0);
     assert!(verdicts > 0, "pending proposals carry their verdict");
 
+    // 0.5.0 with data and pending proposals → 0.6.0: proposals gain the path they are about
+    // (a key's path of one segment), and nested payloads ingested after the update are seen
+    // by path.
+    let mut old5 = cluster.connect_to("from_050");
+    old5.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.5.0';")
+        .unwrap();
+    old5.batch_execute(DATA_010).unwrap();
+    assert_eq!(version(&mut old5), "0.5.0");
+    update_keeps_data(&mut old5, None, "0.6.0");
+    let unpathed: i64 = old5
+        .query_one(
+            "SELECT count(*) FROM evolve.schema_proposals \
+             WHERE kind = 'attribute' AND path IS DISTINCT FROM ARRAY[name]",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        unpathed, 0,
+        "existing key proposals carry their one-segment path"
+    );
+    old5.batch_execute(
+        r#"SELECT evolve.ingest('earthquake', '{"mag": 2.5, "origin": {"network": "us", "code": "x1"}}', entity_key => 'nested');"#,
+    )
+    .unwrap();
+    let nested: Vec<String> = old5
+        .query(
+            "SELECT fragment_key FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id) \
+             WHERE e.entity_key = 'nested' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(nested, ["origin.code", "origin.network"]);
+
     let mut new = cluster.connect_to("fresh");
     new.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
         .unwrap();
@@ -287,6 +329,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     assert_same_catalog(&mut old2, &mut new);
     assert_same_catalog(&mut old3, &mut new);
     assert_same_catalog(&mut old4, &mut new);
+    assert_same_catalog(&mut old5, &mut new);
 
     // The upgraded databases work, with 0.3.0's rules (and 0.4.0's aggregates).
     for (db, c) in [

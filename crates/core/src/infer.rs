@@ -252,6 +252,75 @@ impl TypeHistogram {
     }
 }
 
+/// Most elements of one array looked at when inferring what an array holds.
+pub const MAX_ELEMENTS_SAMPLED: usize = 20;
+
+/// The attribute (as definition JSON) that the sampled values of one field suggest: the
+/// [inferred](TypeHistogram::infer) type, and below it, recursively, the `items` of arrays
+/// (from the first [`MAX_ELEMENTS_SAMPLED`] elements of each) and the `properties` of objects
+/// (the members present in at least half of the sampled objects). `None` when no value is
+/// non-null. Deeper than `depth` levels, objects and arrays are left open.
+pub fn infer_attribute<'a>(
+    values: impl IntoIterator<Item = &'a Value>,
+    depth: usize,
+) -> Option<Value> {
+    infer_from(values.into_iter().collect(), depth)
+}
+
+fn infer_from(values: Vec<&Value>, depth: usize) -> Option<Value> {
+    let mut h = TypeHistogram::new();
+    for v in &values {
+        h.add_value(v);
+    }
+    let (t, _) = h.infer()?;
+    let mut attr = serde_json::json!({"type": t.as_str()});
+    if depth == 0 {
+        return Some(attr);
+    }
+    match t {
+        AttrType::Array => {
+            let elements = values
+                .iter()
+                .filter_map(|v| v.as_array())
+                .flat_map(|a| a.iter().take(MAX_ELEMENTS_SAMPLED))
+                .collect();
+            if let Some(items) = infer_from(elements, depth - 1) {
+                attr["items"] = items;
+            }
+        }
+        AttrType::Object => {
+            let objects: Vec<&serde_json::Map<String, Value>> =
+                values.iter().filter_map(|v| v.as_object()).collect();
+            let mut keys: Vec<&String> = Vec::new();
+            let mut seen: BTreeMap<&String, usize> = BTreeMap::new();
+            for o in &objects {
+                for k in o.keys() {
+                    let n = seen.entry(k).or_insert(0);
+                    if *n == 0 {
+                        keys.push(k);
+                    }
+                    *n += 1;
+                }
+            }
+            let mut properties = serde_json::Map::new();
+            for k in keys {
+                if seen[k] * 2 < objects.len() || !crate::ident::is_valid_name(k) {
+                    continue;
+                }
+                let member = objects.iter().filter_map(|o| o.get(k)).collect();
+                if let Some(a) = infer_from(member, depth - 1) {
+                    properties.insert(k.clone(), a);
+                }
+            }
+            if !properties.is_empty() {
+                attr["properties"] = Value::Object(properties);
+            }
+        }
+        _ => {}
+    }
+    Some(attr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,5 +481,40 @@ mod tests {
         h.add("integer", 2);
         assert_eq!(h.counts["integer"], 4);
         assert_eq!(h.infer(), Some((AttrType::Number, 1.0)));
+    }
+
+    #[test]
+    fn infers_nested_attributes() {
+        use serde_json::json;
+        let commits = [
+            json!([{"sha": "a1", "message": "m", "distinct": true}, {"sha": "b2", "message": "n"}]),
+            json!([{"sha": "c3", "message": "o", "author": {"name": "ada"}}]),
+            json!([]),
+        ];
+        assert_eq!(
+            infer_attribute(&commits, 4).unwrap(),
+            json!({"type": "array", "items": {"type": "object", "properties": {
+                "sha": {"type": "string"}, "message": {"type": "string"}}}})
+        );
+        let coordinates = [json!([-118.6, 34.4, 26]), json!([1, 2, 3.5])];
+        assert_eq!(
+            infer_attribute(&coordinates, 4).unwrap(),
+            json!({"type": "array", "items": {"type": "number"}})
+        );
+        // Members that are not identifiers stay undeclared (open); depth bounds the walk.
+        let labels = [json!({"app.kubernetes.io/name": "x", "tier": "web"})];
+        assert_eq!(
+            infer_attribute(&labels, 4).unwrap(),
+            json!({"type": "object", "properties": {"tier": {"type": "string"}}})
+        );
+        assert_eq!(
+            infer_attribute(&labels, 0).unwrap(),
+            json!({"type": "object"})
+        );
+        assert_eq!(infer_attribute(&[json!(null)], 4), None);
+        assert_eq!(
+            infer_attribute(&[json!([null])], 4).unwrap(),
+            json!({"type": "array"})
+        );
     }
 }

@@ -71,10 +71,18 @@ pub fn check_payload(v: &Value, text_len: usize) -> Result<&Map<String, Value>, 
             message: format!("must be a JSON object, not {kind}"),
         });
     };
-    if let Some(k) = obj.keys().find(|k| k.len() > MAX_KEY_BYTES) {
+    // A key is stored as its path's text form, quoted when it holds '.', '[', ']' or '"'.
+    if let Some(size) = obj
+        .keys()
+        .map(|k| match k.len() > MAX_KEY_BYTES / 6 {
+            true => Path::key(k.as_str()).to_string().len(),
+            false => k.len(),
+        })
+        .find(|n| *n > MAX_KEY_BYTES)
+    {
         return Err(CoreError::TooLarge {
             what: "payload key",
-            size: k.len(),
+            size,
             limit: MAX_KEY_BYTES,
         });
     }
@@ -224,7 +232,13 @@ impl Walk {
             let opens = !members.is_empty()
                 && path.len() < self.limits.max_depth
                 && members.len() - 1 <= self.budget
-                && path.to_string().len() + members.keys().map(|k| k.len() + 3).max().unwrap_or(0)
+                && path.to_string().len()
+                    + 1
+                    + members
+                        .keys()
+                        .map(|k| member_text_len(k))
+                        .max()
+                        .unwrap_or(0)
                     <= MAX_KEY_BYTES;
             if opens {
                 self.budget -= members.len() - 1;
@@ -235,6 +249,18 @@ impl Walk {
             }
         }
         self.out.fragments.push((path.to_string(), value.clone()));
+    }
+}
+
+/// An upper bound of a member key's length in a path's text form (a JSON string at worst,
+/// every character escaped as `\uXXXX`).
+fn member_text_len(k: &str) -> usize {
+    if k.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        k.len()
+    } else {
+        k.len() * 6 + 2
     }
 }
 

@@ -52,13 +52,16 @@ use super::evidence::{
     attribute_evidence, fingerprint, is_temporal, priority, references, KeyStats, Priority,
 };
 use crate::ident::is_valid_name;
-use crate::infer::TypeHistogram;
+use crate::infer::{infer_attribute, TypeHistogram};
 use crate::path::{lenient, Path, Segment};
 use crate::schema::{AttrType, Definition};
 use crate::similarity::similar_names;
 
 /// Entity keys of a type sampled to find the types it co-occurs with.
 pub const COOCCURRENCE_SAMPLE: usize = 100;
+
+/// Levels below a proposed array or object whose elements and members are inferred.
+pub const MAX_INFERRED_DEPTH: usize = 4;
 
 /// Payloads of a rejected type looked at to infer its definition.
 pub const MAX_PAYLOAD_SAMPLES: usize = 200;
@@ -86,6 +89,12 @@ pub struct Draft {
 }
 
 impl Draft {
+    /// The array form of the path a key-based proposal is about (`None` for the other kinds).
+    pub fn path(&self) -> Option<Vec<String>> {
+        matches!(self.kind, "attribute" | "relationship" | "temporal")
+            .then(|| lenient(&self.name).to_array())
+    }
+
     pub fn fingerprint(&self) -> String {
         fingerprint(
             self.kind,
@@ -329,8 +338,17 @@ pub fn key_drafts(
         };
         let prio = priority(ev.presence, ev.confidence, scope.min_presence);
         let path = lenient(&stats.key);
+        // An array's elements (and an object's members) as its sampled values show them.
+        let inferred = match ev.inferred_type {
+            AttrType::Array | AttrType::Object => {
+                infer_attribute(&stats.sample_values, MAX_INFERRED_DEPTH)
+                    .filter(|a| a["type"] == ev.inferred_type.as_str())
+            }
+            _ => None,
+        }
+        .unwrap_or_else(|| json!({"type": ev.inferred_type.as_str()}));
         if path.len() > 1 {
-            let attr = json!({"type": ev.inferred_type.as_str()});
+            let attr = inferred.clone();
             let Some(placed) = place(
                 scope.definition,
                 &path,
@@ -414,7 +432,7 @@ pub fn key_drafts(
             out.push(d);
             continue;
         }
-        let mut attr = json!({"type": ev.inferred_type.as_str()});
+        let mut attr = inferred;
         if safe != raw {
             attr["aliases"] = json!([raw]);
         }

@@ -1,0 +1,89 @@
+-- Nested JSON by path, on the USGS feed as it is served: whole GeoJSON features, their fields
+-- under "properties", their position under "geometry.coordinates". Nothing is unwrapped.
+\set SHOW_CONTEXT never
+\i sql/fresh_extension.psql
+\i sql/usgs_features.psql
+SELECT count(*) AS features FROM features;
+
+-- A definition that declares a few members of each object: `properties` on an object, `items`
+-- on an array. Everything else is undeclared.
+SELECT evolve.register_schema($${"entity_type": "earthquake", "attributes": {
+  "properties": {"type": "object", "properties": {
+    "mag": {"type": "number", "merge_policy": "max"}, "place": {"type": "string"},
+    "time": {"type": "timestamp"}}},
+  "geometry": {"type": "object", "properties": {
+    "coordinates": {"type": "array", "items": "number"}}}}}$$);
+SELECT jsonb_pretty(evolve.active_schema('earthquake') - 'version');
+
+-- The whole feed through the inbox. Declared paths become observations under their path;
+-- undeclared members of the objects become raw fragments keyed by path.
+INSERT INTO evolve.inbox (entity_type, payload, entity_key) SELECT 'earthquake', payload, id FROM features;
+SELECT (SELECT count(*) FROM evolve.entities) AS entities,
+       (SELECT count(*) FROM evolve.observations) / (SELECT count(*) FROM evolve.entities) AS observations_each,
+       (SELECT count(*) FROM evolve.raw_fragments) / (SELECT count(*) FROM evolve.entities) AS fragments_each;
+SELECT attribute, count(*) FROM evolve.observations GROUP BY 1 ORDER BY 1;
+SELECT fragment_key, dominant_type, sample_count = (SELECT count(*) FROM features) AS in_every_feature
+FROM evolve.raw_fragment_aggregates ORDER BY 1;
+SELECT * FROM evolve.verify_aggregates();
+
+-- The snapshot is the nested object.
+SELECT jsonb_pretty(evolve.entity(entity_id)) FROM evolve.entities WHERE entity_key = 'ci37868143';
+
+-- Proposals by path: `name` is the text form, `path` the array form, `safe_name` where the
+-- attribute goes. Each is an attribute of the object it lives in.
+SELECT kind, name, path, safe_name, action->'patch' AS patch
+FROM evolve.propose_schema('earthquake')
+WHERE name IN ('properties.sig', 'properties.magType', 'geometry.type', 'id') ORDER BY name;
+
+-- Approving one declares it inside its object and promotes its fragments into observations.
+SELECT (evolve.approve_proposal(id, 'reviewer')).proposal_id = id AS approved
+FROM evolve.schema_proposals WHERE name IN ('properties.sig', 'properties.magType') ORDER BY name;
+SELECT jsonb_pretty(evolve.active_schema('earthquake')->'attributes'->'properties'->'properties');
+SELECT lifecycle_state, count(*) FROM evolve.raw_fragments
+WHERE fragment_key IN ('properties.sig', 'properties.magType') GROUP BY 1;
+SELECT evolve.entity(entity_id)->'properties'->'sig' AS sig,
+       evolve.entity(entity_id)->'properties'->'magtype' AS magtype
+FROM evolve.entities WHERE entity_key = 'ci37868143';
+SELECT evolve.schema_diff('earthquake', 1, 3)->'attributes' AS diff;
+
+-- A new feature is split by the new definition at once.
+SELECT evolve.ingest('earthquake', '{"properties": {"mag": 3.1, "sig": 150, "magType": "mb", "extra": {"a": 1}}}',
+                     entity_key => 'nested-1') IS NOT NULL AS ingested;
+SELECT attribute, value FROM evolve.observations o JOIN evolve.entities e USING (entity_id)
+WHERE e.entity_key = 'nested-1' ORDER BY 1;
+SELECT fragment_key, value FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id)
+WHERE e.entity_key = 'nested-1' ORDER BY 1;
+
+-- Compatibility by path: every reason names the full path.
+SELECT * FROM evolve.check_compatibility($${"entity_type": "earthquake", "attributes": {
+  "properties": {"type": "object", "properties": {
+    "mag": {"type": "string"}, "place": {"type": "string"}, "time": {"type": "timestamp"},
+    "sig": {"type": "integer"}, "magtype": {"type": "string", "aliases": ["magType"]},
+    "code": {"type": "string", "required": true}}},
+  "geometry": {"type": "object", "properties": {
+    "coordinates": {"type": "array", "items": "string"}}}}}$$);
+
+-- A rollback removes what the approval added, at its path; the object stays.
+SELECT (evolve.rollback_proposal(id)).proposal_id = id AS rolled_back FROM evolve.schema_proposals WHERE name = 'properties.sig';
+SELECT jsonb_object_keys(evolve.active_schema('earthquake')->'attributes'->'properties'->'properties') AS members ORDER BY 1;
+SELECT lifecycle_state, count(*) FROM evolve.raw_fragments WHERE fragment_key = 'properties.sig' GROUP BY 1;
+
+-- A user extends a global object with a member of their own; global members cannot change.
+SELECT evolve.register_schema($${"entity_type": "earthquake", "attributes": {
+  "properties": {"type": "object", "properties": {"my_note": {"type": "string"}}}}}$$, 'ana');
+SELECT jsonb_object_keys(evolve.active_schema('earthquake', 'ana')->'attributes'->'properties'->'properties') AS members ORDER BY 1;
+\set VERBOSITY terse
+SELECT evolve.register_schema($${"entity_type": "earthquake", "attributes": {
+  "properties": {"type": "object", "properties": {"mag": {"type": "string"}}}}}$$, 'ana');
+-- Invalid nested definitions name the offending JSON pointer.
+SELECT evolve.check_compatibility('{"entity_type": "earthquake", "attributes": {"properties": {"type": "string", "properties": {}}}}');
+SELECT evolve.check_compatibility('{"entity_type": "earthquake", "attributes": {"properties": {"type": "object", "properties": {"bad key": {"type": "string"}}}}}');
+\set VERBOSITY default
+
+-- Limits: past evolve.max_path_depth an undeclared object is kept whole (nothing is dropped).
+SET evolve.max_path_depth = 2;
+SELECT evolve.ingest('earthquake', '{"deep": {"a": {"b": {"c": 1}}, "d": 2}}', entity_key => 'deep-1') IS NOT NULL AS ingested;
+SELECT fragment_key, value FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id)
+WHERE e.entity_key = 'deep-1' ORDER BY 1;
+RESET evolve.max_path_depth;
+SELECT * FROM evolve.verify_aggregates();

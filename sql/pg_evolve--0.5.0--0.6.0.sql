@@ -1,0 +1,15 @@
+-- pg_evolve 0.5.0 -> 0.6.0: nested JSON by path. Run by ALTER EXTENSION pg_evolve UPDATE, and
+-- the end of a fresh install too.
+--
+-- Fields below the top level of a payload are named by paths (`actor.login`,
+-- `payload.commits[].sha`, `labels."app.kubernetes.io/name"`): observations, raw fragments and
+-- their aggregates keep the path's text form where they kept the key (a one-segment path is the
+-- key itself, so existing rows keep their meaning). Definitions declare nested attributes with
+-- `properties` (objects) and `items` (arrays) in their jsonb documents: no DDL. Proposals gain
+-- the array form of the path they are about.
+
+ALTER TABLE evolve.schema_proposals ADD COLUMN path text[];
+UPDATE evolve.schema_proposals SET path = ARRAY[name]
+ WHERE kind IN ('attribute', 'relationship', 'temporal') AND path IS NULL;
+COMMENT ON COLUMN evolve.schema_proposals.path IS
+    'For attribute, relationship and temporal proposals: the path of the field in array form ({actor,login}; [] stands for the elements of an array); name holds its text form (actor.login).';

@@ -349,7 +349,18 @@ fn rationale(draft: &Draft) -> String {
 /// update name the draft's scope, so equal fingerprints of two scopes are two proposals. The
 /// insert names no conflict target, so a database whose update to 0.3.0 is still to come (its
 /// fingerprints unique alone) refuses a colliding draft instead of taking another scope's row.
-fn store(draft: &Draft) -> Option<i64> {
+/// Whether `evolve.schema_proposals` has the `path` column (0.6.0 on): a database not yet
+/// updated keeps working against this library.
+fn proposals_have_path() -> bool {
+    crate::plans::one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+          WHERE attrelid = 'evolve.schema_proposals'::regclass AND attname = 'path' AND NOT attisdropped)",
+        &[],
+    )
+    .unwrap_or(false)
+}
+
+fn store(draft: &Draft, with_path: bool) -> Option<i64> {
     let fingerprint = draft.fingerprint();
     let user_id = draft.user_id.as_deref();
     let lookup = || -> Option<(i64, String, Option<f64>)> {
@@ -381,13 +392,16 @@ fn store(draft: &Draft) -> Option<i64> {
     }
     let text = rationale(draft);
     let update = |id: i64| -> Option<i64> {
+        let set_path = if with_path { ", path = $12" } else { "" };
         Spi::connect_mut(|c| {
             c.update(
-                "UPDATE evolve.schema_proposals SET priority = $3, title = $4, rationale = $5, impact = $6, \
-                     sql_preview = $7, action = $8, evidence = $9, measure = $10, safe_name = $11, \
-                     path = $12, status = 'pending', updated_at = now() \
-                 WHERE id = $1 AND user_id IS NOT DISTINCT FROM $2 \
-                 RETURNING id",
+                &format!(
+                    "UPDATE evolve.schema_proposals SET priority = $3, title = $4, rationale = $5, impact = $6, \
+                         sql_preview = $7, action = $8, evidence = $9, measure = $10, safe_name = $11{set_path}, \
+                         status = 'pending', updated_at = now() \
+                     WHERE id = $1 AND user_id IS NOT DISTINCT FROM $2 \
+                     RETURNING id"
+                ),
                 None,
                 &[
                     id.into(),
@@ -412,13 +426,20 @@ fn store(draft: &Draft) -> Option<i64> {
     if let Some((id, _, _)) = existing {
         return update(id);
     }
+    let (path_column, path_value) = if with_path {
+        (", path", ", $15")
+    } else {
+        ("", "")
+    };
     let inserted = Spi::connect_mut(|c| {
         c.update(
-            "INSERT INTO evolve.schema_proposals (kind, entity_type, user_id, name, safe_name, priority, \
-                 title, rationale, impact, sql_preview, action, fingerprint, evidence, measure, path) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT DO NOTHING \
-             RETURNING id",
+            &format!(
+                "INSERT INTO evolve.schema_proposals (kind, entity_type, user_id, name, safe_name, priority, \
+                     title, rationale, impact, sql_preview, action, fingerprint, evidence, measure{path_column}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14{path_value}) \
+                 ON CONFLICT DO NOTHING \
+                 RETURNING id"
+            ),
             None,
             &[
                 draft.kind.into(),
@@ -484,6 +505,7 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
     if user_id.is_none() && crate::access::is_admin() {
         drafts.extend(promotion_drafts(entity_type));
     }
+    let with_path = proposals_have_path();
     let mut ids = Vec::new();
     for d in &mut drafts {
         // What approving it would do, recomputed on every run: the reviewer sees it before.
@@ -493,7 +515,9 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
             e.insert("compatibility".into(), compatibility);
             e.insert("impact".into(), impact);
         }
-        let Some(id) = store(d) else { continue };
+        let Some(id) = store(d, with_path) else {
+            continue;
+        };
         ids.push(id);
         if d.kind == "entity_type" && matches!(d.action, Action::Register { auto: true, .. }) {
             review(

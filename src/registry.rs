@@ -141,10 +141,12 @@ pub fn write_version(
             continue;
         }
         crate::fragments::promote(&def.entity_type, name, name, user_id);
-        let aliases = def
-            .attribute_at(&path)
-            .map(|(_, a)| a.aliases.as_slice())
-            .unwrap_or(&[]);
+        let declared = def.attribute_at(&path).map(|(_, a)| a);
+        if declared.is_some_and(|a| a.values.is_some()) {
+            // A map: its members were ingested as fragments below it.
+            crate::fragments::promote_members(&def.entity_type, name, name, user_id);
+        }
+        let aliases = declared.map(|a| a.aliases.as_slice()).unwrap_or(&[]);
         for alias in aliases {
             let key = match path.parent() {
                 Some(parent) => parent.child(alias.clone()),

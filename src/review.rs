@@ -177,6 +177,20 @@ fn apply(p: &Proposal) -> Applied {
                 .unwrap_or_default();
             out.details = json!({"version": version, "field": field, "key": key, "promoted_at": at,
                                  "removal": removal});
+            // A map promoted the fragments of its members, below its key.
+            let is_map = crate::store::effective_definition(&p.entity_type, user)
+                .and_then(|e| {
+                    e.definition
+                        .attribute_named(&field)
+                        .map(|(_, a)| a.values.is_some())
+                })
+                .unwrap_or(false);
+            if is_map {
+                let probe = evolve_core::path::lenient(key.as_deref().unwrap_or(&field))
+                    .child("x")
+                    .to_string();
+                out.details["members_prefix"] = json!(probe[..probe.len() - 1]);
+            }
             if let Some(attr_type) = then_index {
                 create_index(p, &field, attr_type, &mut out);
             }
@@ -537,10 +551,12 @@ fn undo(p: &Proposal, details: &Value) -> Value {
                 let fragments = c
                     .update(
                         "UPDATE evolve.raw_fragments SET lifecycle_state = 'active', promoted_at = NULL, expires_at = NULL \
-                         WHERE entity_type = $1 AND ($2::text IS NULL OR user_id = $2) AND fragment_key = ANY ($3) \
+                         WHERE entity_type = $1 AND ($2::text IS NULL OR user_id = $2) \
+                           AND (fragment_key = ANY ($3) OR starts_with(fragment_key, $5)) \
                            AND lifecycle_state = 'promoted' AND promoted_at = $4::timestamptz",
                         None,
-                        &[p.entity_type.as_str().into(), user.into(), vec![key.to_string(), field.to_string()].into(), at.into()],
+                        &[p.entity_type.as_str().into(), user.into(), vec![key.to_string(), field.to_string()].into(), at.into(),
+                          details["members_prefix"].as_str().into()],
                     )
                     .or_raise()
                     .len() as i64;

@@ -87,3 +87,30 @@ SELECT fragment_key, value FROM evolve.raw_fragments f JOIN evolve.entities e US
 WHERE e.entity_key = 'deep-1' ORDER BY 1;
 RESET evolve.max_path_depth;
 SELECT * FROM evolve.verify_aggregates();
+
+-- Maps: an object whose keys are data (here dates), each in few payloads, is proposed as one
+-- object attribute with a type for its values, not as one attribute per date.
+SELECT evolve.register_schema('{"entity_type": "repo", "attributes": {"name": {"type": "string"}}}');
+SELECT count(evolve.ingest('repo', jsonb_build_object('name', 'r' || r,
+           'owner', jsonb_build_object('login', 'u' || (r % 3)),
+           'daily', (SELECT jsonb_object_agg(to_char(date '2024-01-01' + (r * 3 + d), 'YYYY-MM-DD'), r * d)
+                     FROM generate_series(0, 2) d)),
+           entity_key => 'r' || r))
+FROM generate_series(1, 12) r;
+SELECT kind, name, safe_name, title, evidence->'map'->'distinct_keys' AS distinct_keys,
+       action->'patch' AS patch
+FROM evolve.propose_schema('repo') WHERE name IN ('daily', 'owner.login') ORDER BY name;
+SELECT (evolve.approve_proposal(id, 'reviewer')).proposal_id = id AS approved
+FROM evolve.schema_proposals WHERE entity_type = 'repo' AND name = 'daily';
+SELECT evolve.entity(entity_id)->'daily' AS daily FROM evolve.entities WHERE entity_key = 'r1';
+SELECT lifecycle_state, count(*) FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id)
+WHERE e.entity_type = 'repo' AND fragment_key LIKE 'daily.%' GROUP BY 1;
+-- A later payload's map is observed whole.
+SELECT evolve.ingest('repo', '{"name": "r1", "daily": {"2024-03-01": 7}}', entity_key => 'r1') IS NOT NULL AS ingested;
+SELECT evolve.entity(entity_id)->'daily' AS daily FROM evolve.entities WHERE entity_key = 'r1';
+-- Rolling the map back makes its members fragments again.
+SELECT (evolve.rollback_proposal(id)).proposal_id = id AS rolled_back
+FROM evolve.schema_proposals WHERE entity_type = 'repo' AND name = 'daily';
+SELECT lifecycle_state, count(*) FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id)
+WHERE e.entity_type = 'repo' AND fragment_key LIKE 'daily.%' GROUP BY 1;
+SELECT * FROM evolve.verify_aggregates();

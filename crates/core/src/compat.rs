@@ -330,6 +330,19 @@ fn members_problems(
     if r.attr_type == AttrType::Object && w.attr_type == AttrType::Object {
         attribute_problems(&r.properties, &w.properties, Some(paths), dir, out);
     }
+    if let (Some(rv), Some(wv)) = (r.values.as_deref(), w.values.as_deref()) {
+        let new_path = match dir {
+            Direction::Backward => paths.0,
+            Direction::Forward => paths.1,
+        };
+        type_problems(
+            rv,
+            wv,
+            &format!("the values of map \"{new_path}\""),
+            dir,
+            out,
+        );
+    }
     if let (Some(ri), Some(wi)) = (r.items.as_deref(), w.items.as_deref()) {
         let (reader_items, writer_items) = (paths.0.items(), paths.1.items());
         let new_path = match dir {

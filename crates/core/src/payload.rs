@@ -276,8 +276,9 @@ pub fn conforms_to(a: &Attribute, value: &Value) -> bool {
             .items
             .as_deref()
             .is_none_or(|items| elements.iter().all(|e| conforms_to(items, e))),
-        Value::Object(members) => members.iter().all(|(k, v)| {
-            Attribute::member(&a.properties, k).is_none_or(|(_, m)| conforms_to(m, v))
+        Value::Object(members) => members.iter().all(|(k, v)| match a.values.as_deref() {
+            Some(values) => conforms_to(values, v),
+            None => Attribute::member(&a.properties, k).is_none_or(|(_, m)| conforms_to(m, v)),
         }),
         _ => true,
     }

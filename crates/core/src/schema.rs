@@ -82,6 +82,9 @@ pub struct Attribute {
     /// For an `array`: what its elements are (a type, or an object with properties). `None`:
     /// any elements.
     pub items: Option<Box<Attribute>>,
+    /// For an `object` used as a map (its keys are data: ids, dates, hashes): what every member
+    /// is. A map is observed whole, never walked into.
+    pub values: Option<Box<Attribute>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,12 +223,13 @@ impl Attribute {
             aliases: Vec::new(),
             properties: BTreeMap::new(),
             items: None,
+            values: None,
         }
     }
 
     /// Whether this is an object whose members are declared (ingestion walks into it).
     pub fn is_structured(&self) -> bool {
-        self.attr_type == AttrType::Object && !self.properties.is_empty()
+        self.attr_type == AttrType::Object && !self.properties.is_empty() && self.values.is_none()
     }
 
     /// The member named `key` (or listing `key` as an alias) among `properties`, with its name.
@@ -264,6 +268,9 @@ impl Attribute {
                 crate::validate::escape(name)
             ))?;
         }
+        if let Some(values) = &self.values {
+            values.check_default(&format!("{path}/values"))?;
+        }
         match &self.items {
             Some(items) => items.check_default(&format!("{path}/items")),
             None => Ok(()),
@@ -272,8 +279,8 @@ impl Attribute {
 
     fn parse(path: &str, v: &Value) -> Result<Attribute, CoreError> {
         if let Value::String(_) = v {
-            // `"items": "string"` is short for `"items": {"type": "string"}`.
-            if path.ends_with("/items") {
+            // `"items": "string"` is short for `"items": {"type": "string"}` (`values` too).
+            if path.ends_with("/items") || path.ends_with("/values") {
                 return Attribute::parse(path, &serde_json::json!({"type": v}));
             }
         }
@@ -295,6 +302,7 @@ impl Attribute {
                 "aliases",
                 "properties",
                 "items",
+                "values",
             ],
             |key| format!("{path}/{key}"),
         )?;
@@ -381,6 +389,21 @@ impl Attribute {
             }
             Some(v) => Some(Box::new(Attribute::parse(&format!("{path}/items"), v)?)),
         };
+        let values =
+            match obj.get("values") {
+                None | Some(Value::Null) => None,
+                Some(_) if attr_type != AttrType::Object => {
+                    return Err(CoreError::def(
+                        format!("{path}/values"),
+                        "only an attribute of type object is a map with values",
+                    ))
+                }
+                Some(_) if !properties.is_empty() => return Err(CoreError::def(
+                    format!("{path}/values"),
+                    "an object declares either properties (a record) or values (a map), not both",
+                )),
+                Some(v) => Some(Box::new(Attribute::parse(&format!("{path}/values"), v)?)),
+            };
         Ok(Attribute {
             attr_type,
             description: optional_string(obj, "description", path)?,
@@ -391,6 +414,7 @@ impl Attribute {
             aliases,
             properties,
             items,
+            values,
         })
     }
 
@@ -434,6 +458,9 @@ impl Attribute {
         }
         if let Some(items) = &self.items {
             m.insert("items".into(), items.to_json());
+        }
+        if let Some(values) = &self.values {
+            m.insert("values".into(), values.to_json());
         }
         Value::Object(m)
     }

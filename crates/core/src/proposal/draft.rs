@@ -51,6 +51,7 @@ use super::ddl::{
 use super::evidence::{
     attribute_evidence, fingerprint, is_temporal, priority, references, KeyStats, Priority,
 };
+use super::maps::{detect_maps, MapCandidate};
 use crate::ident::is_valid_name;
 use crate::infer::{infer_attribute, TypeHistogram};
 use crate::path::{lenient, Path, Segment};
@@ -329,8 +330,64 @@ pub fn key_drafts(
     let mut out = Vec::new();
     let mut nested_taken = BTreeMap::new();
     let mut renamed = BTreeMap::new();
+    // Objects whose keys are data: one map attribute each, not one attribute per key.
+    let maps: Vec<MapCandidate> = detect_maps(keys, scope.entity_count)
+        .into_iter()
+        .filter(|m| scope.definition.attribute_at(&m.path).is_none())
+        .collect();
+    let in_maps: BTreeSet<&str> = maps
+        .iter()
+        .flat_map(|m| m.fragment_keys.iter().map(String::as_str))
+        .collect();
+    let map_names: BTreeSet<String> = maps.iter().map(|m| m.path.to_string()).collect();
+    for m in &maps {
+        let Some(placed) = place(
+            scope.definition,
+            &m.path,
+            m.attribute.clone(),
+            &mut nested_taken,
+            &mut renamed,
+        ) else {
+            continue;
+        };
+        let name = m.path.to_string();
+        let safe = placed.path.to_string();
+        let value_type = m.attribute["values"]["type"]
+            .as_str()
+            .unwrap_or("any value")
+            .to_string();
+        let presence = m.entities as f64 / scope.entity_count.max(1) as f64;
+        let action = Action::patch(placed.patch.clone(), &safe, &name);
+        let mut d = scope.draft("attribute", &name, &safe, Priority::Medium, action);
+        d.title = format!(
+            "Declare {safe} as a map of {value_type} in {}",
+            scope.entity_type
+        );
+        d.rationale = format!(
+            "\"{name}\" holds {} distinct keys, each in few {} entities ({} of them look like data: ids, dates, hashes, e.g. {}): its keys are data, not fields. One object attribute whose values are {value_type} keeps them together.",
+            m.distinct_keys,
+            scope.entity_type,
+            percent(m.data_like_share),
+            m.sample_keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
+        );
+        d.impact = m.entities;
+        d.sql_preview = patch_sql(scope.entity_type, scope.user_id, &placed.patch);
+        d.evidence = json!({
+            "attribute": safe,
+            "path": placed.path.to_array(),
+            "map": {"distinct_keys": m.distinct_keys, "sample_keys": m.sample_keys,
+                    "data_like_share": m.data_like_share, "values": m.attribute["values"]},
+            "presence": presence,
+            "entity_count": scope.entity_count,
+        });
+        d.measure = presence;
+        out.push(d);
+    }
     for stats in sorted {
-        if scope.declares(&stats.key) {
+        if scope.declares(&stats.key)
+            || in_maps.contains(stats.key.as_str())
+            || map_names.contains(&stats.key)
+        {
             continue;
         }
         let Some(ev) = attribute_evidence(stats, scope.entity_count) else {

@@ -7,5 +7,6 @@ mod action;
 pub mod ddl;
 pub mod draft;
 pub mod evidence;
+pub mod maps;
 
 pub use action::{Action, Column};

@@ -51,14 +51,52 @@
 //! escaped, objects keeping their stored key order). An empty description counts as no
 //! description. Line breaks (`\r`, `\n`) inside descriptions and snapshot keys are replaced by
 //! spaces so that every field stays on one line. The output depends only on its inputs.
+//!
+//! ## Nested records
+//!
+//! An attribute whose definition declares its structure is written by [path](crate::path)
+//! (its text form: `actor.login`, `payload.commits[].sha`) instead of as one JSON value:
+//!
+//! ```text
+//! entity: github_event
+//! actor (object): Who acted
+//! actor.login (string): User name = "ada"
+//! payload.commits[].message (string): Commit message = "fix"
+//! payload.commits[].sha (string) = "a1"
+//! payload.commits[].sha (string) = "b2"
+//! payload.size (integer) = 2
+//! payload.note = "an undeclared member"
+//! ```
+//!
+//! - An `object` attribute with declared `properties` whose value is an object: one line per
+//!   declared member, in name order, present and not `null`, each written by these same rules
+//!   at its path (so at any depth, with the member's own type and description); then one line
+//!   per undeclared member not `null`, in name order: `{path} = {value}`.
+//! - An `array` attribute whose items are, at any depth of arrays, such an object, and whose
+//!   value is an array: each element in order at the path ending `[]`, by these same rules
+//!   (an element's lines follow each other; `null` elements write nothing). At most
+//!   [`MAX_EXPANDED_ELEMENTS`] elements of such arrays are written in all, the earliest lines
+//!   first; an array whose elements were cut ends with `{path}[] … {n} more`.
+//! - Either one, when it writes at least one line and has a description, first writes
+//!   `{path} ({type}): {description}` (no value), so that its description is embedded too.
+//!
+//! Anything else is one line as above, at its path: scalars, opaque objects and arrays whose
+//! items are not records (arrays of scalars: `tags (array) = ["a","b"]`), a record whose value is
+//! not an object (or array), and every remaining snapshot key (an undeclared object stays one
+//! JSON value). A definition without declared `properties` therefore writes exactly the text
+//! it wrote before nested records existed.
 
 use serde_json::{Map, Value};
 
 use crate::hash::fnv1a64;
-use crate::schema::Definition;
+use crate::path::Path;
+use crate::schema::{AttrType, Attribute, Definition};
 
 /// Dimension of the built-in embedder's vectors.
 pub const DEFAULT_DIM: usize = 256;
+
+/// Most elements of arrays of records [`enriched_text`] writes out, over the whole text.
+pub const MAX_EXPANDED_ELEMENTS: usize = 32;
 
 const WEIGHT_UNIGRAM: f64 = 1.0;
 const WEIGHT_BIGRAM: f64 = 0.5;
@@ -151,6 +189,102 @@ fn value_of<'a>(snapshot: &'a Map<String, Value>, key: &str) -> Option<&'a Value
     snapshot.get(key).filter(|v| !v.is_null())
 }
 
+/// The record an array holds (through any depth of arrays): its items when they are, or lead
+/// to, an object with declared properties.
+fn holds_records(a: &Attribute) -> Option<&Attribute> {
+    let items = a
+        .items
+        .as_deref()
+        .filter(|_| a.attr_type == AttrType::Array)?;
+    let mut inner = items;
+    loop {
+        if inner.is_structured() {
+            return Some(items);
+        }
+        inner = inner.items.as_deref()?;
+    }
+}
+
+/// How a path is written: a top-level name as it is (as ever), a deeper path in its text form.
+fn path_label(path: &Path) -> String {
+    match (path.len(), path.last_key()) {
+        (1, Some(name)) => name.to_string(),
+        _ => one_line(&path.to_string()),
+    }
+}
+
+/// `{path} ({type})`, then `: {description}` when the attribute has one.
+fn attribute_head(path: &Path, attr: &Attribute) -> String {
+    let mut line = format!("{} ({})", path_label(path), attr.attr_type.as_str());
+    if let Some(d) = description(&attr.description) {
+        line.push_str(": ");
+        line.push_str(&d);
+    }
+    line
+}
+
+/// Writes the lines of a declared attribute's non-null value at `path` (see the module
+/// documentation); `budget` is how many more array elements may be written out.
+fn write_attribute(
+    path: &Path,
+    attr: &Attribute,
+    value: &Value,
+    lines: &mut Vec<String>,
+    budget: &mut usize,
+) {
+    let mut inner = Vec::new();
+    match (value, holds_records(attr)) {
+        (Value::Object(members), _) if attr.is_structured() => {
+            for (name, member) in &attr.properties {
+                if let Some(v) = value_of(members, name) {
+                    write_attribute(&path.child(name.as_str()), member, v, &mut inner, budget);
+                }
+            }
+            let mut rest: Vec<(&String, &Value)> = members
+                .iter()
+                .filter(|(k, v)| !v.is_null() && !attr.properties.contains_key(k.as_str()))
+                .collect();
+            rest.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, v) in rest {
+                inner.push(format!("{} = {v}", path_label(&path.child(key.as_str()))));
+            }
+        }
+        (Value::Array(elements), Some(items)) => {
+            let at = path.items();
+            let mut shown = 0;
+            for element in elements {
+                if *budget == 0 {
+                    break;
+                }
+                // An element counts before the elements of arrays it holds.
+                *budget -= 1;
+                shown += 1;
+                if !element.is_null() {
+                    write_attribute(&at, items, element, &mut inner, budget);
+                }
+            }
+            if shown < elements.len() {
+                inner.push(format!(
+                    "{} … {} more",
+                    path_label(&at),
+                    elements.len() - shown
+                ));
+            }
+        }
+        _ => {
+            lines.push(format!("{} = {value}", attribute_head(path, attr)));
+            return;
+        }
+    }
+    if inner.is_empty() {
+        return;
+    }
+    if description(&attr.description).is_some() {
+        lines.push(attribute_head(path, attr));
+    }
+    lines.append(&mut inner);
+}
+
 /// The text embedded for an entity: its snapshot rendered with the schema's descriptions, in the
 /// format documented at the top of this module.
 pub fn enriched_text(def: &Definition, snapshot: &Map<String, Value>) -> String {
@@ -163,18 +297,18 @@ pub fn enriched_text(def: &Definition, snapshot: &Map<String, Value>) -> String 
     }
     lines.push(head);
 
+    let mut budget = MAX_EXPANDED_ELEMENTS;
     for (name, attr) in &def.attributes {
         let Some(value) = value_of(snapshot, name) else {
             continue;
         };
-        let mut line = format!("{name} ({})", attr.attr_type.as_str());
-        if let Some(d) = description(&attr.description) {
-            line.push_str(": ");
-            line.push_str(&d);
-        }
-        line.push_str(" = ");
-        line.push_str(&value.to_string());
-        lines.push(line);
+        write_attribute(
+            &Path::key(name.as_str()),
+            attr,
+            value,
+            &mut lines,
+            &mut budget,
+        );
     }
 
     for (name, rel) in &def.relationships {
@@ -354,5 +488,167 @@ mod tests {
         let snapshot = json!({"depth": 3});
         let text = enriched_text(&def, snapshot.as_object().unwrap());
         assert_eq!(text, "entity: earthquake\ndepth (number): Depth in km = 3");
+    }
+
+    fn event() -> Definition {
+        Definition::parse(&json!({
+            "entity_type": "github_event",
+            "attributes": {
+                "type": {"type": "string", "description": "Kind of event"},
+                "actor": {"type": "object", "description": "Who acted", "properties": {
+                    "login": {"type": "string", "description": "User name"},
+                    "id": {"type": "integer"}
+                }},
+                "payload": {"type": "object", "properties": {
+                    "size": {"type": "integer"},
+                    "labels": {"type": "array", "items": "string"},
+                    "head": {"type": "object", "properties": {
+                        "ref": {"type": "string", "description": "Branch\nname"}
+                    }},
+                    "commits": {"type": "array", "description": "Pushed commits", "items": {
+                        "type": "object",
+                        "properties": {
+                            "sha": {"type": "string"},
+                            "message": {"type": "string", "description": "Commit message"},
+                            "author": {"type": "object", "properties": {
+                                "name": {"type": "string"}
+                            }}
+                        }
+                    }}
+                }},
+                "repo": {"type": "object"}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn enriched_text_nested_objects() {
+        let snapshot = json!({
+            "type": "PushEvent",
+            "actor": {"login": "ada", "id": 7, "avatar": "x.png", "gravatar_id": null},
+            "payload": {
+                "size": 2,
+                "labels": ["a", "b"],
+                "head": {"ref": "main"},
+                "weird key": {"k": 1}
+            },
+            "repo": {"name": "evolve", "id": 3},
+            "org": {"login": "acme"}
+        });
+        let text = enriched_text(&event(), snapshot.as_object().unwrap());
+        assert_eq!(
+            text,
+            "entity: github_event\n\
+             actor (object): Who acted\n\
+             actor.id (integer) = 7\n\
+             actor.login (string): User name = \"ada\"\n\
+             actor.avatar = \"x.png\"\n\
+             payload.head.ref (string): Branch name = \"main\"\n\
+             payload.labels (array) = [\"a\",\"b\"]\n\
+             payload.size (integer) = 2\n\
+             payload.\"weird key\" = {\"k\":1}\n\
+             repo (object) = {\"name\":\"evolve\",\"id\":3}\n\
+             type (string): Kind of event = \"PushEvent\"\n\
+             org = {\"login\":\"acme\"}"
+        );
+        assert_eq!(text, enriched_text(&event(), snapshot.as_object().unwrap()));
+    }
+
+    #[test]
+    fn enriched_text_nested_nulls_skipped() {
+        // Null leaves write nothing; an object with nothing left writes nothing, not even its
+        // description line.
+        let snapshot = json!({
+            "actor": {"login": null, "id": null},
+            "payload": {"size": null, "head": {"ref": null}, "commits": [null]},
+            "type": null
+        });
+        assert_eq!(
+            enriched_text(&event(), snapshot.as_object().unwrap()),
+            "entity: github_event"
+        );
+        let snapshot = json!({"actor": {"login": null, "id": 1}, "payload": {"head": null}});
+        assert_eq!(
+            enriched_text(&event(), snapshot.as_object().unwrap()),
+            "entity: github_event\nactor (object): Who acted\nactor.id (integer) = 1"
+        );
+        // A record whose value is not an object is written whole, as any value.
+        let snapshot = json!({"actor": "ada", "payload": {"commits": "none"}});
+        assert_eq!(
+            enriched_text(&event(), snapshot.as_object().unwrap()),
+            "entity: github_event\n\
+             actor (object): Who acted = \"ada\"\n\
+             payload.commits (array): Pushed commits = \"none\""
+        );
+    }
+
+    #[test]
+    fn enriched_text_arrays_of_objects() {
+        let snapshot = json!({
+            "payload": {
+                "commits": [
+                    {"sha": "a1", "message": "fix", "author": {"name": "Ada"}},
+                    null,
+                    {"sha": "b2", "message": null, "url": "u"},
+                    "stray"
+                ]
+            }
+        });
+        let text = enriched_text(&event(), snapshot.as_object().unwrap());
+        assert_eq!(
+            text,
+            "entity: github_event\n\
+             payload.commits (array): Pushed commits\n\
+             payload.commits[].author.name (string) = \"Ada\"\n\
+             payload.commits[].message (string): Commit message = \"fix\"\n\
+             payload.commits[].sha (string) = \"a1\"\n\
+             payload.commits[].sha (string) = \"b2\"\n\
+             payload.commits[].url = \"u\"\n\
+             payload.commits[] (object) = \"stray\""
+        );
+    }
+
+    #[test]
+    fn enriched_text_bounds_array_elements() {
+        let many =
+            |n: usize| -> Value { (0..n).map(|i| json!({"sha": format!("s{i}")})).collect() };
+        let snapshot = json!({"payload": {"commits": many(MAX_EXPANDED_ELEMENTS + 5)}});
+        let text = enriched_text(&event(), snapshot.as_object().unwrap());
+        let lines: Vec<&str> = text.lines().collect();
+        // Head, description line, one line per element written, the cut.
+        assert_eq!(lines.len(), 2 + MAX_EXPANDED_ELEMENTS + 1);
+        assert_eq!(lines[2], "payload.commits[].sha (string) = \"s0\"");
+        assert_eq!(
+            lines[1 + MAX_EXPANDED_ELEMENTS],
+            format!(
+                "payload.commits[].sha (string) = \"s{}\"",
+                MAX_EXPANDED_ELEMENTS - 1
+            )
+        );
+        assert_eq!(lines.last().unwrap(), &"payload.commits[] … 5 more");
+
+        // The bound is over the whole text: arrays inside elements share it.
+        let def = Definition::parse(&json!({
+            "entity_type": "t",
+            "attributes": {"rows": {"type": "array", "items": {"type": "object", "properties": {
+                "cells": {"type": "array", "items": {"type": "object", "properties": {
+                    "v": {"type": "integer"}
+                }}}
+            }}}}
+        }))
+        .unwrap();
+        let row = json!({"cells": (0..10).map(|v| json!({"v": v})).collect::<Value>()});
+        let snapshot = json!({"rows": vec![row; 10]});
+        let text = enriched_text(&def, snapshot.as_object().unwrap());
+        let values = text.lines().filter(|l| l.contains(" = ")).count();
+        let rows = text.lines().filter(|l| l.starts_with("rows[] …")).count();
+        // 3 rows and 29 cells are written (each row counts before its cells).
+        assert_eq!(values, MAX_EXPANDED_ELEMENTS - 3);
+        assert_eq!(rows, 1);
+        assert!(
+            text.ends_with("rows[].cells[] … 1 more\nrows[] … 7 more"),
+            "{text}"
+        );
     }
 }

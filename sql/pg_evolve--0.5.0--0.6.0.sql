@@ -13,3 +13,10 @@ UPDATE evolve.schema_proposals SET path = ARRAY[name]
  WHERE kind IN ('attribute', 'relationship', 'temporal') AND path IS NULL;
 COMMENT ON COLUMN evolve.schema_proposals.path IS
     'For attribute, relationship and temporal proposals: the path of the field in array form ({actor,login}; [] stands for the elements of an array); name holds its text form (actor.login).';
+
+-- extract_entity: a nested object with an identity of its own (an id repeated across entities
+-- with the same other values) is proposed as an entity type related to its parent.
+ALTER TABLE evolve.schema_proposals DROP CONSTRAINT schema_proposals_kind_check;
+ALTER TABLE evolve.schema_proposals ADD CONSTRAINT schema_proposals_kind_check
+    CHECK (kind IN ('attribute', 'table', 'relationship', 'temporal', 'index', 'entity_type',
+                    'promote_to_global', 'extract_entity'));

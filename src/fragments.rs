@@ -341,6 +341,116 @@ pub fn promote(
     n
 }
 
+/// The active fragments below `parent_key` of one entity, gathered into the object they make
+/// (keys below the parent, nested as in the payload).
+pub struct Members {
+    pub entity_id: i64,
+    pub user_id: Option<String>,
+    pub fragment_ids: Vec<i64>,
+    pub object: Map<String, Value>,
+    pub source: Option<String>,
+}
+
+/// Locks (entities first, in id order, as ingestion does) and gathers the active fragments below
+/// `parent_key`, per entity. `user_id` NULL gathers every user's.
+pub fn gather_members(entity_type: &str, parent_key: &str, user_id: Option<&str>) -> Vec<Members> {
+    let parent = evolve_core::path::lenient(parent_key);
+    // The text every member's key starts with: the parent as written inside a longer path.
+    let probe = parent.child("x").to_string();
+    let prefix = &probe[..probe.len() - 1];
+    crate::args::writable_transaction();
+    let rows: Vec<(i64, i64, String, Value, Option<String>, Option<String>)> = Spi::connect_mut(
+        |client| {
+            client
+                .update(
+                    "SELECT 1 FROM evolve.entities WHERE entity_id IN ( \
+                         SELECT entity_id FROM evolve.raw_fragments \
+                         WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
+                           AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active') \
+                     ORDER BY entity_id FOR UPDATE",
+                    None,
+                    &[entity_type.into(), prefix.into(), user_id.into()],
+                )
+                .or_raise();
+            client
+                .select(
+                    "SELECT fragment_id, entity_id, fragment_key, value, source, user_id FROM evolve.raw_fragments \
+                     WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
+                       AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active' \
+                     ORDER BY entity_id, fragment_id FOR UPDATE",
+                    None,
+                    &[entity_type.into(), prefix.into(), user_id.into()],
+                )
+                .or_raise()
+                .map(|r| {
+                    (
+                        r.value::<i64>(1).unwrap_or(0),
+                        r.value::<i64>(2).unwrap_or(0),
+                        r.value::<String>(3).unwrap_or_default(),
+                        r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
+                        r.value::<String>(5),
+                        r.value::<String>(6),
+                    )
+                })
+                .collect()
+        },
+    );
+    let mut by_entity: BTreeMap<i64, Members> = BTreeMap::new();
+    for (fragment_id, entity_id, key, value, source, user) in rows {
+        let path = evolve_core::path::lenient(&key);
+        if path.len() <= parent.len() || !path.starts_with(&parent) {
+            continue;
+        }
+        let rest: Option<Vec<&str>> = path.segments()[parent.len()..]
+            .iter()
+            .map(|s| match s {
+                evolve_core::path::Segment::Key(k) => Some(k.as_str()),
+                evolve_core::path::Segment::Items => None,
+            })
+            .collect();
+        let Some(rest) = rest else { continue };
+        let m = by_entity.entry(entity_id).or_insert_with(|| Members {
+            entity_id,
+            user_id: user,
+            fragment_ids: Vec::new(),
+            object: Map::new(),
+            source: None,
+        });
+        m.fragment_ids.push(fragment_id);
+        m.source = m.source.take().or(source);
+        let mut at = &mut m.object;
+        for k in &rest[..rest.len() - 1] {
+            let slot = at
+                .entry(k.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            at = slot.as_object_mut().expect("made an object above");
+        }
+        at.insert(rest[rest.len() - 1].to_string(), value);
+    }
+    by_entity.into_values().collect()
+}
+
+/// Marks fragments promoted (they expire after `evolve.promoted_fragment_retention`).
+pub fn mark_promoted(ids: Vec<i64>) {
+    if ids.is_empty() {
+        return;
+    }
+    Spi::connect_mut(|client| {
+        client
+            .update(
+                "UPDATE evolve.raw_fragments SET lifecycle_state = 'promoted', promoted_at = now(), \
+                     expires_at = now() + make_interval(secs => $2) \
+                 WHERE fragment_id = ANY($1)",
+                None,
+                &[ids.into(), (gucs::promoted_fragment_retention_secs() as f64).into()],
+            )
+            .or_raise();
+    });
+}
+
 /// Promotion of a map (an object attribute declared with `values`): the fragments below
 /// `parent_key` (its members, opened into paths by ingestion) become, per entity, one
 /// observation of `attribute` holding the object they make together. An entity whose members
@@ -358,104 +468,23 @@ pub fn promote_members(
     }) else {
         return 0;
     };
-    let parent = evolve_core::path::lenient(parent_key);
-    // The text every member's key starts with: the parent as written inside a longer path.
-    let probe = parent.child("x").to_string();
-    let prefix = &probe[..probe.len() - 1];
-    crate::args::writable_transaction();
-    let rows: Vec<(i64, i64, String, Value, Option<String>)> = Spi::connect_mut(|client| {
-        client
-            .update(
-                "SELECT 1 FROM evolve.entities WHERE entity_id IN ( \
-                     SELECT entity_id FROM evolve.raw_fragments \
-                     WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
-                       AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active') \
-                 ORDER BY entity_id FOR UPDATE",
-                None,
-                &[entity_type.into(), prefix.into(), user_id.into()],
-            )
-            .or_raise();
-        client
-            .select(
-                "SELECT fragment_id, entity_id, fragment_key, value, source FROM evolve.raw_fragments \
-                 WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
-                   AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active' \
-                 ORDER BY entity_id, fragment_id FOR UPDATE",
-                None,
-                &[entity_type.into(), prefix.into(), user_id.into()],
-            )
-            .or_raise()
-            .map(|r| {
-                (
-                    r.value::<i64>(1).unwrap_or(0),
-                    r.value::<i64>(2).unwrap_or(0),
-                    r.value::<String>(3).unwrap_or_default(),
-                    r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
-                    r.value::<String>(5),
-                )
-            })
-            .collect()
-    });
-    // Per entity: the object its members make (keys below the parent, nested as in the payload).
-    let mut by_entity: BTreeMap<i64, (Vec<i64>, Map<String, Value>, Option<String>)> =
-        BTreeMap::new();
-    for (fragment_id, entity_id, key, value, source) in rows {
-        let path = evolve_core::path::lenient(&key);
-        if path.len() <= parent.len() || !path.starts_with(&parent) {
-            continue;
-        }
-        let rest: Option<Vec<&str>> = path.segments()[parent.len()..]
-            .iter()
-            .map(|s| match s {
-                evolve_core::path::Segment::Key(k) => Some(k.as_str()),
-                evolve_core::path::Segment::Items => None,
-            })
-            .collect();
-        let Some(rest) = rest else { continue };
-        let entry = by_entity.entry(entity_id).or_default();
-        entry.0.push(fragment_id);
-        entry.2 = entry.2.take().or(source);
-        let mut at = &mut entry.1;
-        for k in &rest[..rest.len() - 1] {
-            let slot = at
-                .entry(k.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            at = slot.as_object_mut().expect("made an object above");
-        }
-        at.insert(rest[rest.len() - 1].to_string(), value);
-    }
     let mut ids = Vec::new();
     let mut observations = Vec::new();
-    for (entity_id, (fragment_ids, object, source)) in by_entity {
-        let value = Value::Object(object);
+    for m in gather_members(entity_type, parent_key, user_id) {
+        let value = Value::Object(m.object);
         if !conforms_to(&map, &value) {
             continue;
         }
-        ids.extend(fragment_ids);
+        ids.extend(m.fragment_ids);
         observations.push(crate::snapshots::NewObservation {
-            entity_id,
+            entity_id: m.entity_id,
             attribute: attribute.to_string(),
             value,
-            source,
+            source: m.source,
             schema_version: None,
         });
     }
-    if !ids.is_empty() {
-        Spi::connect_mut(|client| {
-            client
-                .update(
-                    "UPDATE evolve.raw_fragments SET lifecycle_state = 'promoted', promoted_at = now(), \
-                         expires_at = now() + make_interval(secs => $2) \
-                     WHERE fragment_id = ANY($1)",
-                    None,
-                    &[ids.into(), (gucs::promoted_fragment_retention_secs() as f64).into()],
-                )
-                .or_raise();
-        });
-    }
+    mark_promoted(ids);
     let n = observations.len() as i64;
     crate::snapshots::record_observations(observations, None);
     n

@@ -363,6 +363,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     // Split each accepted payload.
     let limits = gucs::path_limits();
     let mut observations = Vec::new();
+    let mut embedded: Vec<((i64, String, String, Option<String>), Input)> = Vec::new();
     let mut fragments: BTreeMap<(i64, String), Fragment> = BTreeMap::new();
     let mut results = Vec::with_capacity(inputs.len());
     for (((c, k), input), transformed) in
@@ -400,6 +401,21 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                         }),
                     });
                 }
+                // Related entities embedded as objects are ingested as entities of their own
+                // type (below, as one batch).
+                for (relationship, target, key, object) in parts.embedded {
+                    embedded.push((
+                        (entity_id, relationship, t.clone(), u.clone()),
+                        Input {
+                            entity_type: Some(target),
+                            payload: Some(object),
+                            user_id: u.clone(),
+                            source: input.source.clone(),
+                            entity_key: Some(key),
+                            ..Input::default()
+                        },
+                    ));
+                }
                 // Undeclared keys, and declared ones whose value does not fit, become fragments:
                 // nothing is lost, and the mismatch stays visible in the aggregates.
                 let extra = parts
@@ -426,6 +442,30 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             }
         };
         results.push(result);
+    }
+    if !embedded.is_empty() {
+        // An embedded object its type refuses stays with its parent, as a fragment under the
+        // relationship's name: nothing is lost.
+        let (parents, inputs): (Vec<_>, Vec<Input>) = embedded.into_iter().unzip();
+        let outcomes = ingest_batch(&inputs);
+        for (((entity_id, relationship, t, u), input), outcome) in
+            parents.into_iter().zip(inputs).zip(outcomes)
+        {
+            if outcome.is_err() {
+                fragments.insert(
+                    (entity_id, relationship.clone()),
+                    Fragment {
+                        entity_id,
+                        entity_type: t,
+                        user_id: u,
+                        key: relationship,
+                        value: input.payload.unwrap_or(Value::Null),
+                        source: input.source,
+                        frequency: 1,
+                    },
+                );
+            }
+        }
     }
     // The snapshots of the entities that got observations (all locked by the upsert above).
     let observed: std::collections::BTreeSet<i64> =

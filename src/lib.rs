@@ -11,6 +11,7 @@ mod access;
 mod args;
 mod cache;
 mod error;
+mod extraction;
 mod fragments;
 mod governance;
 mod gucs;

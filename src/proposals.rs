@@ -191,6 +191,15 @@ fn scope_drafts(
         min_presence: gucs::min_attribute_presence(),
     };
     let mut drafts = propose::key_drafts(&scope, &keys, &known_keys(&candidates, user_id));
+    // Nested objects with an identity of their own.
+    let found: Vec<_> = propose::extract_candidates(&scope, &keys)
+        .into_iter()
+        .map(|c| {
+            let identity = crate::extraction::identity(entity_type, user_id, &c);
+            (c, identity)
+        })
+        .collect();
+    drafts.extend(propose::extract_drafts(&scope, &found));
     let (sampled, shared) = cooccurrence(entity_type, user_id);
     let related = propose::cooccurrence_drafts(&scope, sampled, &shared, &drafts);
     drafts.extend(related);

@@ -254,6 +254,37 @@ fn apply(p: &Proposal) -> Applied {
             ));
             out.details = json!({"version": version, "replayed_rows": replayed});
         }
+        Ok(Action::ExtractEntity {
+            definition,
+            target,
+            relationship,
+            key,
+        }) => {
+            let q = evolve_core::proposals::quote_literal;
+            let user_sql = user.map_or("NULL".into(), q);
+            out.executed.push(format!(
+                "SELECT evolve.register_schema({}::jsonb, {user_sql})",
+                q(&definition.to_string())
+            ));
+            let patch =
+                json!({"relationships": {relationship.clone(): {"target": target, "key": key}}});
+            out.executed
+                .push(propose::patch_sql(&p.entity_type, user, &patch));
+            out.rollback.push(propose::patch_sql(
+                &p.entity_type,
+                user,
+                &json!({"relationships": {relationship.clone(): null}}),
+            ));
+            out.details = crate::extraction::approve(
+                &p.entity_type,
+                user,
+                &p.name,
+                &definition,
+                &target,
+                &relationship,
+                &key,
+            );
+        }
         Err(other) => raise(
             SqlState::InvalidParameterValue,
             format!("proposal {} has an unknown action \"{other}\"", p.id),
@@ -281,6 +312,15 @@ fn compatibility(
                 schema::merge_patch(&head.definition, patch)
             }
             Action::Register { definition, .. } => definition.clone(),
+            Action::ExtractEntity {
+                target,
+                relationship,
+                key,
+                ..
+            } => schema::merge_patch(
+                &head.definition,
+                &json!({"relationships": {relationship.clone(): {"target": target, "key": key}}}),
+            ),
             // Indexes and tables write no definition.
             Action::Index { .. } | Action::Table { .. } => {
                 return (mode_of(c, entity_type), Vec::new())
@@ -539,7 +579,7 @@ fn undo(p: &Proposal, details: &Value) -> Value {
     }
     let mut out = json!({"dropped": objects.iter().map(|o| o.1.clone()).collect::<Vec<_>>()});
     match Action::from_json(&p.action) {
-        Ok(Action::Patch { .. } | Action::PatchAndIndex { .. }) => {
+        Ok(Action::Patch { .. } | Action::PatchAndIndex { .. } | Action::ExtractEntity { .. }) => {
             run_patch(&p.entity_type, user, &details["removal"]);
             let field = details["field"].as_str().unwrap_or(&p.name);
             let key = details["key"].as_str().unwrap_or(&p.name);

@@ -114,3 +114,33 @@ FROM evolve.schema_proposals WHERE entity_type = 'repo' AND name = 'daily';
 SELECT lifecycle_state, count(*) FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id)
 WHERE e.entity_type = 'repo' AND fragment_key LIKE 'daily.%' GROUP BY 1;
 SELECT * FROM evolve.verify_aggregates();
+
+-- Entity extraction: an event's `org` is an object with an id that repeats across events, always
+-- with the same name. It is proposed as an entity type of its own, related to the event.
+SELECT evolve.register_schema('{"entity_type": "event", "attributes": {"type": {"type": "string"}}}');
+SELECT count(evolve.ingest('event', jsonb_build_object('type', 'PushEvent',
+           'org', jsonb_build_object('id', 100 + e % 4, 'login', 'org' || (e % 4)),
+           'payload', jsonb_build_object('size', e % 3, 'head', md5(e::text))),
+           entity_key => 'e' || e))
+FROM generate_series(1, 40) e;
+SELECT kind, name, safe_name, priority, evidence->'distinct_ids' AS distinct_ids,
+       evidence->'repeats' AS repeats, evidence->'consistency' AS consistency, action->'definition' AS definition
+FROM evolve.propose_schema('event') WHERE kind = 'extract_entity';
+-- payload.head is unique per event: no identity, no extraction.
+SELECT count(*) AS payload_extractions FROM evolve.schema_proposals WHERE kind = 'extract_entity' AND name = 'payload';
+SELECT (evolve.approve_proposal(id, 'reviewer')).details - 'promoted_at' AS details
+FROM evolve.schema_proposals WHERE kind = 'extract_entity' AND name = 'org';
+SELECT entity_key, evolve.entity(entity_id) FROM evolve.entities WHERE entity_type = 'org' ORDER BY entity_key;
+SELECT evolve.active_schema('event')->'relationships' AS relationships;
+SELECT evolve.entity(entity_id) FROM evolve.entities WHERE entity_key = 'e1';
+-- New events embedding an org create or update it, and link to it.
+SELECT evolve.ingest('event', '{"type": "ForkEvent", "org": {"id": 104, "login": "org4"}}', entity_key => 'e41') IS NOT NULL AS ingested;
+SELECT evolve.entity(entity_id)->'org' AS org FROM evolve.entities WHERE entity_key = 'e41';
+SELECT entity_key, evolve.entity(entity_id)->'login' AS login FROM evolve.entities WHERE entity_type = 'org' AND entity_key = '104';
+-- Rolling back removes the relationship and makes the fragments active again; the org type stays.
+SELECT (evolve.rollback_proposal(id)).proposal_id = id AS rolled_back
+FROM evolve.schema_proposals WHERE kind = 'extract_entity' AND name = 'org';
+SELECT evolve.active_schema('event')->'relationships' AS relationships;
+SELECT lifecycle_state, count(*) FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id)
+WHERE e.entity_type = 'event' AND fragment_key LIKE 'org.%' GROUP BY 1;
+SELECT * FROM evolve.verify_aggregates();

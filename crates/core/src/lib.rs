@@ -40,5 +40,6 @@ pub mod proposals {
 /// Drafting proposals, under the path the SQL layer uses.
 pub mod propose {
     pub use crate::proposal::draft::*;
+    pub use crate::proposal::extract::{Candidate, Identity};
     pub use crate::proposal::{Action, Column};
 }

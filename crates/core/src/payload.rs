@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::error::CoreError;
 use crate::infer::conforms;
 use crate::path::Path;
-use crate::schema::{AttrType, Attribute, Definition};
+use crate::schema::{AttrType, Attribute, Definition, Relationship};
 
 /// Largest payload accepted, in bytes of JSON text.
 pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
@@ -108,6 +108,10 @@ pub struct Split {
     /// relationship, whose value must be a key (a string or a number), the expected type is
     /// reported as [`AttrType::String`].
     pub mismatches: Vec<(String, Value, AttrType)>,
+    /// Related entities embedded as objects, for relationships that declare the member holding
+    /// the key: (relationship, target entity type, key as text, the object). The relationship
+    /// is observed with the key.
+    pub embedded: Vec<(String, String, String, Value)>,
 }
 
 /// How far undeclared objects are opened into paths.
@@ -132,7 +136,7 @@ impl Default for Limits {
 /// What a top-level payload key names in a definition.
 enum Field<'d> {
     Attribute(&'d str, &'d Attribute),
-    Relationship(&'d str),
+    Relationship(&'d str, &'d Relationship),
 }
 
 /// Resolves a top-level key: an attribute's name first, then a relationship's, then an
@@ -141,8 +145,8 @@ fn resolve<'d>(def: &'d Definition, key: &str) -> Option<Field<'d>> {
     if let Some((name, a)) = def.attributes.get_key_value(key) {
         return Some(Field::Attribute(name, a));
     }
-    if let Some((name, _)) = def.relationships.get_key_value(key) {
-        return Some(Field::Relationship(name));
+    if let Some((name, r)) = def.relationships.get_key_value(key) {
+        return Some(Field::Relationship(name, r));
     }
     Attribute::member(&def.attributes, key).map(|(name, a)| Field::Attribute(name, a))
 }
@@ -173,8 +177,24 @@ pub fn split_with(def: &Definition, payload: &Map<String, Value>, limits: Limits
     for (key, value) in payload {
         match resolve(def, key) {
             Some(Field::Attribute(name, a)) => walk.declared(Path::key(name), a, value),
-            Some(Field::Relationship(name)) => {
-                if matches!(value, Value::String(_) | Value::Number(_) | Value::Null) {
+            Some(Field::Relationship(name, r)) => {
+                let embedded_key = match (&r.key, value) {
+                    (Some(k), Value::Object(o)) => match o.get(k) {
+                        Some(Value::String(s)) => Some((Value::String(s.clone()), s.clone())),
+                        Some(Value::Number(n)) => Some((Value::Number(n.clone()), n.to_string())),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some((key_value, key_text)) = embedded_key {
+                    walk.out.observations.push((name.to_string(), key_value));
+                    walk.out.embedded.push((
+                        name.to_string(),
+                        r.target.clone(),
+                        key_text,
+                        value.clone(),
+                    ));
+                } else if matches!(value, Value::String(_) | Value::Number(_) | Value::Null) {
                     walk.out
                         .observations
                         .push((name.to_string(), value.clone()));

@@ -91,6 +91,10 @@ pub struct Attribute {
 pub struct Relationship {
     pub target: String,
     pub description: Option<String>,
+    /// When payloads embed the related entity as an object (`"repo": {"id": 7, "name": …}`):
+    /// the member holding its key. The object is ingested as an entity of `target` and the
+    /// relationship observes its key.
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -499,7 +503,7 @@ impl Relationship {
                 "a relationship must be an object such as {\"target\": \"place\"}",
             )
         })?;
-        reject_unknown(obj, &["target", "description"], |key| {
+        reject_unknown(obj, &["target", "description", "key"], |key| {
             format!("{path}/{key}")
         })?;
         let target = match obj.get("target") {
@@ -508,9 +512,20 @@ impl Relationship {
             Some(_) => return Err(CoreError::def(format!("{path}/target"), "must be a string")),
         };
         check_name(&format!("{path}/target"), &target)?;
+        let key = optional_string(obj, "key", path)?;
+        if key
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k.len() > MAX_ALIAS_LEN)
+        {
+            return Err(CoreError::def(
+                format!("{path}/key"),
+                format!("must be 1 to {MAX_ALIAS_LEN} bytes"),
+            ));
+        }
         Ok(Relationship {
             target,
             description: optional_string(obj, "description", path)?,
+            key,
         })
     }
 
@@ -519,6 +534,9 @@ impl Relationship {
         m.insert("target".into(), Value::String(self.target.clone()));
         if let Some(d) = &self.description {
             m.insert("description".into(), Value::String(d.clone()));
+        }
+        if let Some(k) = &self.key {
+            m.insert("key".into(), Value::String(k.clone()));
         }
         Value::Object(m)
     }

@@ -229,6 +229,7 @@ proptest! {
                 let parts: usize = s.observations.iter().map(|(_, v)| leaves(v))
                     .chain(s.fragments.iter().map(|(_, v)| leaves(v)))
                     .chain(s.mismatches.iter().map(|(_, v, _)| leaves(v)))
+                    .chain(s.embedded.iter().map(|(_, _, _, v)| leaves(v) - 1))
                     .sum();
                 prop_assert_eq!(parts, map.values().map(leaves).sum::<usize>());
                 prop_assert!(s.observations.len() + s.fragments.len() + s.mismatches.len() >= map.len());

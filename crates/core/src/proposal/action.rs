@@ -54,6 +54,15 @@ pub enum Action {
         definition: Value,
         auto: bool,
     },
+    /// Registers `definition` (type `target`) unless the type exists, relates the proposal's
+    /// type to it through `relationship` (payloads embed it under that key, its key in member
+    /// `key`), and ingests the embedded objects already kept as fragments as its entities.
+    ExtractEntity {
+        definition: Value,
+        target: String,
+        relationship: String,
+        key: String,
+    },
 }
 
 /// One column of a projection table: the attribute and its type, written `[attribute, type]`.
@@ -78,6 +87,7 @@ impl Action {
             Action::Index { .. } => "index",
             Action::Table { .. } => "table",
             Action::Register { .. } => "register",
+            Action::ExtractEntity { .. } => "extract_entity",
         }
     }
 
@@ -120,6 +130,12 @@ impl Action {
             "register" => Action::Register {
                 definition: v["definition"].clone(),
                 auto: v["auto"] == Value::Bool(true),
+            },
+            "extract_entity" => Action::ExtractEntity {
+                definition: v["definition"].clone(),
+                target: string("target").unwrap_or_default(),
+                relationship: string("relationship").unwrap_or_default(),
+                key: string("key").unwrap_or_default(),
             },
             other => return Err(other.to_string()),
         })

@@ -51,6 +51,7 @@ use super::ddl::{
 use super::evidence::{
     attribute_evidence, fingerprint, is_temporal, priority, references, KeyStats, Priority,
 };
+use super::extract::{candidates, definition as extract_definition, Candidate, Identity};
 use super::maps::{detect_maps, MapCandidate};
 use crate::ident::is_valid_name;
 use crate::infer::{infer_attribute, TypeHistogram};
@@ -540,6 +541,85 @@ pub fn key_drafts(
             d.measure = ev.presence;
             out.push(d);
         }
+    }
+    out
+}
+
+/// The objects of a scope that may be entities of their own ([`super::extract::candidates`]):
+/// undeclared top-level objects with an id-like member.
+pub fn extract_candidates(scope: &Scope<'_>, keys: &[KeyStats]) -> Vec<Candidate> {
+    candidates(keys, scope.entity_count, |name| {
+        scope.definition.attributes.contains_key(name)
+            || scope.definition.relationships.contains_key(name)
+            || scope.definition.attribute_named(name).is_some()
+    })
+}
+
+/// `extract_entity` drafts for the candidates whose measured identity makes them entities: the
+/// object becomes a type of its own (named after its key) related to the scope's type.
+pub fn extract_drafts(scope: &Scope<'_>, found: &[(Candidate, Identity)]) -> Vec<Draft> {
+    let mut out = Vec::new();
+    for (c, identity) in found {
+        if !identity.is_entity() {
+            continue;
+        }
+        let name = c.path.to_string();
+        let target = column_name(&name);
+        if target == scope.entity_type {
+            continue;
+        }
+        let definition = extract_definition(&target, c, scope.entity_count);
+        let action = Action::ExtractEntity {
+            definition: definition.clone(),
+            target: target.clone(),
+            relationship: name.clone(),
+            key: c.id_key.clone(),
+        };
+        let presence = identity.occurrences as f64 / scope.entity_count.max(1) as f64;
+        let priority = if identity.occurrences as f64 >= 3.0 * identity.distinct as f64 {
+            Priority::High
+        } else {
+            Priority::Medium
+        };
+        let mut d = scope.draft("extract_entity", &name, &target, priority, action);
+        d.title = format!(
+            "Extract {name} as entity type {target}, related to {}",
+            scope.entity_type
+        );
+        d.rationale = format!(
+            "\"{name}\" is an object identified by \"{}\": {} of the {} {} entities hold one, with {} distinct ids (each seen {:.1} times on average), and one id comes with the same other values in {} of the cases. It describes something of its own, which {} entities share.",
+            c.id_key,
+            identity.occurrences,
+            scope.entity_count,
+            scope.entity_type,
+            identity.distinct,
+            identity.occurrences as f64 / identity.distinct.max(1) as f64,
+            percent(identity.consistency),
+            scope.entity_type,
+        );
+        d.impact = identity.occurrences;
+        d.sql_preview = format!(
+            "SELECT evolve.register_schema({}::jsonb, {});\n{}",
+            quote_literal(&definition.to_string()),
+            scope.user_id.map_or("NULL".to_string(), quote_literal),
+            patch_sql(
+                scope.entity_type,
+                scope.user_id,
+                &json!({"relationships": {name.clone(): {"target": target, "key": c.id_key}}})
+            )
+        );
+        d.evidence = json!({
+            "path": c.path.to_array(),
+            "id_key": c.id_key,
+            "occurrences": identity.occurrences,
+            "distinct_ids": identity.distinct,
+            "repeats": identity.occurrences - identity.distinct,
+            "consistency": identity.consistency,
+            "presence": presence,
+            "definition": definition,
+        });
+        d.measure = presence;
+        out.push(d);
     }
     out
 }

@@ -7,6 +7,7 @@ mod action;
 pub mod ddl;
 pub mod draft;
 pub mod evidence;
+pub mod extract;
 pub mod maps;
 
 pub use action::{Action, Column};

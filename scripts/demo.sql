@@ -210,7 +210,33 @@ SELECT evolve.active_schema('earthquake')->'version' AS version,
 SELECT lifecycle_state, count(*) FROM evolve.raw_fragments WHERE fragment_key = 'sig' GROUP BY 1;
 SELECT kind, status, priority, proposals FROM evolve.proposal_stats ORDER BY kind, status, priority;
 
-\echo '\n## 23. The active schema as a Mermaid diagram'
+\echo '\n## 23. Nested JSON: the same feed as it is served, whole GeoJSON features (nothing unwrapped)'
+-- A second type declares a few members of the feature's objects; everything else is seen by path.
+SELECT evolve.register_schema($${"entity_type": "quake_feature", "attributes": {
+  "properties": {"type": "object", "properties": {
+    "mag": {"type": "number", "merge_policy": "max"}, "place": {"type": "string"}, "time": {"type": "timestamp"}}},
+  "geometry": {"type": "object", "properties": {"coordinates": {"type": "array", "items": "number"}}}}}$$) AS version;
+INSERT INTO evolve.inbox (entity_type, payload, entity_key)
+SELECT 'quake_feature', jsonb_build_object('type', 'Feature', 'id', id, 'properties', properties, 'geometry', geometry), id
+FROM usgs_feed;
+SELECT attribute, count(*) AS observations FROM evolve.observations o JOIN evolve.entities e USING (entity_id)
+WHERE e.entity_type = 'quake_feature' GROUP BY 1 ORDER BY 1;
+SELECT fragment_key, dominant_type, sample_count FROM evolve.raw_fragment_aggregates
+WHERE entity_type = 'quake_feature' ORDER BY fragment_key LIMIT 8;
+\echo 'Proposals by path (name in text form, path as an array, each placed inside its object):'
+SELECT kind, name, path, safe_name, priority, evidence->>'inferred_type' AS inferred_type
+FROM evolve.propose_schema('quake_feature') WHERE kind = 'attribute'
+ORDER BY CASE priority WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, name LIMIT 10;
+\echo 'Approve the useful ones: significance, magnitude type and the tsunami flag, inside properties:'
+SELECT p.name, (evolve.approve_proposal(p.id, 'demo-reviewer')).details->'version' AS version
+FROM evolve.schema_proposals p
+WHERE p.entity_type = 'quake_feature' AND p.name IN ('properties.sig', 'properties.magType', 'properties.tsunami')
+ORDER BY p.name;
+SELECT jsonb_pretty(evolve.active_schema('quake_feature')->'attributes'->'properties'->'properties') AS properties;
+SELECT jsonb_pretty(evolve.entity(entity_id)) AS nested_snapshot
+FROM evolve.entities WHERE entity_type = 'quake_feature' AND entity_key = 'ci37868143';
+
+\echo '\n## 24. The active schemas as a Mermaid diagram (nested records are boxes of their own)'
 \set QUIET on
 \pset format unaligned
 \pset tuples_only on

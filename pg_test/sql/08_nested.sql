@@ -144,3 +144,33 @@ SELECT evolve.active_schema('event')->'relationships' AS relationships;
 SELECT lifecycle_state, count(*) FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id)
 WHERE e.entity_type = 'event' AND fragment_key LIKE 'org.%' GROUP BY 1;
 SELECT * FROM evolve.verify_aggregates();
+
+-- Quality on real nested data: with nothing declared, every leaf path that is non-null in at
+-- least half of the features is proposed with the right type family.
+SELECT evolve.register_schema('{"entity_type": "feature_raw"}');
+INSERT INTO evolve.inbox (entity_type, payload, entity_key) SELECT 'feature_raw', payload, id FROM features;
+CREATE TEMP TABLE leaf_paths AS
+WITH RECURSIVE walk(id, path, v) AS (
+    SELECT id, k, v FROM features, jsonb_each(payload) AS e(k, v)
+    UNION ALL
+    SELECT w.id, w.path || '.' || e.k, e.v FROM walk w, jsonb_each(w.v) AS e(k, v) WHERE jsonb_typeof(w.v) = 'object'
+)
+SELECT path, mode() WITHIN GROUP (ORDER BY jsonb_typeof(v)) FILTER (WHERE jsonb_typeof(v) <> 'null') AS json_type
+FROM walk WHERE jsonb_typeof(v) <> 'object'
+GROUP BY path
+HAVING count(*) FILTER (WHERE jsonb_typeof(v) <> 'null') >= 0.5 * (SELECT count(*) FROM features);
+-- (`id` holds the keys of the earthquake entities above: it is proposed as a relationship.)
+CREATE TEMP TABLE raw_proposals AS
+SELECT kind, name, evidence->>'inferred_type' AS inferred_type FROM evolve.propose_schema('feature_raw')
+WHERE kind IN ('attribute', 'relationship');
+CREATE TEMP TABLE judged AS
+SELECT l.path, l.json_type, p.kind, p.inferred_type,
+       coalesce(CASE l.json_type
+            WHEN 'number' THEN p.inferred_type IN ('number', 'integer', 'timestamp')
+            WHEN 'string' THEN p.inferred_type IN ('string', 'timestamp', 'date')
+            ELSE p.inferred_type = l.json_type END, false) AS right_family
+FROM leaf_paths l LEFT JOIN raw_proposals p ON p.name = l.path;
+SELECT count(*) AS leaf_paths, count(*) FILTER (WHERE right_family) AS proposed_right,
+       count(*) FILTER (WHERE right_family)::float8 / count(*) >= 0.95 AS recall_at_least_095
+FROM judged;
+SELECT kind, inferred_type, string_agg(path, ', ' ORDER BY path) AS paths FROM judged GROUP BY 1, 2 ORDER BY 1, 2;

@@ -26,6 +26,40 @@
 //! name is `name` or `schema.name`, each part a valid name, kept verbatim (the SQL layer quotes
 //! each part, so the case matters).
 //!
+//! # Paths
+//!
+//! Wherever a step takes a key it also takes a [path](crate::path) in text form, naming a
+//! member below the top level: `actor.login`, `payload.commits[].sha`,
+//! `labels."app.kubernetes.io/name"`. A key is the path of one segment and behaves as above.
+//! The keys of a path in `rename.to`, `add.key`, `cast.key`, `nest.keys`, `nest.into` and
+//! `unnest.key` must be valid schema names (the members of nested attributes are), a path has
+//! at most 64 segments ([`MAX_STEP_PATH_SEGMENTS`]), and only a
+//! cast's path may end with `[]`; a text that does not parse is refused with its JSON pointer.
+//!
+//! A key segment reaches into an object, `[]` into every element of an array: a step applies
+//! at every place its path reaches (`cast payload.commits[].size` casts the `size` of each
+//! commit) and skips the places where a member is absent or not of the kind the path needs
+//! (no object, no array), exactly as a step on an absent key is a no-op.
+//!
+//! | Step | With paths |
+//! |------|------------|
+//! | `rename` | moves the value at `from` to `to`: within one object when both share the parent (the key is renamed there, in every element along a shared `[]`), otherwise across objects, creating the objects on the way to `to` (`a` → `a.b` wraps the value). `from` and `to` may go through `[]` only where both do (`payload.commits[].author.name` → `payload.commits[].author_name`): values move within each element. Error when `to` exists or a member on the way to `to` is not an object |
+//! | `add` | sets the member in every object the parent path reaches; absent parents are not created (add `{}` at the parent first to create it) |
+//! | `drop` | removes the member from every object the parent path reaches |
+//! | `cast` | casts every value the path reaches; `tags[]` casts each element of `tags` |
+//! | `nest` | moves the present values of the `keys` paths into the object at `into`, each under its path's last key (which must differ between keys; no key may lie inside another or inside `into`, nor `into` inside a key); objects on the way to `into` are created. The keys and `into` may go through `[]` only where all of them do: values move within each element. Errors as above, per object |
+//! | `unnest` | lifts the members of the object at `key` into the object holding it (the parent level), prefixed; in every element along `[]` |
+//!
+//! `rename.from` and `drop.key` name old data and are read leniently, so that steps stored
+//! before paths existed keep their meaning: a text spelled exactly as a top-level key of the
+//! payload names that key (a flattened `"user.name"` key is renamed or dropped as before; a
+//! payload with both `"user.name"` and `user: {name}` loses the former); a text that does not
+//! parse as a path, or whose path ends with `[]`, is one key; and a `from` whose path goes
+//! through `[]` where `to` does not is one key too.
+//!
+//! A step that fails leaves the payload unchanged, even when it had already applied at some
+//! of the places its paths reach. Error messages name the step's texts (the paths as written).
+//!
 //! # Cast rules
 //!
 //! `null` stays `null` for every target. Strings are trimmed of surrounding white space before
@@ -60,7 +94,7 @@ pub use apply::{apply_steps, StepError};
 pub use cast::{cast, coerce, CastTarget};
 pub use derive::derive_steps;
 pub use graph::shortest_path;
-pub use step::{parse_steps, steps_to_json, Step};
+pub use step::{parse_steps, steps_to_json, Step, MAX_STEP_PATH_SEGMENTS};
 
 #[cfg(test)]
 mod test_support {

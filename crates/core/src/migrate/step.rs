@@ -1,15 +1,22 @@
 //! Migration steps: the [`Step`] model and its JSON form, read by [`parse_steps`] with errors
 //! naming JSON pointers, written by [`Step::to_json`]. The shapes are in the
-//! [module documentation](super).
+//! [module documentation](super); how a step's texts name places in a payload (paths) is
+//! decided here too, by [`member_path`], [`rename_paths`] and [`nest_prefix`], which both the
+//! validation and [`apply_steps`](super::apply_steps) use.
 
 use serde_json::{Map, Value};
 
 use super::cast::CastTarget;
 use crate::error::CoreError;
-use crate::ident::{is_valid_name, MAX_IDENT_LEN};
-use crate::validate::{check_name, escape, reject_unknown, required_name, required_string};
+use crate::ident::{is_valid_name, name_problem, MAX_IDENT_LEN};
+use crate::path::{Path, Segment};
+use crate::payload::MAX_PAYLOAD_DEPTH;
+use crate::validate::{check_name, escape, reject_unknown, required_string};
 
 /// One migration step; see the [module documentation](super) for the JSON shapes and effects.
+///
+/// Every key is kept as written: a key or a path in [text form](crate::path) (`actor.login`,
+/// `payload.commits[].sha`), read when the step is applied.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Rename { from: String, to: String },
@@ -103,6 +110,143 @@ fn raw_key_field(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Stri
     Ok(s)
 }
 
+/// Most segments in a path of a step: a payload is at most [`MAX_PAYLOAD_DEPTH`] levels deep.
+pub const MAX_STEP_PATH_SEGMENTS: usize = MAX_PAYLOAD_DEPTH;
+
+/// The path a step's text names where it names a member: the text's path, or the one key the
+/// text is when it does not parse as a path or its path ends with `[]` (a key of old data, as
+/// keys were written before paths existed).
+pub(super) fn member_path(text: &str) -> Path {
+    match Path::parse(text) {
+        Ok(p) if p.last_key().is_some() => p,
+        _ => Path::key(text),
+    }
+}
+
+/// The segments of a path's parent (none for a top-level key).
+pub(super) fn parent_segments(p: &Path) -> &[Segment] {
+    &p.segments()[..p.len() - 1]
+}
+
+/// For paths that move values between each other: the length of the longest common prefix of
+/// their parents (the objects, reached through the shared arrays, within which values move),
+/// or the index of the first path whose parent goes through `[]` beyond that prefix (values
+/// would move between different elements).
+pub(super) fn shared_prefix(paths: &[&Path]) -> Result<usize, usize> {
+    let parents: Vec<&[Segment]> = paths.iter().map(|p| parent_segments(p)).collect();
+    let first = parents.first().copied().unwrap_or(&[]);
+    let common = parents.iter().fold(first.len(), |n, p| {
+        n.min(
+            first
+                .iter()
+                .zip(p.iter())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        )
+    });
+    match parents
+        .iter()
+        .position(|p| p[common..].contains(&Segment::Items))
+    {
+        Some(i) => Err(i),
+        None => Ok(common),
+    }
+}
+
+/// How a rename reads its texts: the paths of `from` and `to` and the length of the prefix
+/// they share (see [`shared_prefix`]). `from` names old data, so it is read leniently: as the
+/// one top-level key it spells when `literal(from)` (the payload has that key: a flattened
+/// `user.name` renamed before paths existed keeps its meaning), else as its [`member_path`], else
+/// as one key when that path goes through `[]` where `to` does not. `None` when no reading fits
+/// `to` (`to` goes through `[]` where `from` does not).
+pub(super) fn rename_paths(
+    from: &str,
+    to: &str,
+    literal: impl Fn(&str) -> bool,
+) -> Option<(Path, Path, usize)> {
+    let to = member_path(to);
+    let as_key = Path::key(from);
+    let mut readings = Vec::with_capacity(3);
+    if literal(from) {
+        readings.push(as_key.clone());
+    }
+    readings.push(member_path(from));
+    readings.push(as_key);
+    readings.into_iter().find_map(|from| {
+        let prefix = shared_prefix(&[&from, &to]).ok()?;
+        Some((from, to.clone(), prefix))
+    })
+}
+
+/// How a nest reads its texts: the length of the prefix that the nested keys and `into`
+/// share (see [`shared_prefix`]), or which of them goes through `[]` beyond it: `Some(i)` for
+/// `keys[i]`, `None` for `into`.
+pub(super) fn nest_prefix(keys: &[Path], into: &Path) -> Result<usize, Option<usize>> {
+    let mut all: Vec<&Path> = keys.iter().collect();
+    all.push(into);
+    shared_prefix(&all).map_err(|i| (i < keys.len()).then_some(i))
+}
+
+/// The message of a path's parse error.
+fn path_problem(e: CoreError) -> String {
+    match e {
+        CoreError::InvalidArgument { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// A required member naming a place by a schema name or a path of schema names (the keys of
+/// nested attributes are schema names): one key is checked exactly as a name always was; a
+/// path must parse, hold at most [`MAX_STEP_PATH_SEGMENTS`] segments, have valid names as keys
+/// and, unless `may_end_with_items`, end with a key. Returns the text and its path.
+fn required_path(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    may_end_with_items: bool,
+) -> Result<(String, Path), CoreError> {
+    let text = required_string(obj, key, path)?;
+    let pointer = format!("{path}/{key}");
+    let parsed = check_path(&pointer, &text, may_end_with_items)?;
+    Ok((text, parsed))
+}
+
+fn check_path(pointer: &str, text: &str, may_end_with_items: bool) -> Result<Path, CoreError> {
+    if !text.contains(['.', '[', ']', '"']) {
+        check_name(pointer, text)?;
+        return Ok(Path::key(text));
+    }
+    let p = Path::parse(text).map_err(|e| {
+        CoreError::def(pointer, format!("is not a valid path: {}", path_problem(e)))
+    })?;
+    if p.len() > MAX_STEP_PATH_SEGMENTS {
+        return Err(CoreError::def(
+            pointer,
+            format!(
+                "path \"{text}\" has {} segments; at most {MAX_STEP_PATH_SEGMENTS}",
+                p.len()
+            ),
+        ));
+    }
+    for s in p.segments() {
+        if let Segment::Key(k) = s {
+            if let Some(problem) = name_problem(k) {
+                return Err(CoreError::def(
+                    pointer,
+                    format!("name \"{k}\" in path \"{text}\" {problem}"),
+                ));
+            }
+        }
+    }
+    if !may_end_with_items && p.last_key().is_none() {
+        return Err(CoreError::def(
+            pointer,
+            format!("path \"{text}\" must end with a key, not []"),
+        ));
+    }
+    Ok(p)
+}
+
 /// Whether `name` is a function name `name` or `schema.name`, each part a valid name.
 fn is_valid_function_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('.').collect();
@@ -135,18 +279,24 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {
         "rename" => {
             let b = step_body(body, path, &["from", "to"])?;
             let from = raw_key_field(b, "from", path)?;
-            let to = required_name(b, "to", path)?;
+            let (to, _) = required_path(b, "to", path, false)?;
             if from == to {
                 return Err(CoreError::def(
                     format!("{path}/to"),
                     "must differ from \"from\"",
                 ));
             }
+            if rename_paths(&from, &to, |_| false).is_none() {
+                return Err(CoreError::def(
+                    format!("{path}/to"),
+                    format!("\"{to}\" goes through [] where \"from\" does not; a rename moves values within each element of the arrays both paths go through"),
+                ));
+            }
             Ok(Step::Rename { from, to })
         }
         "add" => {
             let b = step_body(body, path, &["key", "default"])?;
-            let key = required_name(b, "key", path)?;
+            let (key, _) = required_path(b, "key", path, false)?;
             let default = b.get("default").cloned().ok_or_else(|| {
                 CoreError::def(
                     format!("{path}/default"),
@@ -163,7 +313,7 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {
         }
         "cast" => {
             let b = step_body(body, path, &["key", "to"])?;
-            let key = required_name(b, "key", path)?;
+            let (key, _) = required_path(b, "key", path, true)?;
             let to_text = required_string(b, "to", path)?;
             let to = CastTarget::parse(&to_text).ok_or_else(|| {
                 CoreError::def(
@@ -190,30 +340,71 @@ fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {
                     ))
                 }
             };
-            let mut keys = Vec::with_capacity(items.len());
+            let mut keys: Vec<String> = Vec::with_capacity(items.len());
+            let mut key_paths: Vec<Path> = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let item_path = format!("{path}/keys/{i}");
                 let Value::String(k) = item else {
                     return Err(CoreError::def(item_path, "must be a string"));
                 };
-                check_name(&item_path, k)?;
-                if keys.contains(k) {
-                    return Err(CoreError::def(item_path, format!("duplicate key \"{k}\"")));
+                let kp = check_path(&item_path, k, false)?;
+                for (other, op) in keys.iter().zip(&key_paths) {
+                    let message = if *op == kp {
+                        format!("duplicate key \"{k}\"")
+                    } else if kp.starts_with(op) {
+                        format!("\"{k}\" lies inside the nested key \"{other}\"")
+                    } else if op.starts_with(&kp) {
+                        format!("the nested key \"{other}\" lies inside \"{k}\"")
+                    } else if op.last_key() == kp.last_key() {
+                        format!(
+                            "\"{k}\" would be nested under the same name as \"{other}\": \"{}\"",
+                            kp.last_key().unwrap_or_default()
+                        )
+                    } else {
+                        continue;
+                    };
+                    return Err(CoreError::def(item_path, message));
                 }
                 keys.push(k.clone());
+                key_paths.push(kp);
             }
-            let into = required_name(b, "into", path)?;
-            if keys.contains(&into) {
+            let (into, into_path) = required_path(b, "into", path, false)?;
+            let into_pointer = format!("{path}/into");
+            if key_paths.contains(&into_path) {
                 return Err(CoreError::def(
-                    format!("{path}/into"),
+                    into_pointer,
                     "must not be one of the nested keys",
+                ));
+            }
+            for (k, kp) in keys.iter().zip(&key_paths) {
+                if into_path.starts_with(kp) {
+                    return Err(CoreError::def(
+                        into_pointer,
+                        format!("must not lie inside the nested key \"{k}\""),
+                    ));
+                }
+                if kp.starts_with(&into_path) {
+                    return Err(CoreError::def(
+                        into_pointer,
+                        format!("the nested key \"{k}\" already lies inside \"{into}\""),
+                    ));
+                }
+            }
+            if let Err(at) = nest_prefix(&key_paths, &into_path) {
+                let (pointer, text) = match at {
+                    Some(i) => (format!("{path}/keys/{i}"), keys[i].as_str()),
+                    None => (into_pointer, into.as_str()),
+                };
+                return Err(CoreError::def(
+                    pointer,
+                    format!("\"{text}\" goes through [] where the other paths of the nest do not; a nest moves values within each element of the arrays all its paths go through"),
                 ));
             }
             Ok(Step::Nest { keys, into })
         }
         "unnest" => {
             let b = step_body(body, path, &["key", "prefix"])?;
-            let key = required_name(b, "key", path)?;
+            let (key, _) = required_path(b, "key", path, false)?;
             let prefix = match b.get("prefix") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(p)) => {
@@ -355,6 +546,222 @@ mod tests {
                 prefix: None
             }]
         );
+    }
+
+    #[test]
+    fn paths_parse_and_round_trip() {
+        let doc = json!([
+            {"rename": {"from": "actor.login", "to": "actor.handle"}},
+            {"rename": {"from": "payload.commits[].sha", "to": "payload.commits[].id"}},
+            {"rename": {"from": "labels.\"app.kubernetes.io/name\"", "to": "labels.app_name"}},
+            {"rename": {"from": "user_login", "to": "actor.login"}},
+            {"rename": {"from": "a[].b", "to": "x"}},
+            {"add": {"key": "actor.type", "default": "User"}},
+            {"add": {"key": "payload.commits[].verified", "default": false}},
+            {"drop": {"key": "payload.size"}},
+            {"drop": {"key": "payload.commits[].url"}},
+            {"drop": {"key": "tags[]"}},
+            {"drop": {"key": "a["}},
+            {"cast": {"key": "properties.mag", "to": "number"}},
+            {"cast": {"key": "payload.commits[].size", "to": "integer"}},
+            {"cast": {"key": "tags[]", "to": "string"}},
+            {"cast": {"key": "\"quoted\"", "to": "string"}},
+            {"nest": {"keys": ["geo.lat", "geo.lon"], "into": "geo.pos"}},
+            {"nest": {"keys": ["lat", "meta.lon"], "into": "loc"}},
+            {"nest": {"keys": ["pts[].lat", "pts[].lon"], "into": "pts[].pos"}},
+            {"unnest": {"key": "a.geo", "prefix": "geo_"}},
+            {"unnest": {"key": "features[].properties"}}
+        ]);
+        let steps = parse_steps(&doc).unwrap();
+        assert_eq!(steps.len(), 20);
+        assert_eq!(
+            steps[0],
+            Step::Rename {
+                from: "actor.login".into(),
+                to: "actor.handle".into()
+            }
+        );
+        assert_eq!(
+            steps[15],
+            Step::Nest {
+                keys: vec!["geo.lat".into(), "geo.lon".into()],
+                into: "geo.pos".into()
+            }
+        );
+        // Texts are kept as written.
+        assert_eq!(steps_to_json(&steps), doc);
+        assert_eq!(parse_steps(&steps_to_json(&steps)).unwrap(), steps);
+
+        // How the texts read: a key of old data that is no path of a member is one key.
+        assert_eq!(member_path("a.b").to_array(), ["a", "b"]);
+        assert_eq!(member_path("tags[]").to_array(), ["tags[]"]);
+        assert_eq!(member_path("a[").to_array(), ["a["]);
+        assert_eq!(member_path("\"a.b\"").to_array(), ["a.b"]);
+        let read = |from: &str, to: &str, literal: bool| {
+            rename_paths(from, to, |_| literal).map(|(f, t, n)| (f.to_array(), t.to_array(), n))
+        };
+        assert_eq!(
+            read("a[].b", "a[].c", false),
+            Some((
+                vec!["a".into(), "[]".into(), "b".into()],
+                vec!["a".into(), "[]".into(), "c".into()],
+                2
+            ))
+        );
+        assert_eq!(
+            read("a[].b", "x", false),
+            Some((vec!["a[].b".into()], vec!["x".into()], 0))
+        );
+        assert_eq!(
+            read("u.n", "un", true),
+            Some((vec!["u.n".into()], vec!["un".into()], 0))
+        );
+        assert_eq!(
+            read("u.n", "un", false),
+            Some((vec!["u".into(), "n".into()], vec!["un".into()], 0))
+        );
+        assert_eq!(read("x", "a[].c", false), None);
+        // Literal only where that reading fits `to`.
+        assert_eq!(read("a[].b", "a[].c", true).map(|r| r.2), Some(2));
+    }
+
+    #[test]
+    fn path_parse_errors() {
+        let deep = vec!["a"; MAX_STEP_PATH_SEGMENTS + 1].join(".");
+        let cases: Vec<(Value, &str, &str)> = vec![
+            // (doc, pointer, fragment of the message)
+            (
+                json!([{"rename": {"from": "a", "to": "x..y"}}]),
+                "/0/rename/to",
+                "is not a valid path",
+            ),
+            (
+                json!([{"rename": {"from": "a", "to": "x.1y"}}]),
+                "/0/rename/to",
+                "name \"1y\" in path \"x.1y\" must start with a letter",
+            ),
+            (
+                json!([{"rename": {"from": "a", "to": "x.\"b c\""}}]),
+                "/0/rename/to",
+                "name \"b c\"",
+            ),
+            (
+                json!([{"rename": {"from": "a", "to": "x[]"}}]),
+                "/0/rename/to",
+                "must end with a key",
+            ),
+            (
+                json!([{"rename": {"from": "a[].x", "to": "b[].y"}}]),
+                "/0/rename/to",
+                "goes through []",
+            ),
+            (
+                json!([{"rename": {"from": "x", "to": "a[].y"}}]),
+                "/0/rename/to",
+                "goes through []",
+            ),
+            (
+                json!([{"add": {"key": "a.b c", "default": 1}}]),
+                "/0/add/key",
+                "name \"b c\"",
+            ),
+            (
+                json!([{"add": {"key": "a[]", "default": 1}}]),
+                "/0/add/key",
+                "must end with a key",
+            ),
+            (
+                json!([{"cast": {"key": "a[", "to": "string"}}]),
+                "/0/cast/key",
+                "is not a valid path",
+            ),
+            (
+                json!([{"cast": {"key": deep, "to": "string"}}]),
+                "/0/cast/key",
+                "at most 64",
+            ),
+            (
+                json!([{"nest": {"keys": ["a.x", "b.x"], "into": "g"}}]),
+                "/0/nest/keys/1",
+                "same name",
+            ),
+            (
+                json!([{"nest": {"keys": ["a", "a.x"], "into": "g"}}]),
+                "/0/nest/keys/1",
+                "lies inside the nested key \"a\"",
+            ),
+            (
+                json!([{"nest": {"keys": ["a.x", "a"], "into": "g"}}]),
+                "/0/nest/keys/1",
+                "lies inside",
+            ),
+            (
+                json!([{"nest": {"keys": ["a.x", "\"a\".x"], "into": "g"}}]),
+                "/0/nest/keys/1",
+                "duplicate key",
+            ),
+            (
+                json!([{"nest": {"keys": ["a[]"], "into": "g"}}]),
+                "/0/nest/keys/0",
+                "must end with a key",
+            ),
+            (
+                json!([{"nest": {"keys": ["a.x"], "into": "a"}}]),
+                "/0/nest/into",
+                "already lies inside",
+            ),
+            (
+                json!([{"nest": {"keys": ["a"], "into": "a.b"}}]),
+                "/0/nest/into",
+                "must not lie inside the nested key",
+            ),
+            (
+                json!([{"nest": {"keys": ["p[].x", "y"], "into": "g"}}]),
+                "/0/nest/keys/0",
+                "goes through []",
+            ),
+            (
+                json!([{"nest": {"keys": ["x"], "into": "p[].g"}}]),
+                "/0/nest/into",
+                "goes through []",
+            ),
+            (
+                json!([{"unnest": {"key": "a.\"b"}}]),
+                "/0/unnest/key",
+                "is not a valid path",
+            ),
+            (
+                json!([{"unnest": {"key": "g[]"}}]),
+                "/0/unnest/key",
+                "must end with a key",
+            ),
+        ];
+        for (doc, want_path, fragment) in cases {
+            match parse_steps(&doc) {
+                Err(CoreError::InvalidDefinition { path, message }) => {
+                    assert_eq!(path, want_path, "{doc}: {message}");
+                    assert!(message.contains(fragment), "{doc}: {message}");
+                }
+                other => panic!("{doc}: expected an error at {want_path}, got {other:?}"),
+            }
+        }
+        // One key is checked as a name always was: the same messages.
+        for (doc, pointer, name) in [
+            (
+                json!([{"add": {"key": "1x", "default": 1}}]),
+                "/0/add/key",
+                "1x",
+            ),
+            (
+                json!([{"rename": {"from": "a", "to": "b c"}}]),
+                "/0/rename/to",
+                "b c",
+            ),
+            (json!([{"unnest": {"key": ""}}]), "/0/unnest/key", ""),
+        ] {
+            let want = check_name(pointer, name).unwrap_err();
+            assert_eq!(parse_steps(&doc).unwrap_err(), want, "{doc}");
+        }
     }
 
     #[test]

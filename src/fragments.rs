@@ -359,20 +359,21 @@ pub fn gather_members(entity_type: &str, parent_key: &str, user_id: Option<&str>
     let probe = parent.child("x").to_string();
     let prefix = &probe[..probe.len() - 1];
     crate::args::writable_transaction();
-    let rows: Vec<(i64, i64, String, Value, Option<String>, Option<String>)> = Spi::connect_mut(
-        |client| {
-            client
-                .update(
-                    "SELECT 1 FROM evolve.entities WHERE entity_id IN ( \
+    // (fragment_id, entity_id, fragment_key, value, source, user_id)
+    type Fetched = (i64, i64, String, Value, Option<String>, Option<String>);
+    let rows: Vec<Fetched> = Spi::connect_mut(|client| {
+        client
+            .update(
+                "SELECT 1 FROM evolve.entities WHERE entity_id IN ( \
                          SELECT entity_id FROM evolve.raw_fragments \
                          WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
                            AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active') \
                      ORDER BY entity_id FOR UPDATE",
-                    None,
-                    &[entity_type.into(), prefix.into(), user_id.into()],
-                )
-                .or_raise();
-            client
+                None,
+                &[entity_type.into(), prefix.into(), user_id.into()],
+            )
+            .or_raise();
+        client
                 .select(
                     "SELECT fragment_id, entity_id, fragment_key, value, source, user_id FROM evolve.raw_fragments \
                      WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
@@ -393,8 +394,7 @@ pub fn gather_members(entity_type: &str, parent_key: &str, user_id: Option<&str>
                     )
                 })
                 .collect()
-        },
-    );
+    });
     let mut by_entity: BTreeMap<i64, Members> = BTreeMap::new();
     for (fragment_id, entity_id, key, value, source, user) in rows {
         let path = evolve_core::path::lenient(&key);

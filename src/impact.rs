@@ -34,22 +34,18 @@ fn parse_change(change: &Value) -> Change {
     })
 }
 
-/// `WHERE` condition (on `evolve.entities e`, `$1` = entity type, `$2` = name) selecting the
-/// entities a change affects.
+/// `WHERE` condition (on `evolve.entities e`, `$1` = entity type, `$2` = the keys of
+/// [`Affected::snapshot_keys`] as `text[]`, `NULL` for every entity) selecting the entities a
+/// change affects. An attribute is a path: its value is looked up in the nested snapshot with
+/// `#>` (a path into array elements counts the entities having the array), never as one
+/// top-level key.
 fn affected_predicate(affected: &Affected) -> Option<&'static str> {
     match affected {
-        Affected::AllOfType => Some("e.entity_type = $1 AND $2::text IS NULL"),
+        Affected::AllOfType => Some("e.entity_type = $1 AND $2::text[] IS NULL"),
         Affected::NonNullAttribute(_) | Affected::HasRelationship(_) => {
-            Some("e.entity_type = $1 AND jsonb_typeof(e.snapshot -> $2) NOT IN ('null')")
+            Some("e.entity_type = $1 AND jsonb_typeof(e.snapshot #> $2::text[]) NOT IN ('null')")
         }
         Affected::None => None,
-    }
-}
-
-fn affected_name(affected: &Affected) -> Option<String> {
-    match affected {
-        Affected::NonNullAttribute(n) | Affected::HasRelationship(n) => Some(n.clone()),
-        _ => None,
     }
 }
 
@@ -122,7 +118,7 @@ pub fn estimate(c: &Change) -> Vec<Estimate> {
             let (count, sample) = match affected_predicate(&affected) {
                 None => (0, Vec::new()),
                 Some(pred) => Spi::connect(|client| {
-                    let args = [t.as_str().into(), affected_name(&affected).into()];
+                    let args = [t.as_str().into(), affected.snapshot_keys().into()];
                     let count = client
                         .select(&format!("SELECT count(*) FROM evolve.entities e WHERE {pred}"), None, &args)
                         .or_raise()
@@ -178,7 +174,7 @@ fn apply_change(change: Json) -> i64 {
                     .select(
                         &format!("SELECT e.entity_id FROM evolve.entities e WHERE {pred} ORDER BY e.entity_id"),
                         None,
-                        &[t.as_str().into(), affected_name(&affected).into()],
+                        &[t.as_str().into(), affected.snapshot_keys().into()],
                     )
                     .or_raise()
                     .map(|r| r.required::<i64>(1))

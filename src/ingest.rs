@@ -363,7 +363,9 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     // Split each accepted payload.
     let limits = gucs::path_limits();
     let mut observations = Vec::new();
-    let mut embedded: Vec<((i64, String, String, Option<String>), Input)> = Vec::new();
+    // Embedded related objects: (parent entity, relationship, parent type, user) and the input.
+    type Parent = (i64, String, String, Option<String>);
+    let mut embedded: Vec<(Parent, Input)> = Vec::new();
     let mut fragments: BTreeMap<(i64, String), Fragment> = BTreeMap::new();
     let mut results = Vec::with_capacity(inputs.len());
     for (((c, k), input), transformed) in

@@ -68,6 +68,18 @@ SELECT (evolve.rollback_proposal(id)).proposal_id = id AS rolled_back FROM evolv
 SELECT jsonb_object_keys(evolve.active_schema('earthquake')->'attributes'->'properties'->'properties') AS members ORDER BY 1;
 SELECT lifecycle_state, count(*) FROM evolve.raw_fragments WHERE fragment_key = 'properties.sig' GROUP BY 1;
 
+-- Impact by path: a change names a nested attribute by its path; the entities it affects are
+-- those whose snapshot holds a value there.
+SELECT kind, entity_type, affected_entities, priority FROM evolve.analyze_impact(
+  '{"kind": "attribute_description_changed", "entity_type": "earthquake", "attribute": "properties.mag", "description": "Magnitude"}');
+SELECT evolve.apply_change(
+  '{"kind": "attribute_description_changed", "entity_type": "earthquake", "attribute": "properties.mag", "description": "Magnitude"}') > 0 AS job;
+SELECT evolve.active_schema('earthquake')->'attributes'->'properties'->'properties'->'mag' AS mag;
+\set VERBOSITY terse
+SELECT evolve.apply_change(
+  '{"kind": "attribute_added", "entity_type": "earthquake", "attribute": "nothing.here", "type": "string"}');
+\set VERBOSITY default
+
 -- A user extends a global object with a member of their own; global members cannot change.
 SELECT evolve.register_schema($${"entity_type": "earthquake", "attributes": {
   "properties": {"type": "object", "properties": {"my_note": {"type": "string"}}}}}$$, 'ana');

@@ -5,8 +5,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
+use crate::ident::name_problem;
+use crate::path::{self, Path, Segment};
 use crate::schema::AttrType;
-use crate::validate::{check_name, optional_string, reject_unknown, required_name};
+use crate::validate::{
+    check_name, optional_string, reject_unknown, required_name, required_string,
+};
 
 /// Every change kind, as spelled in the `"kind"` key.
 pub const KINDS: [&str; 8] = [
@@ -31,16 +35,19 @@ pub enum Change {
     },
     AttributeDescriptionChanged {
         entity_type: String,
+        /// The attribute's path in text form (a top-level attribute: its name).
         attribute: String,
         /// The new description; `None` removes it.
         description: Option<String>,
     },
     AttributeDeleted {
         entity_type: String,
+        /// The attribute's path in text form (a top-level attribute: its name).
         attribute: String,
     },
     AttributeAdded {
         entity_type: String,
+        /// The new attribute's path in text form (a top-level attribute: its name).
         attribute: String,
         #[serde(rename = "type")]
         attr_type: AttrType,
@@ -83,6 +90,55 @@ fn required_description(obj: &Map<String, Value>) -> Result<Option<String>, Core
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(CoreError::def("/description", "must be a string or null")),
     }
+}
+
+/// The pointer of the `attribute` member.
+const ATTRIBUTE: &str = "/attribute";
+
+/// Reads an attribute path in text form (`depth`, `actor.login`, `payload.commits[].sha`): every
+/// key must be a valid schema name and the last segment a key. A text without `.`, `[`, `]` or
+/// `"` is one name, checked (and refused) exactly as before paths existed. Errors name
+/// `/attribute`.
+pub(crate) fn attribute_path(text: &str) -> Result<Path, CoreError> {
+    if !text.contains(['.', '[', ']', '"']) {
+        check_name(ATTRIBUTE, text)?;
+        return Ok(Path::key(text));
+    }
+    let path = Path::parse(text).map_err(|e| match e {
+        CoreError::InvalidArgument { message, .. } => CoreError::def(
+            ATTRIBUTE,
+            format!("is not a valid attribute path: {message}"),
+        ),
+        other => other,
+    })?;
+    for s in path.segments() {
+        if let Segment::Key(k) = s {
+            if path.len() == 1 {
+                check_name(ATTRIBUTE, k)?;
+            } else if let Some(problem) = name_problem(k) {
+                return Err(CoreError::def(
+                    ATTRIBUTE,
+                    format!("name \"{k}\" in path \"{text}\" {problem}"),
+                ));
+            }
+        }
+    }
+    if path.last_key().is_none() {
+        return Err(CoreError::def(
+            ATTRIBUTE,
+            format!(
+                "path \"{text}\" ends with []; an attribute path ends with a key, as in \"{text}.name\""
+            ),
+        ));
+    }
+    Ok(path)
+}
+
+/// The required `attribute` member: a path (see [`attribute_path`]), kept in its canonical text
+/// form.
+fn required_attribute(obj: &Map<String, Value>) -> Result<String, CoreError> {
+    let text = required_string(obj, "attribute", "")?;
+    Ok(attribute_path(&text)?.to_string())
 }
 
 fn entity_type_list(obj: &Map<String, Value>) -> Result<Vec<String>, CoreError> {
@@ -149,7 +205,7 @@ impl Change {
                 )?;
                 Change::AttributeDescriptionChanged {
                     entity_type: required_name(obj, "entity_type", "")?,
-                    attribute: required_name(obj, "attribute", "")?,
+                    attribute: required_attribute(obj)?,
                     description: required_description(obj)?,
                 }
             }
@@ -157,7 +213,7 @@ impl Change {
                 reject_unknown(obj, &["kind", "entity_type", "attribute"], member)?;
                 Change::AttributeDeleted {
                     entity_type: required_name(obj, "entity_type", "")?,
-                    attribute: required_name(obj, "attribute", "")?,
+                    attribute: required_attribute(obj)?,
                 }
             }
             "attribute_added" => {
@@ -167,7 +223,7 @@ impl Change {
                     member,
                 )?;
                 let entity_type = required_name(obj, "entity_type", "")?;
-                let attribute = required_name(obj, "attribute", "")?;
+                let attribute = required_attribute(obj)?;
                 let attr_type = match obj.get("type") {
                     None | Some(Value::Null) => return Err(CoreError::def("/type", "is required")),
                     Some(Value::String(s)) => AttrType::parse(s).ok_or_else(|| {
@@ -269,6 +325,18 @@ impl Change {
             | Change::RelationshipDeleted { entity_type, .. } => vec![entity_type.clone()],
             Change::TemplateApplied { entity_types, .. }
             | Change::EmbeddingFunctionChanged { entity_types } => entity_types.clone(),
+        }
+    }
+
+    /// The path of the attribute an `attribute_*` change concerns (`None` for the other
+    /// kinds). A text that is not a valid path (possible only for a change built in code) is
+    /// one key.
+    pub fn attribute_path(&self) -> Option<Path> {
+        match self {
+            Change::AttributeDescriptionChanged { attribute, .. }
+            | Change::AttributeDeleted { attribute, .. }
+            | Change::AttributeAdded { attribute, .. } => Some(path::lenient(attribute)),
+            _ => None,
         }
     }
 
@@ -536,6 +604,145 @@ pub(super) mod tests {
                 other => panic!("{doc}: expected an error at {path}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn attribute_paths_parse_and_round_trip() {
+        // (attribute as written, canonical text form, array form)
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("depth", "depth", &["depth"]),
+            ("_x1", "_x1", &["_x1"]),
+            ("actor.login", "actor.login", &["actor", "login"]),
+            ("\"actor\".login", "actor.login", &["actor", "login"]),
+            ("\"mag\"", "mag", &["mag"]),
+            ("a.b.c", "a.b.c", &["a", "b", "c"]),
+            (
+                "payload.commits[].sha",
+                "payload.commits[].sha",
+                &["payload", "commits", "[]", "sha"],
+            ),
+            ("m[][].x", "m[][].x", &["m", "[]", "[]", "x"]),
+        ];
+        for (text, canonical, array) in cases {
+            let docs = [
+                json!({"kind": "attribute_added", "entity_type": "e", "attribute": text, "type": "string", "description": "d"}),
+                json!({"kind": "attribute_deleted", "entity_type": "e", "attribute": text}),
+                json!({"kind": "attribute_description_changed", "entity_type": "e", "attribute": text, "description": null}),
+            ];
+            for doc in docs {
+                let c = parse(doc.clone());
+                let (Change::AttributeAdded { attribute, .. }
+                | Change::AttributeDeleted { attribute, .. }
+                | Change::AttributeDescriptionChanged { attribute, .. }) = &c
+                else {
+                    panic!("{doc}: {c:?}")
+                };
+                assert_eq!(attribute, canonical, "{doc}");
+                assert_eq!(c.attribute_path().unwrap().to_array(), *array, "{doc}");
+                // The stored form names the canonical path and reads back unchanged.
+                let stored = c.to_json();
+                assert_eq!(stored["attribute"], json!(canonical), "{doc}");
+                assert_eq!(Change::parse(&stored).unwrap(), c, "{doc}");
+                assert_eq!(c.entity_types(), ["e"]);
+            }
+        }
+        let mut stored = json!({"kind": "attribute_added", "entity_type": "e", "attribute": "payload.commits[].sha", "type": "string"});
+        assert_eq!(parse(stored.clone()).to_json(), stored);
+        stored["description"] = json!("The commit hash");
+        assert_eq!(parse(stored.clone()).to_json(), stored);
+        // Other kinds have no attribute path.
+        for (_, c) in all_kinds() {
+            assert_eq!(
+                c.attribute_path().is_some(),
+                c.kind_str().starts_with("attribute_"),
+                "{}",
+                c.kind_str()
+            );
+        }
+    }
+
+    #[test]
+    fn attribute_path_errors_name_the_member() {
+        let cases: &[(&str, &str)] = &[
+            // One name: exactly the errors of names.
+            ("", "name \"\" must not be empty"),
+            ("a b", "name \"a b\" must start with a letter"),
+            ("1x", "name \"1x\" must start with a letter"),
+            ("\"a b\"", "name \"a b\" must start with a letter"),
+            ("\"\"", "name \"\" must not be empty"),
+            // A path: each key must be a name.
+            (
+                "actor.login name",
+                "name \"login name\" in path \"actor.login name\" must start with a letter",
+            ),
+            ("actor.1x", "name \"1x\" in path \"actor.1x\""),
+            ("a b.c", "name \"a b\" in path \"a b.c\""),
+            ("a.\"\"", "name \"\" in path \"a.\"\"\" must not be empty"),
+            (
+                "payload.commits[].sha-1",
+                "name \"sha-1\" in path \"payload.commits[].sha-1\"",
+            ),
+            ("a.\"b.c\"", "name \"b.c\" in path"),
+            // Unparseable paths.
+            ("a..b", "is not a valid attribute path: \"a..b\" has an empty key"),
+            ("a.", "is not a valid attribute path"),
+            (".a", "is not a valid attribute path"),
+            ("[].a", "is not a valid attribute path"),
+            ("a[x]", "is not a valid attribute path"),
+            ("a.\"b", "is not a valid attribute path"),
+            // A path ends with a key.
+            (
+                "tags[]",
+                "path \"tags[]\" ends with []; an attribute path ends with a key, as in \"tags[].name\"",
+            ),
+            ("a.b[][]", "path \"a.b[][]\" ends with []"),
+        ];
+        for (text, needle) in cases {
+            let docs = [
+                json!({"kind": "attribute_added", "entity_type": "e", "attribute": text, "type": "string"}),
+                json!({"kind": "attribute_deleted", "entity_type": "e", "attribute": text}),
+                json!({"kind": "attribute_description_changed", "entity_type": "e", "attribute": text, "description": "x"}),
+            ];
+            for doc in docs {
+                match Change::parse(&doc) {
+                    Err(e @ CoreError::InvalidDefinition { .. }) => {
+                        let CoreError::InvalidDefinition { path, message } = &e else {
+                            unreachable!()
+                        };
+                        assert_eq!(path, "/attribute", "{doc}: {e}");
+                        assert!(message.contains(needle), "{doc}: {message}");
+                        assert_eq!(e.sqlstate().code(), "22023");
+                    }
+                    other => panic!("{doc}: expected an error at /attribute, got {other:?}"),
+                }
+            }
+        }
+        // The entity type is still checked first, the type after the attribute.
+        let e = Change::parse(
+            &json!({"kind": "attribute_added", "entity_type": "1", "attribute": "a..b"}),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, CoreError::InvalidDefinition { ref path, .. } if path == "/entity_type"),
+            "{e}"
+        );
+        let e = Change::parse(
+            &json!({"kind": "attribute_added", "entity_type": "e", "attribute": "a..b"}),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, CoreError::InvalidDefinition { ref path, .. } if path == "/attribute"),
+            "{e}"
+        );
+        // Relationships stay plain names.
+        let e = Change::parse(
+            &json!({"kind": "relationship_deleted", "entity_type": "e", "relationship": "a.b"}),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, CoreError::InvalidDefinition { ref path, .. } if path == "/relationship"),
+            "{e}"
+        );
     }
 
     pub(crate) fn bad_attr() -> Value {

@@ -222,8 +222,15 @@ fn fallback() -> Attribute {
 /// as an attribute (a relationship, or an attribute since removed) is merged as last write wins.
 pub fn apply(def: &Definition, snapshot: &mut Snapshot, attribute: &str, obs: &Observation) {
     let fallback_attr;
-    let (name, attr) = match def.attribute_named(attribute) {
-        Some((path, attr)) => (path.to_string(), attr),
+    let declared = if attribute.contains(['.', '[', ']', '"']) {
+        def.attribute_named(attribute)
+            .map(|(path, attr)| (path.to_string(), attr))
+    } else {
+        // A top-level name (the common case): no path to read or write.
+        Attribute::member(&def.attributes, attribute).map(|(name, attr)| (name.clone(), attr))
+    };
+    let (name, attr) = match declared {
+        Some(found) => found,
         None => {
             fallback_attr = fallback();
             (attribute.to_string(), &fallback_attr)
@@ -240,6 +247,11 @@ pub fn apply(def: &Definition, snapshot: &mut Snapshot, attribute: &str, obs: &O
 pub fn snapshot_values(snapshot: &Snapshot) -> Value {
     let mut out = Map::new();
     for (name, cell) in snapshot {
+        if !name.contains(['.', '[', ']', '"']) {
+            // A top-level key (the common case): no path to read.
+            out.insert(name.clone(), cell.value.clone());
+            continue;
+        }
         let path = lenient(name);
         let keys: Option<Vec<&str>> = path
             .segments()

@@ -689,6 +689,11 @@ impl Definition {
     /// [`Definition::attribute_at`] for a path in text form (a text that is not a valid path
     /// names one top-level key).
     pub fn attribute_named(&self, text: &str) -> Option<(Path, &Attribute)> {
+        if !text.contains(['.', '[', ']', '"']) {
+            // A top-level name (the common case): no path to read.
+            return Attribute::member(&self.attributes, text)
+                .map(|(n, a)| (Path::key(n.as_str()), a));
+        }
         self.attribute_at(&crate::path::lenient(text))
     }
 

@@ -19,9 +19,10 @@ use crate::schema::{AttrType, Attribute, Definition};
 ///    under its old path in `old`; array elements `P[]` count when both declare them) whose
 ///    type widened, integer → number gives `Cast number` and date → timestamp gives
 ///    `Cast timestamp`, keyed by the new path; other type changes give no step;
-/// 3. adds: for each top-level attribute new in `new` (and not renamed) with a `default`,
-///    `Add { key, default }`. A nested attribute gives no add: whether its parent object
-///    should be created in old payloads that lack it is not the definitions' to say.
+/// 3. adds: for each attribute new in `new` (and not renamed) with a `default`,
+///    `Add { key, default }` keyed by its path. A nested one is added in every object its
+///    parent path reaches; old payloads without the parent get nothing (whether to create the
+///    parent is not the definitions' to say).
 ///
 /// Each group is in walk order: top-level attributes by (new) name, each parent before its
 /// members. Removed attributes give no step.
@@ -92,7 +93,9 @@ pub fn derive_steps(old: &Definition, new: &Definition) -> Vec<Step> {
                 }
             }
             None => {
-                if let (Some(default), None) = (&attr.default, &parent) {
+                // A new attribute with a default: old payloads get it (a nested one in every
+                // object its parent path reaches; where the parent is absent, nothing is added).
+                if let Some(default) = &attr.default {
                     adds.push(Step::Add {
                         key: key_text(&path),
                         default: default.clone(),
@@ -291,6 +294,11 @@ mod tests {
                 cast("payload.size", CastTarget::Number),
                 cast("person.born", CastTarget::Timestamp),
                 cast("tags[]", CastTarget::Number),
+                // A new member with a default, in the (renamed) object that holds it.
+                Step::Add {
+                    key: "person.age".into(),
+                    default: json!(0),
+                },
             ]
         );
         // Derived steps are stored and read back.
@@ -312,7 +320,7 @@ mod tests {
                     {"when": "2024-01-02T00:00:00Z", "id": "s1"}, {"id": "s2"}
                 ]},
                 "tags": [1, 2],
-                "person": {"born": "1990-05-06T00:00:00Z", "full_name": "Ann"},
+                "person": {"born": "1990-05-06T00:00:00Z", "full_name": "Ann", "age": 0},
                 "kept": {"n": 1}
             })
         );

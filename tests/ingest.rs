@@ -385,3 +385,118 @@ fn pg_cron_maintenance() {
         .unwrap()
         .is_empty());
 }
+
+/// Nested payloads from 8 sessions at once (inbox and ingest(), the same undeclared nested
+/// paths, embedded related entities), while another session declares nested members and
+/// approves an extraction: no statement fails or deadlocks, the aggregates equal a recompute,
+/// every snapshot equals a full recompute, and every embedded object became its entity.
+#[test]
+fn nested_payloads_under_concurrent_writers_and_schema_changes() {
+    let cluster = Arc::new(Cluster::start("nested-race", &[]));
+    let db = cluster.fresh_db("nested_race");
+    let mut admin = cluster.connect_to(&db);
+    admin
+        .batch_execute(
+            r#"SELECT evolve.register_schema('{"entity_type": "push", "attributes": {
+                   "actor": {"type": "object", "properties": {"login": {"type": "string"}}}}}');
+               SELECT evolve.register_schema('{"entity_type": "org", "attributes": {"id": {"type": "integer"}, "name": {"type": "string"}}}');
+               SELECT evolve.update_schema_incremental('push', '{"relationships": {"org": {"target": "org", "key": "id"}}}');"#,
+        )
+        .unwrap();
+    // The payload as an SQL expression of `i` (a column, or a number).
+    let payload = |i: &str, s: u64| {
+        format!(
+            r#"jsonb_build_object('actor', jsonb_build_object('login', 'u' || ({i} % 9), 'id', {i} % 9, 'site', jsonb_build_object('url', 'x' || {i})),
+                 'repo', jsonb_build_object('name', 'r' || ({i} % 5), 'stars', {i} * {s}),
+                 'org', jsonb_build_object('id', {i} % 4, 'name', 'org' || ({i} % 4)))"#
+        )
+    };
+    let barrier = Arc::new(Barrier::new(9));
+    let mut handles: Vec<_> = (0..8u64)
+        .map(|s| {
+            let cluster = Arc::clone(&cluster);
+            let barrier = Arc::clone(&barrier);
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut c = cluster.connect_to(&db);
+                c.batch_execute("SET client_min_messages = error").unwrap();
+                barrier.wait();
+                for round in 0..25u64 {
+                    let statement = if (round + s) % 2 == 0 {
+                        format!(
+                            "INSERT INTO evolve.inbox (entity_type, payload, entity_key) \
+                             SELECT 'push', {}, 'p' || ((i * 7 + {s}) % 120) FROM generate_series(1, 20) i",
+                            payload("i", s)
+                        )
+                    } else {
+                        format!(
+                            "SELECT evolve.ingest('push', {}, entity_key => 'p' || {})",
+                            payload(&(round * 13 + s).to_string(), s),
+                            (round * 13 + s) % 120
+                        )
+                    };
+                    if let Err(e) = c.batch_execute(&statement) {
+                        panic!(
+                            "statement failed: {:?}\n{statement}",
+                            e.as_db_error().map(|d| (d.code().code().to_string(), d.message().to_string()))
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    {
+        let cluster = Arc::clone(&cluster);
+        let barrier = Arc::clone(&barrier);
+        let db = db.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut c = cluster.connect_to(&db);
+            c.batch_execute("SET client_min_messages = error").unwrap();
+            barrier.wait();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            c.batch_execute(
+                r#"SELECT evolve.update_schema_incremental('push', '{"attributes": {"actor": {"type": "object", "properties": {"id": {"type": "integer"}}}}}');"#,
+            )
+            .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            c.batch_execute(
+                r#"SELECT evolve.update_schema_incremental('push', '{"attributes": {"repo": {"type": "object", "properties": {"name": {"type": "string"}}}}}');"#,
+            )
+            .unwrap();
+        }));
+    }
+    let failed = handles
+        .into_iter()
+        .map(|h| h.join())
+        .filter(Result::is_err)
+        .count();
+    assert_eq!(failed, 0, "some sessions failed");
+    let mismatches = admin
+        .query("SELECT * FROM evolve.verify_aggregates()", &[])
+        .unwrap();
+    assert!(mismatches.is_empty(), "{} mismatching aggregate fields", mismatches.len());
+    let stale: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM evolve.entities e WHERE e.snapshot IS DISTINCT FROM evolve.refresh_snapshot(e.entity_id)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stale, 0, "snapshots equal a full recompute");
+    let row = admin
+        .query_one(
+            "SELECT (SELECT count(*) FROM evolve.entities WHERE entity_type = 'org'), \
+                    (SELECT count(*) FROM evolve.entities WHERE entity_type = 'push' AND snapshot ? 'org'), \
+                    (SELECT count(*) FROM evolve.entities WHERE entity_type = 'push'), \
+                    (SELECT count(*) FROM evolve.observations WHERE attribute = 'actor.id'), \
+                    (SELECT count(*) FROM evolve.raw_fragments WHERE fragment_key = 'actor.site.url')",
+            &[],
+        )
+        .unwrap();
+    let (orgs, linked, pushes, ids, urls): (i64, i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(orgs, 4, "one entity per embedded org id");
+    assert_eq!(linked, pushes, "every push is linked to its org");
+    assert!(ids > 0, "actor.id is observed once declared");
+    assert!(urls > 0, "undeclared nested leaves are fragments by path");
+}

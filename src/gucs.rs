@@ -55,6 +55,7 @@ static MIN_ATTRIBUTE_PRESENCE: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 static PROMOTION_MIN_USERS: GucSetting<i32> = GucSetting::<i32>::new(10);
 static MAX_PATH_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(16);
 static MAX_PATHS_PER_PAYLOAD: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static ARRAY_SAMPLE: GucSetting<i32> = GucSetting::<i32>::new(20);
 static RATIONALE_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static CURRENT_USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
@@ -257,6 +258,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"evolve.array_sample",
+        c"Elements of each sampled array that propose_schema looks at to infer what an array holds (its items).",
+        c"Arrays are kept whole in observations and fragments; this bounds only the inference.",
+        &ARRAY_SAMPLE,
+        1,
+        100_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"evolve.rationale_function",
         c"A SQL function (text → text) writing a proposal's rationale from its built-in one.",
@@ -373,6 +384,10 @@ pub fn path_limits() -> evolve_core::payload::Limits {
         max_depth: MAX_PATH_DEPTH.get().max(1) as usize,
         max_paths: MAX_PATHS_PER_PAYLOAD.get().max(1) as usize,
     }
+}
+
+pub fn array_sample() -> usize {
+    ARRAY_SAMPLE.get().max(1) as usize
 }
 
 pub fn promotion_min_users() -> i64 {

@@ -189,6 +189,7 @@ fn scope_drafts(
         entity_count: entity_count(entity_type, user_id),
         definition: &definition,
         min_presence: gucs::min_attribute_presence(),
+        array_sample: gucs::array_sample(),
     };
     let mut drafts = propose::key_drafts(&scope, &keys, &known_keys(&candidates, user_id));
     // Nested objects with an identity of their own.

@@ -474,7 +474,11 @@ fn nested_payloads_under_concurrent_writers_and_schema_changes() {
     let mismatches = admin
         .query("SELECT * FROM evolve.verify_aggregates()", &[])
         .unwrap();
-    assert!(mismatches.is_empty(), "{} mismatching aggregate fields", mismatches.len());
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatching aggregate fields",
+        mismatches.len()
+    );
     let stale: i64 = admin
         .query_one(
             "SELECT count(*) FROM evolve.entities e WHERE e.snapshot IS DISTINCT FROM evolve.refresh_snapshot(e.entity_id)",

@@ -252,22 +252,23 @@ impl TypeHistogram {
     }
 }
 
-/// Most elements of one array looked at when inferring what an array holds.
+/// Elements of one array looked at when inferring what an array holds, by default.
 pub const MAX_ELEMENTS_SAMPLED: usize = 20;
 
 /// The attribute (as definition JSON) that the sampled values of one field suggest: the
 /// [inferred](TypeHistogram::infer) type, and below it, recursively, the `items` of arrays
-/// (from the first [`MAX_ELEMENTS_SAMPLED`] elements of each) and the `properties` of objects
+/// (from the first `elements` elements of each) and the `properties` of objects
 /// (the members present in at least half of the sampled objects). `None` when no value is
 /// non-null. Deeper than `depth` levels, objects and arrays are left open.
 pub fn infer_attribute<'a>(
     values: impl IntoIterator<Item = &'a Value>,
     depth: usize,
+    elements: usize,
 ) -> Option<Value> {
-    infer_from(values.into_iter().collect(), depth)
+    infer_from(values.into_iter().collect(), depth, elements)
 }
 
-fn infer_from(values: Vec<&Value>, depth: usize) -> Option<Value> {
+fn infer_from(values: Vec<&Value>, depth: usize, elements: usize) -> Option<Value> {
     let mut h = TypeHistogram::new();
     for v in &values {
         h.add_value(v);
@@ -279,12 +280,12 @@ fn infer_from(values: Vec<&Value>, depth: usize) -> Option<Value> {
     }
     match t {
         AttrType::Array => {
-            let elements = values
+            let sampled = values
                 .iter()
                 .filter_map(|v| v.as_array())
-                .flat_map(|a| a.iter().take(MAX_ELEMENTS_SAMPLED))
+                .flat_map(|a| a.iter().take(elements))
                 .collect();
-            if let Some(items) = infer_from(elements, depth - 1) {
+            if let Some(items) = infer_from(sampled, depth - 1, elements) {
                 attr["items"] = items;
             }
         }
@@ -308,7 +309,7 @@ fn infer_from(values: Vec<&Value>, depth: usize) -> Option<Value> {
                     continue;
                 }
                 let member = objects.iter().filter_map(|o| o.get(k)).collect();
-                if let Some(a) = infer_from(member, depth - 1) {
+                if let Some(a) = infer_from(member, depth - 1, elements) {
                     properties.insert(k.clone(), a);
                 }
             }
@@ -492,28 +493,31 @@ mod tests {
             json!([]),
         ];
         assert_eq!(
-            infer_attribute(&commits, 4).unwrap(),
+            infer_attribute(&commits, 4, MAX_ELEMENTS_SAMPLED).unwrap(),
             json!({"type": "array", "items": {"type": "object", "properties": {
                 "sha": {"type": "string"}, "message": {"type": "string"}}}})
         );
         let coordinates = [json!([-118.6, 34.4, 26]), json!([1, 2, 3.5])];
         assert_eq!(
-            infer_attribute(&coordinates, 4).unwrap(),
+            infer_attribute(&coordinates, 4, MAX_ELEMENTS_SAMPLED).unwrap(),
             json!({"type": "array", "items": {"type": "number"}})
         );
         // Members that are not identifiers stay undeclared (open); depth bounds the walk.
         let labels = [json!({"app.kubernetes.io/name": "x", "tier": "web"})];
         assert_eq!(
-            infer_attribute(&labels, 4).unwrap(),
+            infer_attribute(&labels, 4, MAX_ELEMENTS_SAMPLED).unwrap(),
             json!({"type": "object", "properties": {"tier": {"type": "string"}}})
         );
         assert_eq!(
-            infer_attribute(&labels, 0).unwrap(),
+            infer_attribute(&labels, 0, MAX_ELEMENTS_SAMPLED).unwrap(),
             json!({"type": "object"})
         );
-        assert_eq!(infer_attribute(&[json!(null)], 4), None);
         assert_eq!(
-            infer_attribute(&[json!([null])], 4).unwrap(),
+            infer_attribute(&[json!(null)], 4, MAX_ELEMENTS_SAMPLED),
+            None
+        );
+        assert_eq!(
+            infer_attribute(&[json!([null])], 4, MAX_ELEMENTS_SAMPLED).unwrap(),
             json!({"type": "array"})
         );
     }

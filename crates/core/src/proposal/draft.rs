@@ -54,6 +54,8 @@ use super::evidence::{
 use super::extract::{candidates, definition as extract_definition, Candidate, Identity};
 use super::maps::{detect_maps, MapCandidate};
 use crate::ident::is_valid_name;
+#[cfg(test)]
+use crate::infer::MAX_ELEMENTS_SAMPLED;
 use crate::infer::{infer_attribute, TypeHistogram};
 use crate::path::{lenient, Path, Segment};
 use crate::schema::{AttrType, Definition};
@@ -115,6 +117,8 @@ pub struct Scope<'a> {
     /// The effective definition the scope's payloads are validated against.
     pub definition: &'a Definition,
     pub min_presence: f64,
+    /// Elements of each sampled array looked at to infer what arrays hold.
+    pub array_sample: usize,
 }
 
 impl Scope<'_> {
@@ -399,7 +403,7 @@ pub fn key_drafts(
         // An array's elements (and an object's members) as its sampled values show them.
         let inferred = match ev.inferred_type {
             AttrType::Array | AttrType::Object => {
-                infer_attribute(&stats.sample_values, MAX_INFERRED_DEPTH)
+                infer_attribute(&stats.sample_values, MAX_INFERRED_DEPTH, scope.array_sample)
                     .filter(|a| a["type"] == ev.inferred_type.as_str())
             }
             _ => None,
@@ -964,6 +968,7 @@ mod tests {
             entity_count: 10,
             definition: &d,
             min_presence: 0.5,
+            array_sample: MAX_ELEMENTS_SAMPLED,
         };
         let keys = vec![
             stats("actor.id", 10, &[("integer", 10)], vec![json!(1)]),
@@ -1036,6 +1041,7 @@ mod tests {
             entity_count: 10,
             definition: &d,
             min_presence: 0.5,
+            array_sample: MAX_ELEMENTS_SAMPLED,
         };
         let keys = vec![
             stats("Beak Length (mm)", 8, &[("number", 8)], vec![json!(1.5)]),
@@ -1080,6 +1086,7 @@ mod tests {
             entity_count: 4,
             definition: &d,
             min_presence: 0.5,
+            array_sample: MAX_ELEMENTS_SAMPLED,
         };
         let drafts = key_drafts(
             &scope,
@@ -1102,6 +1109,7 @@ mod tests {
             entity_count: 4,
             definition: &d,
             min_presence: 0.5,
+            array_sample: MAX_ELEMENTS_SAMPLED,
         };
         let known = BTreeMap::from([(
             "station".to_string(),
@@ -1158,6 +1166,7 @@ mod tests {
             entity_count: 7,
             definition: &d,
             min_presence: 0.5,
+            array_sample: MAX_ELEMENTS_SAMPLED,
         };
         let idx = index_drafts(&scope, &BTreeSet::new());
         assert_eq!(
@@ -1201,6 +1210,7 @@ mod tests {
             entity_count: 100,
             definition: &d,
             min_presence: 0.5,
+            array_sample: MAX_ELEMENTS_SAMPLED,
         };
         let shared = BTreeMap::from([
             ("station".to_string(), 90),

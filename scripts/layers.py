@@ -25,7 +25,7 @@ LAYERS = {
     "registry": 3, "ingest": 3,
     # L4: impact, re-embedding, proposals, maintenance, the worker
     "impact": 4, "reembed": 4, "proposals": 4, "review": 4, "maintenance": 4, "worker": 4,
-    "extraction": 4,
+    "extraction": 4, "interop": 4,
 }
 
 

@@ -20,3 +20,34 @@ ALTER TABLE evolve.schema_proposals DROP CONSTRAINT schema_proposals_kind_check;
 ALTER TABLE evolve.schema_proposals ADD CONSTRAINT schema_proposals_kind_check
     CHECK (kind IN ('attribute', 'table', 'relationship', 'temporal', 'index', 'entity_type',
                     'promote_to_global', 'extract_entity'));
+
+-- ---------------------------------------------------------------- schema interchange
+-- src/interop.rs: a type's effective schema as JSON Schema 2020-12 or Avro, and a schema in
+-- either registered through the registry pipeline.
+CREATE OR REPLACE FUNCTION evolve."export_schema"(
+	"entity_type" TEXT, /* Option < & str > */
+	"format" TEXT DEFAULT 'jsonschema', /* Option < & str > */
+	"user_id" TEXT DEFAULT NULL /* Option < String > */
+) RETURNS jsonb /* JsonB */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'export_schema_wrapper';
+REVOKE ALL ON FUNCTION evolve.export_schema(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.export_schema(text, text, text) TO evolve_reader;
+COMMENT ON FUNCTION evolve.export_schema(text, text, text) IS
+    'A type''s effective schema as JSON Schema 2020-12 (format jsonschema: nested properties and items, required, descriptions, defaults, x-evolve-* annotations) or as an Avro record schema (format avro: nullable unions, logical types, nested records).';
+
+CREATE OR REPLACE FUNCTION evolve."import_schema"(
+	"document" jsonb, /* Json */
+	"format" TEXT DEFAULT 'jsonschema', /* Option < & str > */
+	"entity_type" TEXT DEFAULT NULL, /* Option < String > */
+	"user_id" TEXT DEFAULT NULL /* Option < String > */
+) RETURNS INT /* i32 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'import_schema_wrapper';
+ALTER FUNCTION evolve.import_schema(jsonb, text, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION evolve.import_schema(jsonb, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.import_schema(jsonb, text, text, text) TO evolve_writer;
+COMMENT ON FUNCTION evolve.import_schema(jsonb, text, text, text) IS
+    'Registers a schema given as JSON Schema (format jsonschema) or Avro (format avro), as register_schema does; the entity type is the argument, else the document''s title or name. Returns the new version.';

@@ -17,6 +17,7 @@ mod governance;
 mod gucs;
 mod impact;
 mod ingest;
+mod interop;
 mod jsonb;
 mod maintenance;
 mod metrics;
@@ -171,7 +172,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/pg_evolve--0.5.0--0.6.0.sql",
     name = "v0_6_0",
-    requires = ["v0_5_0"]
+    requires = ["v0_5_0", interop::export_schema, interop::import_schema]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 

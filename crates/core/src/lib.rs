@@ -16,6 +16,7 @@ pub mod hash;
 pub mod ident;
 pub mod impact;
 pub mod infer;
+pub mod interop;
 pub mod lifecycle;
 pub mod migrate;
 mod named;

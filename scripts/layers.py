@@ -21,6 +21,7 @@ LAYERS = {
     "store": 1,
     # L2: governance checks, migration, snapshots, fragments, vectors
     "governance": 2, "migration": 2, "snapshots": 2, "fragments": 2, "vectors": 2,
+    "projections": 2,
     # L3: the registry write pipeline, ingestion
     "registry": 3, "ingest": 3,
     # L4: impact, re-embedding, proposals, maintenance, the worker

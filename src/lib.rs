@@ -23,6 +23,7 @@ mod maintenance;
 mod metrics;
 mod migration;
 mod plans;
+mod projections;
 mod proposals;
 mod reembed;
 mod registry;
@@ -172,7 +173,13 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/pg_evolve--0.5.0--0.6.0.sql",
     name = "v0_6_0",
-    requires = ["v0_5_0", interop::export_schema, interop::import_schema]
+    requires = [
+        "v0_5_0",
+        interop::export_schema,
+        interop::import_schema,
+        projections::create_projection,
+        projections::drop_projection
+    ]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 

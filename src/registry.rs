@@ -128,6 +128,7 @@ pub fn write_version(
         )
         .or_raise();
     cache::invalidate_local();
+    crate::projections::on_new_version(&def.entity_type);
     // Fields that are now declared take their raw fragments with them, under their names and
     // their aliases (payload keys mapped to them).
     for name in change

@@ -217,6 +217,17 @@ fn write_snapshots(
         hashes.push(defs.get(id).map(|d| d.1).unwrap_or(0));
         lasts.push(st.last_computed);
     }
+    // Typed projections follow the snapshots, in the same transaction.
+    let rows: Vec<(i64, &str, Option<&str>, &serde_json::Value)> = ids
+        .iter()
+        .zip(&snaps)
+        .map(|(id, s)| {
+            let st = &states[id];
+            (*id, st.entity_type.as_str(), st.user_id.as_deref(), &s.0)
+        })
+        .collect();
+    crate::projections::upkeep(client, &rows);
+    drop(rows);
     crate::plans::execute(
         client,
         "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \

@@ -23,6 +23,7 @@ mod named;
 pub mod number;
 pub mod path;
 pub mod payload;
+pub mod projection;
 pub mod proposal;
 pub mod reduce;
 pub mod schema;

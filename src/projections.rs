@@ -238,8 +238,18 @@ fn create_projection(
     check_entity_type(entity_type);
     check_user_id(user_id.as_deref());
     access::require_admin("create a projection");
+    let table = create(entity_type, user_id.as_deref());
+    crate::plans::one::<pg_sys::Oid>(
+        "SELECT to_regclass(format('evolve_data.%I', $1::text))::oid",
+        &[table.as_str().into()],
+    )
+    .unwrap_or(pg_sys::InvalidOid)
+}
+
+/// Creates and fills a scope's projection unless it exists (the caller checked the rights);
+/// returns its table's name in schema `evolve_data`.
+pub fn create(entity_type: &str, user_id: Option<&str>) -> String {
     crate::args::writable_transaction();
-    let user_id = user_id.as_deref();
     let table = table_name(entity_type, user_id);
     let columns = columns_of(entity_type, user_id);
     Spi::connect_mut(|client| {
@@ -306,11 +316,7 @@ fn create_projection(
             fill(client, &p);
         }
     });
-    crate::plans::one::<pg_sys::Oid>(
-        "SELECT to_regclass(format('evolve_data.%I', $1::text))::oid",
-        &[table.as_str().into()],
-    )
-    .unwrap_or(pg_sys::InvalidOid)
+    table
 }
 
 /// Drops a type's projection (its table and its record). False when there was none.
@@ -319,10 +325,15 @@ fn drop_projection(entity_type: Option<&str>, user_id: default!(Option<String>, 
     let entity_type = required(entity_type, "entity_type");
     check_user_id(user_id.as_deref());
     access::require_admin("drop a projection");
+    drop(entity_type, user_id.as_deref())
+}
+
+/// Drops a scope's projection (the caller checked the rights); false when there was none.
+pub fn drop(entity_type: &str, user_id: Option<&str>) -> bool {
     crate::args::writable_transaction();
     let table = crate::plans::one::<String>(
         "DELETE FROM evolve.projections WHERE entity_type = $1 AND user_id IS NOT DISTINCT FROM $2 RETURNING table_name",
-        &[entity_type.into(), user_id.as_deref().into()],
+        &[entity_type.into(), user_id.into()],
     );
     match table {
         Some(t) => {

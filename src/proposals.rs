@@ -206,9 +206,11 @@ fn scope_drafts(
     drafts.extend(related);
     drafts.extend(propose::index_drafts(&scope, indexes));
     let table = projection_table_name(entity_type);
+    // A projection (or the empty table an approval made before projections existed).
     let exists = Spi::get_one_with_args::<bool>(
-        "SELECT to_regclass(format('%I.%I', 'evolve', $1::text)) IS NOT NULL",
-        &[table.as_str().into()],
+        "SELECT to_regclass(format('%I.%I', 'evolve', $1::text)) IS NOT NULL \
+             OR to_regclass(format('%I.%I', 'evolve_data', $2::text)) IS NOT NULL",
+        &[table.as_str().into(), entity_type.into()],
     )
     .or_raise()
     .unwrap_or(false);

@@ -6,8 +6,8 @@ use std::panic::AssertUnwindSafe;
 
 use evolve_core::compat::CompatMode;
 use evolve_core::impact::Change;
-use evolve_core::proposals::{index_sql, projection_table_name, projection_table_sql};
-use evolve_core::propose::{self, removal_patch, Action, Column};
+use evolve_core::proposals::index_sql;
+use evolve_core::propose::{self, removal_patch, Action};
 use evolve_core::schema::{self, AttrType, Definition};
 use evolve_core::SqlState;
 use pgrx::prelude::*;
@@ -118,12 +118,18 @@ fn run_patch(entity_type: &str, user_id: Option<&str>, patch: &Value) -> i32 {
 }
 
 fn record_object(p: &Proposal, kind: &str, name: &str, columns: Value, sql: &str) {
+    // A table is a projection, in evolve_data (an index is on evolve.entities).
+    let schema = if kind == "table" {
+        "evolve_data"
+    } else {
+        "evolve"
+    };
     Spi::connect_mut(|c| {
         c.update(
             "INSERT INTO evolve.dynamic_tables (proposal_id, kind, schema_name, object_name, entity_type, columns, created_sql) \
-             VALUES ($1, $2, 'evolve', $3, $4, $5, $6)",
+             VALUES ($1, $2, $7, $3, $4, $5, $6)",
             None,
-            &[p.id.into(), kind.into(), name.into(), p.entity_type.as_str().into(), JsonB(columns).into(), sql.into()],
+            &[p.id.into(), kind.into(), name.into(), p.entity_type.as_str().into(), JsonB(columns).into(), sql.into(), schema.into()],
         )
         .or_raise();
     });
@@ -199,28 +205,23 @@ fn apply(p: &Proposal) -> Applied {
             let field = field.unwrap_or_else(|| p.name.clone());
             create_index(p, &field, attr_type, &mut out);
         }
-        Ok(Action::Table { columns }) => {
-            let columns: Vec<(String, AttrType)> =
-                columns.into_iter().map(|Column(n, t)| (n, t)).collect();
-            let (create, drop) = projection_table_sql("evolve", &p.entity_type, &columns);
-            Spi::run(&create).or_raise();
-            let names = evolve_core::proposals::projection_column_names(
-                columns.iter().map(|c| c.0.as_str()),
-            );
-            let mapping: Vec<Value> = columns
-                .iter()
-                .zip(&names)
-                .map(|((k, t), c)| json!({"attribute": k, "column": c, "type": t.as_str()}))
-                .collect();
-            record_object(
-                p,
-                "table",
-                &projection_table_name(&p.entity_type),
-                Value::from(mapping),
-                &create,
-            );
+        Ok(Action::Table { .. }) => {
+            // A typed projection of the type, filled and kept current with the snapshots.
+            let q = evolve_core::proposals::quote_literal;
+            let create = format!("SELECT evolve.create_projection({})", q(&p.entity_type));
+            let table = crate::projections::create(&p.entity_type, None);
+            let mapping: Value = crate::plans::one::<JsonB>(
+                "SELECT columns FROM evolve.projections WHERE entity_type = $1 AND user_id IS NULL",
+                &[p.entity_type.as_str().into()],
+            )
+            .map(|j| j.0)
+            .unwrap_or(Value::Null);
+            record_object(p, "table", &table, mapping, &create);
             out.executed.push(create);
-            out.rollback.push(drop);
+            out.rollback.push(format!(
+                "SELECT evolve.drop_projection({})",
+                q(&p.entity_type)
+            ));
             if crate::gucs::notify_pgrst() {
                 // Sent at commit, with the table: PostgREST reloads its schema cache.
                 Spi::run("SELECT pg_catalog.pg_notify('pgrst', 'reload schema')").or_raise();
@@ -553,10 +554,10 @@ fn rollback_proposal(id: i64) -> i64 {
 fn undo(p: &Proposal, details: &Value) -> Value {
     let user = p.user_id.as_deref();
     // Created objects go first (an index depends on nothing we remove, but keep it symmetric).
-    let objects: Vec<(String, String)> = Spi::connect_mut(|c| {
+    let objects: Vec<(String, String, String)> = Spi::connect_mut(|c| {
         c.update(
             "UPDATE evolve.dynamic_tables SET dropped_at = now() WHERE proposal_id = $1 AND dropped_at IS NULL \
-             RETURNING kind, object_name",
+             RETURNING kind, object_name, schema_name",
             None,
             &[p.id.into()],
         )
@@ -565,17 +566,23 @@ fn undo(p: &Proposal, details: &Value) -> Value {
             (
                 r.value::<String>(1).unwrap_or_default(),
                 r.value::<String>(2).unwrap_or_default(),
+                r.value::<String>(3).unwrap_or_default(),
             )
         })
         .collect()
     });
-    for (kind, name) in &objects {
+    for (kind, name, schema) in &objects {
         let q = evolve_core::proposals::quote_ident;
-        let sql = match kind.as_str() {
-            "table" => format!("DROP TABLE IF EXISTS {}.{}", q("evolve"), q(name)),
-            _ => format!("DROP INDEX IF EXISTS {}.{}", q("evolve"), q(name)),
-        };
-        Spi::run(&sql).or_raise();
+        match kind.as_str() {
+            // A projection (since 0.6.0), or an empty typed table of an earlier approval.
+            "table" if schema == "evolve_data" => {
+                crate::projections::drop(&p.entity_type, None);
+            }
+            "table" => {
+                Spi::run(&format!("DROP TABLE IF EXISTS {}.{}", q("evolve"), q(name))).or_raise()
+            }
+            _ => Spi::run(&format!("DROP INDEX IF EXISTS {}.{}", q("evolve"), q(name))).or_raise(),
+        }
     }
     let mut out = json!({"dropped": objects.iter().map(|o| o.1.clone()).collect::<Vec<_>>()});
     match Action::from_json(&p.action) {

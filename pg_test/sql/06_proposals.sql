@@ -71,10 +71,11 @@ SELECT count(*) AS gap_back FROM evolve.propose_schema('earthquake') WHERE name 
 SELECT action, success FROM evolve.approve_proposal((SELECT id FROM evolve.schema_proposals WHERE kind = 'temporal' AND name = 'time'));
 SELECT evolve.active_schema('earthquake')->'attributes'->'time'->>'type' AS time_type;
 SELECT indexname FROM pg_indexes WHERE schemaname = 'evolve' AND indexname LIKE 'earthquake_time%';
--- The projection table.
+-- The table proposal: a typed projection, filled from the snapshots and kept current.
 SELECT action, success FROM evolve.approve_proposal((SELECT id FROM evolve.schema_proposals WHERE kind = 'table'));
+SELECT count(*) = (SELECT count(*) FROM evolve.entities WHERE entity_type = 'earthquake') AS filled FROM evolve_data.earthquake;
 SELECT column_name, data_type FROM information_schema.columns
-WHERE table_schema = 'evolve' AND table_name = 'earthquake_details' ORDER BY ordinal_position;
+WHERE table_schema = 'evolve_data' AND table_name = 'earthquake' ORDER BY ordinal_position;
 SELECT kind, object_name, dropped_at IS NULL AS live FROM evolve.dynamic_tables ORDER BY id;
 
 -- A type the inbox rejected is proposed and, with no name conflict, registered at once.

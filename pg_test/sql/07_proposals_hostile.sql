@@ -28,7 +28,7 @@ FROM generate_series(1, 8) i;
 -- Snapshots of what exists before any approval.
 CREATE TEMP TABLE before_catalog AS
 SELECT c.relname::text, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname IN ('evolve', 'public');
+WHERE n.nspname IN ('evolve', 'evolve_data', 'public');
 CREATE TEMP TABLE before_fragments AS
 SELECT fragment_id, lifecycle_state FROM evolve.raw_fragments;
 SELECT evolve.active_schema('bird') - 'version' AS bird_before \gset
@@ -62,11 +62,11 @@ SELECT count(*) AS failed_approvals FROM evolve.schema_evolution_history WHERE N
 -- The canary is intact and the catalog holds exactly the expected new objects.
 SELECT count(*) AS canary_rows FROM public.canary;
 SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname IN ('evolve', 'public')
+WHERE n.nspname IN ('evolve', 'evolve_data', 'public')
   AND (c.relname::text, c.relkind::text) NOT IN (SELECT * FROM before_catalog)
 ORDER BY 1;
 SELECT column_name FROM information_schema.columns
-WHERE table_schema = 'evolve' AND table_name = 'bird_details' ORDER BY ordinal_position;
+WHERE table_schema = 'evolve_data' AND table_name = 'bird' ORDER BY ordinal_position;
 SELECT jsonb_pretty(evolve.active_schema('bird') - 'version');
 SELECT snapshot FROM evolve.entities WHERE entity_key = 'bird-1';
 
@@ -93,7 +93,7 @@ SELECT (evolve.active_schema('bird') - 'version') = :'bird_before'::jsonb AS reg
 SELECT count(*) AS fragments_changed FROM evolve.raw_fragments f
 JOIN before_fragments b USING (fragment_id) WHERE f.lifecycle_state <> b.lifecycle_state;
 SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname IN ('evolve', 'public')
+WHERE n.nspname IN ('evolve', 'evolve_data', 'public')
   AND (c.relname::text, c.relkind::text) NOT IN (SELECT * FROM before_catalog)
 ORDER BY 1;
 SELECT count(*) FILTER (WHERE snapshot <> jsonb_build_object('species', 'sparrow')) AS snapshots_changed

@@ -45,9 +45,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use super::action::{Action, Column};
-use super::ddl::{
-    column_name, index_name, index_sql, projection_table_name, projection_table_sql, quote_literal,
-};
+use super::ddl::{column_name, index_name, index_sql, projection_table_name, quote_literal};
 use super::evidence::{
     attribute_evidence, fingerprint, is_temporal, priority, references, KeyStats, Priority,
 };
@@ -770,21 +768,28 @@ pub fn table_draft(scope: &Scope<'_>, table_exists: bool) -> Option<Draft> {
     if columns.len() < 2 || table_exists || scope.user_id.is_some() {
         return None;
     }
+    // The proposal keeps its name of before projections (its fingerprint stays); approving it
+    // creates the projection evolve_data.<type>.
     let table = projection_table_name(scope.entity_type);
-    let (create, _) = projection_table_sql("evolve", scope.entity_type, &columns);
     let action = Action::Table {
         columns: columns.iter().map(|(n, t)| Column(n.clone(), *t)).collect(),
     };
     let mut d = scope.draft("table", &table, &table, Priority::Low, action);
-    d.title = format!("Create typed table evolve.{table}");
+    d.title = format!(
+        "Create the typed projection evolve_data.{}",
+        scope.entity_type
+    );
     d.rationale = format!(
-        "{} has {} declared attributes over {} entities; a typed projection table gives them real columns for reporting and joins.",
+        "{} has {} declared attributes over {} entities; a typed projection gives them real columns for reporting and joins, filled from the snapshots and kept current with them.",
         scope.entity_type,
         columns.len(),
         scope.entity_count
     );
     d.impact = scope.entity_count;
-    d.sql_preview = create;
+    d.sql_preview = format!(
+        "SELECT evolve.create_projection({})",
+        quote_literal(scope.entity_type)
+    );
     d.evidence = json!({"columns": columns.iter().map(|(n, t)| json!({"attribute": n, "type": t.as_str()})).collect::<Vec<_>>(),
                         "entity_count": scope.entity_count});
     d.measure = scope.entity_count as f64;
@@ -1177,9 +1182,7 @@ mod tests {
         assert_eq!(index_drafts(&scope, &existing).len(), 1);
         let t = table_draft(&scope, false).unwrap();
         assert_eq!(t.name, "quake_details");
-        assert!(t
-            .sql_preview
-            .starts_with("CREATE TABLE \"evolve\".\"quake_details\""));
+        assert_eq!(t.sql_preview, "SELECT evolve.create_projection('quake')");
         assert!(table_draft(&scope, true).is_none());
     }
 

@@ -38,7 +38,7 @@ COMMENT ON FUNCTION evolve.export_schema(text, text, text) IS
     'A type''s effective schema as JSON Schema 2020-12 (format jsonschema: nested properties and items, required, descriptions, defaults, x-evolve-* annotations) or as an Avro record schema (format avro: nullable unions, logical types, nested records).';
 
 CREATE OR REPLACE FUNCTION evolve."import_schema"(
-	"document" jsonb, /* Json */
+	"doc" jsonb, /* Json */
 	"format" TEXT DEFAULT 'jsonschema', /* Option < & str > */
 	"entity_type" TEXT DEFAULT NULL, /* Option < String > */
 	"user_id" TEXT DEFAULT NULL /* Option < String > */

@@ -41,12 +41,12 @@ fn export_schema(
 /// version, as `register_schema` does.
 #[pg_extern(volatile, parallel_unsafe)]
 fn import_schema(
-    document: Json,
+    doc: Json,
     format: default!(Option<&str>, "'jsonschema'"),
     entity_type: default!(Option<String>, "NULL"),
     user_id: default!(Option<String>, "NULL"),
 ) -> i32 {
     let format = required(format, "format");
-    let definition = interop::import(&document.0, format, entity_type.as_deref()).or_raise();
+    let definition = interop::import(&doc.0, format, entity_type.as_deref()).or_raise();
     crate::registry::register(&definition.to_json(), user_id.as_deref())
 }

@@ -1,6 +1,8 @@
 //! L2: typed projections. `create_projection` makes `evolve_data.<type>` (one typed column per
-//! leaf of the definition, see evolve_core::projection) and fills it; snapshot writes keep it
-//! current in the same statement sequence (set-based, one upsert per projection per batch); a
+//! leaf of the definition, see evolve_core::projection) and fills it with a row per entity that
+//! has a declared value; snapshot writes keep it current in the same transaction (set-based,
+//! one upsert per projection per batch; a projection whose table an admin dropped by hand is
+//! skipped, never an error for ingestion); a
 //! new schema version adds, retypes or drops its columns and refills them; `drop_projection`
 //! removes it. Tenants see their rows only (row-level security on `user_id`).
 
@@ -62,7 +64,9 @@ fn projections_of(client: &mut pgrx::spi::SpiClient<'_>, types: &[String]) -> Ve
     crate::plans::execute(
         client,
         "SELECT entity_type, user_id, table_name, columns FROM evolve.projections \
-         WHERE entity_type = ANY ($1) ORDER BY table_name",
+         WHERE entity_type = ANY ($1) \
+           AND to_regclass(format('evolve_data.%I', table_name)) IS NOT NULL \
+         ORDER BY table_name",
         &[types.to_vec().into()],
     )
     .map(|r| Projection {
@@ -167,6 +171,7 @@ fn fill(client: &mut pgrx::spi::SpiClient<'_>, p: &Projection) -> i64 {
             .select(
                 "SELECT entity_id, snapshot FROM evolve.entities \
                  WHERE entity_type = $1 AND ($2::text IS NULL OR user_id = $2) AND entity_id > $3 \
+                   AND snapshot <> '{}'::jsonb \
                  ORDER BY entity_id LIMIT $4",
                 None,
                 &[

@@ -80,42 +80,60 @@ pub fn approve(
     };
     let patch = json!({"relationships": {relationship: {"target": target, "key": key}}});
     let version = crate::registry::update_incremental(entity_type, &patch, user_id);
-    let members = crate::fragments::gather_members(entity_type, parent_key, user_id);
+    let key_of = |object: &serde_json::Map<String, Value>| match object.get(key) {
+        Some(v @ (Value::String(_) | Value::Number(_))) => {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Some((v.clone(), text))
+        }
+        _ => None,
+    };
+    // The embedded objects become entities first, before their parents are locked: related
+    // entities are always locked before the entities embedding them (as ingestion does).
     let mut inputs = Vec::new();
-    let mut links = Vec::new();
-    for m in members {
-        let key_value = match m.object.get(key) {
-            Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
-            _ => continue,
-        };
-        let key_text = match &key_value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
+    for m in crate::fragments::peek_members(entity_type, parent_key, user_id) {
+        let Some((_, key_text)) = key_of(&m.object) else {
+            continue;
         };
         inputs.push(Input {
             entity_type: Some(target.to_string()),
             payload: Some(Value::Object(m.object)),
             user_id: m.user_id,
-            source: m.source.clone(),
+            source: m.source,
             entity_key: Some(key_text),
             ..Input::default()
         });
-        links.push((m.entity_id, m.fragment_ids, key_value, m.source));
     }
-    let outcomes = ingest_batch(&inputs);
+    let mut extracted = std::collections::BTreeSet::new();
+    let mut accepted = std::collections::HashSet::new();
+    for (input, outcome) in inputs.iter().zip(ingest_batch(&inputs)) {
+        // An object its type refuses keeps its fragments.
+        if let Ok(child) = outcome {
+            extracted.insert(child);
+            accepted.insert((
+                input.user_id.clone(),
+                input.entity_key.clone().unwrap_or_default(),
+            ));
+        }
+    }
+    // Then the parents, locked: their fragments promoted and the relationship observed.
     let mut promoted = Vec::new();
     let mut observations = Vec::new();
-    let mut extracted = std::collections::BTreeSet::new();
-    for ((entity_id, fragment_ids, key_value, source), outcome) in links.into_iter().zip(outcomes) {
-        // An object its type refuses keeps its fragments.
-        let Ok(child) = outcome else { continue };
-        extracted.insert(child);
-        promoted.extend(fragment_ids);
+    for m in crate::fragments::gather_members(entity_type, parent_key, user_id) {
+        let Some((key_value, key_text)) = key_of(&m.object) else {
+            continue;
+        };
+        if !accepted.contains(&(m.user_id.clone(), key_text)) {
+            continue;
+        }
+        promoted.extend(m.fragment_ids);
         observations.push(NewObservation {
-            entity_id,
+            entity_id: m.entity_id,
             attribute: relationship.to_string(),
             value: key_value,
-            source,
+            source: m.source,
             schema_version: None,
         });
     }

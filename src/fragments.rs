@@ -280,9 +280,13 @@ pub fn promote(
     crate::args::writable_transaction();
     let rows: Vec<(i64, i64, Value, Option<String>)> = Spi::connect_mut(|client| {
         // Lock order as in ingestion: entities (by id), then their fragments (by entity, key).
-        client
+        // Only the entities locked here: the next statement sees a newer snapshot, in which
+        // another session may have committed fragments of entities not locked here, and
+        // locking those later (after the fragments and their aggregate parts) would invert the
+        // order.
+        let locked: Vec<i64> = client
             .update(
-                "SELECT 1 FROM evolve.entities WHERE entity_id IN ( \
+                "SELECT entity_id FROM evolve.entities WHERE entity_id IN ( \
                      SELECT entity_id FROM evolve.raw_fragments \
                      WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
                        AND lifecycle_state = 'active') \
@@ -290,14 +294,16 @@ pub fn promote(
                 None,
                 &[entity_type.into(), fragment_key.into(), user_id.into()],
             )
-            .or_raise();
+            .or_raise()
+            .filter_map(|r| r.value::<i64>(1))
+            .collect();
         let candidates: Vec<(i64, i64, Value, Option<String>)> = client
             .select(
                 "SELECT fragment_id, entity_id, value, source FROM evolve.raw_fragments \
                  WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
-                   AND lifecycle_state = 'active' ORDER BY entity_id FOR UPDATE",
+                   AND lifecycle_state = 'active' AND entity_id = ANY ($4) ORDER BY entity_id FOR UPDATE",
                 None,
-                &[entity_type.into(), fragment_key.into(), user_id.into()],
+                &[entity_type.into(), fragment_key.into(), user_id.into(), locked.into()],
             )
             .or_raise()
             .map(|r| {
@@ -354,6 +360,15 @@ pub struct Members {
 /// Locks (entities first, in id order, as ingestion does) and gathers the active fragments below
 /// `parent_key`, per entity. `user_id` NULL gathers every user's.
 pub fn gather_members(entity_type: &str, parent_key: &str, user_id: Option<&str>) -> Vec<Members> {
+    gather(entity_type, parent_key, user_id, true)
+}
+
+/// [`gather_members`] without taking any lock (a plain read of the committed fragments).
+pub fn peek_members(entity_type: &str, parent_key: &str, user_id: Option<&str>) -> Vec<Members> {
+    gather(entity_type, parent_key, user_id, false)
+}
+
+fn gather(entity_type: &str, parent_key: &str, user_id: Option<&str>, lock: bool) -> Vec<Members> {
     let parent = evolve_core::path::lenient(parent_key);
     // The text every member's key starts with: the parent as written inside a longer path.
     let probe = parent.child("x").to_string();
@@ -362,25 +377,35 @@ pub fn gather_members(entity_type: &str, parent_key: &str, user_id: Option<&str>
     // (fragment_id, entity_id, fragment_key, value, source, user_id)
     type Fetched = (i64, i64, String, Value, Option<String>, Option<String>);
     let rows: Vec<Fetched> = Spi::connect_mut(|client| {
-        client
-            .update(
-                "SELECT 1 FROM evolve.entities WHERE entity_id IN ( \
+        // Only the entities locked here (see `promote`).
+        let mut locked: Option<Vec<i64>> = None;
+        if lock {
+            locked = Some(
+                client
+                    .update(
+                        "SELECT entity_id FROM evolve.entities WHERE entity_id IN ( \
                          SELECT entity_id FROM evolve.raw_fragments \
                          WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
                            AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active') \
                      ORDER BY entity_id FOR UPDATE",
-                None,
-                &[entity_type.into(), prefix.into(), user_id.into()],
-            )
-            .or_raise();
+                        None,
+                        &[entity_type.into(), prefix.into(), user_id.into()],
+                    )
+                    .or_raise()
+                    .filter_map(|r| r.value::<i64>(1))
+                    .collect::<Vec<i64>>(),
+            );
+        }
+        let for_update = if lock { " FOR UPDATE" } else { "" };
         client
                 .select(
-                    "SELECT fragment_id, entity_id, fragment_key, value, source, user_id FROM evolve.raw_fragments \
+                    &format!("SELECT fragment_id, entity_id, fragment_key, value, source, user_id FROM evolve.raw_fragments \
                      WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
                        AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active' \
-                     ORDER BY entity_id, fragment_id FOR UPDATE",
+                       AND ($4::bigint[] IS NULL OR entity_id = ANY ($4)) \
+                     ORDER BY entity_id, fragment_id{for_update}"),
                     None,
-                    &[entity_type.into(), prefix.into(), user_id.into()],
+                    &[entity_type.into(), prefix.into(), user_id.into(), locked.into()],
                 )
                 .or_raise()
                 .map(|r| {

@@ -300,6 +300,54 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         })
         .collect();
 
+    // Related entities embedded as objects are ingested first, as one batch of their own types:
+    // before this batch locks its entities, so that the locks of related entities are always
+    // taken before those of the entities embedding them, by every session. An object its
+    // type refuses stays with its parent, as a fragment under the relationship's name.
+    let limits = gucs::path_limits();
+    let mut refused_embedded: HashMap<(usize, String), Value> = HashMap::new();
+    {
+        let mut tags: Vec<(usize, String)> = Vec::new();
+        let mut children: Vec<Input> = Vec::new();
+        for (i, ((c, input), transformed)) in
+            checked.iter().zip(inputs).zip(&transformed).enumerate()
+        {
+            let Ok(((_, u), obj)) = c else { continue };
+            let Some(Schema {
+                definition: def, ..
+            }) = schemas
+                .get(&(input.entity_type.clone().unwrap_or_default(), u.clone()))
+                .and_then(Option::as_ref)
+            else {
+                continue;
+            };
+            if !def.relationships.values().any(|r| r.key.is_some()) {
+                continue;
+            }
+            for (relationship, target, key, object) in
+                split_with(def, transformed.as_ref().unwrap_or(obj), limits).embedded
+            {
+                tags.push((i, relationship));
+                children.push(Input {
+                    entity_type: Some(target),
+                    payload: Some(object),
+                    user_id: u.clone(),
+                    source: input.source.clone(),
+                    entity_key: Some(key),
+                    ..Input::default()
+                });
+            }
+        }
+        if !children.is_empty() {
+            let outcomes = ingest_batch(&children);
+            for ((tag, child), outcome) in tags.into_iter().zip(children).zip(outcomes) {
+                if outcome.is_err() {
+                    refused_embedded.insert(tag, child.payload.unwrap_or(Value::Null));
+                }
+            }
+        }
+    }
+
     // Entities: one upsert of the distinct keys, sorted.
     let mut distinct: BTreeMap<EntityKey, i64> = BTreeMap::new();
     let mut states: BTreeMap<i64, EntityState> = BTreeMap::new();
@@ -324,30 +372,8 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         };
         let several = distinct.len() > 1;
         Spi::connect_mut(|c| {
-            // Existing entities are locked by id first, the order promotion and snapshot refresh
-            // use; the upsert then only waits on brand-new keys. (One entity needs no order.)
-            if several {
-                crate::plans::execute(
-                    c,
-                    "SELECT 1 FROM evolve.entities e \
-                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
-                       ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
-                     ORDER BY e.entity_id FOR UPDATE OF e",
-                    &[types.clone().into(), users.clone().into(), ks.clone().into()],
-                );
-            }
-            // The upsert locks every entity of the batch and returns what the snapshots need.
-            // (`EXCLUDED.updated_at` is the insert's default, now(): no function call is
-            // evaluated in the conflict action.)
-            for r in crate::plans::execute(
-                c,
-                "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3 \
-                 ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = EXCLUDED.updated_at \
-                 RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
-                           last_computed_observation_id, entity_key, xmax = 0",
-                &[types.into(), users.into(), ks.into()],
-            ) {
+            // The rows the snapshots need, with "created by this batch".
+            let mut take = |r: pgrx::spi::SpiHeapTupleData<'_>| {
                 let key = r.required::<String>(7);
                 let (id, state) = EntityState::from_row(&r);
                 if r.required::<bool>(8) {
@@ -356,20 +382,71 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                 let (t, u) = state.scope();
                 distinct.insert((t.to_string(), u.map(str::to_string), key), id);
                 states.insert(id, state);
+            };
+            if !several {
+                // One entity needs no order: one upsert. (`EXCLUDED.updated_at` is the insert's
+                // default, now(): no function call is evaluated in the conflict action.)
+                for r in crate::plans::execute(
+                    c,
+                    "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+                     ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = EXCLUDED.updated_at \
+                     RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                               last_computed_observation_id, entity_key, xmax = 0",
+                    &[types.into(), users.into(), ks.into()],
+                ) {
+                    take(r);
+                }
+                return;
+            }
+            // Several: first the missing entities are created, in key order, without waiting
+            // on any existing row (an insert only waits for a concurrent insert of the same
+            // key, and every batch inserts in key order); then every entity of the batch is
+            // locked in id order, the order promotion and snapshot refresh use. So no batch
+            // ever holds a row lock while it waits on another batch's insert, and lock waits
+            // among batches always go the same way.
+            let inserted: HashSet<i64> = crate::plans::execute(
+                c,
+                "INSERT INTO evolve.entities (entity_type, user_id, entity_key) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3 \
+                 ON CONFLICT ON CONSTRAINT entities_key DO NOTHING \
+                 RETURNING entity_id",
+                &[
+                    types.clone().into(),
+                    users.clone().into(),
+                    ks.clone().into(),
+                ],
+            )
+            .filter_map(|r| r.value::<i64>(1))
+            .collect();
+            let rows = crate::plans::execute(
+                c,
+                "WITH locked AS ( \
+                     SELECT e.entity_id FROM evolve.entities e \
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
+                       ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
+                     ORDER BY e.entity_id FOR UPDATE OF e) \
+                 UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
+                 RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
+                           e.last_computed_observation_id, e.entity_key, e.entity_id = ANY ($4)",
+                &[types.into(), users.into(), ks.into(), inserted.into_iter().collect::<Vec<i64>>().into()],
+            );
+            for r in rows {
+                take(r);
             }
         });
     }
 
     // Split each accepted payload.
-    let limits = gucs::path_limits();
     let mut observations = Vec::new();
-    // Embedded related objects: (parent entity, relationship, parent type, user) and the input.
-    type Parent = (i64, String, String, Option<String>);
-    let mut embedded: Vec<(Parent, Input)> = Vec::new();
     let mut fragments: BTreeMap<(i64, String), Fragment> = BTreeMap::new();
     let mut results = Vec::with_capacity(inputs.len());
-    for (((c, k), input), transformed) in
-        checked.iter_mut().zip(&keys).zip(inputs).zip(&transformed)
+    for (index, (((c, k), input), transformed)) in checked
+        .iter_mut()
+        .zip(&keys)
+        .zip(inputs)
+        .zip(&transformed)
+        .enumerate()
     {
         let result = match c {
             Err(r) => Err(std::mem::replace(
@@ -403,27 +480,20 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                         }),
                     });
                 }
-                // Related entities embedded as objects are ingested as entities of their own
-                // type (below, as one batch).
-                for (relationship, target, key, object) in parts.embedded {
-                    embedded.push((
-                        (entity_id, relationship, t.clone(), u.clone()),
-                        Input {
-                            entity_type: Some(target),
-                            payload: Some(object),
-                            user_id: u.clone(),
-                            source: input.source.clone(),
-                            entity_key: Some(key),
-                            ..Input::default()
-                        },
-                    ));
-                }
+                // Embedded related entities were ingested first (above); one their type refused
+                // stays with this entity as a fragment under the relationship's name.
+                let refused = parts.embedded.into_iter().filter_map(|(relationship, ..)| {
+                    refused_embedded
+                        .remove(&(index, relationship.clone()))
+                        .map(|object| (relationship, object))
+                });
                 // Undeclared keys, and declared ones whose value does not fit, become fragments:
                 // nothing is lost, and the mismatch stays visible in the aggregates.
                 let extra = parts
                     .fragments
                     .into_iter()
-                    .chain(parts.mismatches.into_iter().map(|(k, v, _)| (k, v)));
+                    .chain(parts.mismatches.into_iter().map(|(k, v, _)| (k, v)))
+                    .chain(refused);
                 for (key, value) in extra {
                     let f = fragments
                         .entry((entity_id, key.clone()))
@@ -444,30 +514,6 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             }
         };
         results.push(result);
-    }
-    if !embedded.is_empty() {
-        // An embedded object its type refuses stays with its parent, as a fragment under the
-        // relationship's name: nothing is lost.
-        let (parents, inputs): (Vec<_>, Vec<Input>) = embedded.into_iter().unzip();
-        let outcomes = ingest_batch(&inputs);
-        for (((entity_id, relationship, t, u), input), outcome) in
-            parents.into_iter().zip(inputs).zip(outcomes)
-        {
-            if outcome.is_err() {
-                fragments.insert(
-                    (entity_id, relationship.clone()),
-                    Fragment {
-                        entity_id,
-                        entity_type: t,
-                        user_id: u,
-                        key: relationship,
-                        value: input.payload.unwrap_or(Value::Null),
-                        source: input.source,
-                        frequency: 1,
-                    },
-                );
-            }
-        }
     }
     // The snapshots of the entities that got observations (all locked by the upsert above).
     let observed: std::collections::BTreeSet<i64> =

@@ -392,7 +392,7 @@ fn pg_cron_maintenance() {
 /// every snapshot equals a full recompute, and every embedded object became its entity.
 #[test]
 fn nested_payloads_under_concurrent_writers_and_schema_changes() {
-    let cluster = Arc::new(Cluster::start("nested-race", &[]));
+    let cluster = Arc::new(Cluster::start("nested-race", &["log_lock_waits = on"]));
     let db = cluster.fresh_db("nested_race");
     let mut admin = cluster.connect_to(&db);
     admin
@@ -470,7 +470,22 @@ fn nested_payloads_under_concurrent_writers_and_schema_changes() {
         .map(|h| h.join())
         .filter(Result::is_err)
         .count();
-    assert_eq!(failed, 0, "some sessions failed");
+    if failed > 0 {
+        let log = cluster.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("Process")
+                    || l.contains("deadlock")
+                    || l.contains("CONTEXT")
+                    || l.contains("STATEMENT")
+            })
+            .collect();
+        panic!(
+            "{failed} sessions failed; server log:\n{}",
+            lines.join("\n")
+        );
+    }
     let mismatches = admin
         .query("SELECT * FROM evolve.verify_aggregates()", &[])
         .unwrap();

@@ -488,3 +488,84 @@ fn migration_progress_counts_only_visible_entities() {
         3
     );
 }
+
+/// The 0.6.0 surfaces as ordinary roles: a tenant's writer imports schemas only into its own
+/// scope and reads only its own effective schema through `export_schema`; projections are
+/// created by admins only, and a tenant's reader sees its own rows and the global ones there,
+/// never another tenant's.
+#[test]
+fn interop_and_projections_respect_tenants() {
+    let cluster = Cluster::start("tenants-060", &[]);
+    let db = cluster.fresh_db("tenants_060");
+    let mut su = cluster.connect_to(&db);
+    roles(&mut su, &["ann_w", "ben_w"]);
+    su.batch_execute(
+        r#"CREATE ROLE ann_r LOGIN; GRANT evolve_reader TO ann_r;
+           SELECT evolve.bind_tenant('ann_w', 'ann'); SELECT evolve.bind_tenant('ben_w', 'ben');
+           SELECT evolve.bind_tenant('ann_r', 'ann');
+           SELECT evolve.register_schema('{"entity_type": "shop", "attributes": {"name": {"type": "string"}}}');"#,
+    )
+    .unwrap();
+    let doc = r#"'{"title": "shop", "type": "object", "properties": {"name": {"type": "string"}, "secret_ben": {"type": "string"}}}'"#;
+    let mut ben = session(&cluster, &db, "ben_w", Some("ben"));
+    let mut ann = session(&cluster, &db, "ann_w", Some("ann"));
+    // Ben imports into his own scope; not into Ann's, not globally.
+    assert_eq!(
+        state(
+            &mut ben,
+            &format!("SELECT evolve.import_schema({doc}, 'jsonschema', NULL, 'ben')")
+        ),
+        "ok"
+    );
+    assert_eq!(
+        state(
+            &mut ben,
+            &format!("SELECT evolve.import_schema({doc}, 'jsonschema', NULL, 'ann')")
+        ),
+        "42501"
+    );
+    assert_eq!(
+        state(&mut ben, &format!("SELECT evolve.import_schema({doc})")),
+        "42501"
+    );
+    // Ann's export never shows Ben's field; asking for Ben's scope is refused.
+    let exported = texts(
+        &mut ann,
+        "SELECT evolve.export_schema('shop', 'jsonschema', 'ann')::text",
+    );
+    assert!(!exported[0].contains("secret_ben"), "{exported:?}");
+    assert_eq!(
+        state(
+            &mut ann,
+            "SELECT evolve.export_schema('shop', 'avro', 'ben')"
+        ),
+        "42501"
+    );
+    // Projections: admins only.
+    assert_eq!(
+        state(&mut ann, "SELECT evolve.create_projection('shop')"),
+        "42501"
+    );
+    su.batch_execute(
+        r#"SELECT evolve.ingest('shop', '{"name": "global"}', entity_key => 'g');
+           SELECT evolve.ingest('shop', '{"name": "ann shop"}', 'ann', entity_key => 'a');
+           SELECT evolve.ingest('shop', '{"name": "ben shop"}', 'ben', entity_key => 'b');
+           SELECT evolve.create_projection('shop');"#,
+    )
+    .unwrap();
+    let mut reader = session(&cluster, &db, "ann_r", Some("ann"));
+    assert_eq!(
+        texts(
+            &mut reader,
+            "SELECT name FROM evolve_data.shop ORDER BY name"
+        ),
+        ["ann shop", "global"]
+    );
+    // A writer cannot drop it, nor write into it.
+    assert_eq!(
+        state(&mut ben, "SELECT evolve.drop_projection('shop')"),
+        "42501"
+    );
+    assert_eq!(state(&mut ben, "DELETE FROM evolve_data.shop"), "42501");
+    assert_eq!(count(&mut su, "SELECT count(*) FROM evolve_data.shop"), 3);
+}

@@ -10,10 +10,12 @@
 //!   names are deduplicated in the given order: a name already used (`entity_id` is always
 //!   used) gets `_2`, `_3`, … (the base cut so that the whole stays within 63 bytes); see
 //!   [`projection_column_names`].
-//! - The projection table is `{schema}.{safe(entity_type)}_details` (the base cut to 55 bytes so
-//!   that the name stays within 63), with `entity_id bigint PRIMARY KEY REFERENCES
+//! - `{safe(entity_type)}_details` (the base cut to 55 bytes so that the name stays within 63) is
+//!   the name of a type's `table` proposal. Approving one has created the typed projection
+//!   `evolve_data.<type>` since 0.6.0 (its columns: [`crate::projection`]); before, it created the
+//!   empty table [`projection_table_sql`] writes (`entity_id bigint PRIMARY KEY REFERENCES
 //!   evolve.entities (entity_id) ON DELETE CASCADE` and one column per attribute of
-//!   [`AttrType::sql_type`]. Rollback: `DROP TABLE IF EXISTS`.
+//!   [`AttrType::sql_type`]), which a rollback still drops.
 //! - The index is a partial expression index on `evolve.entities` for the entity type
 //!   ([`index_expression`]). An index expression is evaluated on every insert and update of
 //!   the table, so it must never fail on a value of another type, and it must be immutable:

@@ -20,7 +20,7 @@
 //! entity types in `entity_types` are kept once, in order of first appearance. Unknown keys
 //! are refused.
 //!
-//! `attribute` is a [path](crate::path) in text form: `depth` for a top-level attribute,
+//! `attribute` is a [path] in text form: `depth` for a top-level attribute,
 //! `actor.login` for a member of the object attribute `actor`, `payload.commits[].sha` for a
 //! member of the objects in the array `payload.commits`. Every key of the path must be a valid
 //! schema name and the path must end with a key (not `[]`); the change keeps the path's

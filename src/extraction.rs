@@ -141,16 +141,13 @@ pub fn approve(
     crate::fragments::mark_promoted(promoted);
     record_observations(observations, None);
     let at = crate::plans::one::<String>("SELECT now()::text", &[]).unwrap_or_default();
-    let probe = evolve_core::path::lenient(parent_key)
-        .child("x")
-        .to_string();
     json!({
         "version": version,
         "target_version": target_version,
         "field": relationship,
         "key": parent_key,
         "promoted_at": at,
-        "members_prefix": probe[..probe.len() - 1],
+        "members_prefix": evolve_core::path::lenient(parent_key).member_prefix(),
         "removal": {"relationships": {relationship: null}},
         "entities_extracted": extracted.len(),
         "entities_linked": linked,

@@ -316,20 +316,9 @@ pub fn promote(
             })
             .filter(|(_, _, value, _)| declared.as_ref().is_none_or(|a| conforms_to(a, value)))
             .collect();
-        let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
-        if !ids.is_empty() {
-            client
-                .update(
-                    "UPDATE evolve.raw_fragments SET lifecycle_state = 'promoted', promoted_at = now(), \
-                         expires_at = now() + make_interval(secs => $2) \
-                     WHERE fragment_id = ANY($1)",
-                    None,
-                    &[ids.into(), (gucs::promoted_fragment_retention_secs() as f64).into()],
-                )
-                .or_raise();
-        }
         candidates
     });
+    mark_promoted(rows.iter().map(|r| r.0).collect());
     let n = rows.len() as i64;
     let observations = rows
         .into_iter()
@@ -370,9 +359,8 @@ pub fn peek_members(entity_type: &str, parent_key: &str, user_id: Option<&str>) 
 
 fn gather(entity_type: &str, parent_key: &str, user_id: Option<&str>, lock: bool) -> Vec<Members> {
     let parent = evolve_core::path::lenient(parent_key);
-    // The text every member's key starts with: the parent as written inside a longer path.
-    let probe = parent.child("x").to_string();
-    let prefix = &probe[..probe.len() - 1];
+    let prefix = parent.member_prefix();
+    let prefix = prefix.as_str();
     crate::args::writable_transaction();
     // (fragment_id, entity_id, fragment_key, value, source, user_id)
     type Fetched = (i64, i64, String, Value, Option<String>, Option<String>);
@@ -426,14 +414,8 @@ fn gather(entity_type: &str, parent_key: &str, user_id: Option<&str>, lock: bool
         if path.len() <= parent.len() || !path.starts_with(&parent) {
             continue;
         }
-        let rest: Option<Vec<&str>> = path.segments()[parent.len()..]
-            .iter()
-            .map(|s| match s {
-                evolve_core::path::Segment::Key(k) => Some(k.as_str()),
-                evolve_core::path::Segment::Items => None,
-            })
-            .collect();
-        let Some(rest) = rest else { continue };
+        let Some(keys) = path.keys() else { continue };
+        let rest = &keys[parent.len()..];
         let m = by_entity.entry(entity_id).or_insert_with(|| Members {
             entity_id,
             user_id: user,
@@ -443,17 +425,7 @@ fn gather(entity_type: &str, parent_key: &str, user_id: Option<&str>, lock: bool
         });
         m.fragment_ids.push(fragment_id);
         m.source = m.source.take().or(source);
-        let mut at = &mut m.object;
-        for k in &rest[..rest.len() - 1] {
-            let slot = at
-                .entry(k.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            at = slot.as_object_mut().expect("made an object above");
-        }
-        at.insert(rest[rest.len() - 1].to_string(), value);
+        evolve_core::path::insert_at(&mut m.object, rest, value);
     }
     by_entity.into_values().collect()
 }

@@ -11,7 +11,7 @@ use crate::fragments::CallerAggregates;
 use crate::jsonb::Json;
 use evolve_core::aggregate::{FragmentRow, KeyDelta};
 use evolve_core::infer::value_type;
-use evolve_core::payload::{check_payload, split_with, MAX_KEY_BYTES};
+use evolve_core::payload::{check_payload, split_with, Split, MAX_KEY_BYTES};
 use evolve_core::SqlState;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -300,11 +300,13 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         })
         .collect();
 
-    // Related entities embedded as objects are ingested first, as one batch of their own types:
-    // before this batch locks its entities, so that the locks of related entities are always
-    // taken before those of the entities embedding them, by every session. An object its
-    // type refuses stays with its parent, as a fragment under the relationship's name.
+    // Each accepted payload is split once, here. Related entities embedded as objects are
+    // ingested first, as one batch of their own types: before this batch locks its entities,
+    // so that the locks of related entities are always taken before those of the entities
+    // embedding them, by every session. An object its type refuses stays with its parent, as
+    // a fragment under the relationship's name.
     let limits = gucs::path_limits();
+    let mut splits: Vec<Option<Split>> = Vec::with_capacity(inputs.len());
     let mut refused_embedded: HashMap<(usize, String), Value> = HashMap::new();
     {
         let mut tags: Vec<(usize, String)> = Vec::new();
@@ -312,31 +314,30 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         for (i, ((c, input), transformed)) in
             checked.iter().zip(inputs).zip(&transformed).enumerate()
         {
-            let Ok(((_, u), obj)) = c else { continue };
-            let Some(Schema {
-                definition: def, ..
-            }) = schemas
-                .get(&(input.entity_type.clone().unwrap_or_default(), u.clone()))
-                .and_then(Option::as_ref)
-            else {
-                continue;
+            let (u, obj) = match c {
+                Ok(((_, u), obj)) => (u, obj),
+                Err(_) => {
+                    splits.push(None);
+                    continue;
+                }
             };
-            if !def.relationships.values().any(|r| r.key.is_some()) {
-                continue;
-            }
-            for (relationship, target, key, object) in
-                split_with(def, transformed.as_ref().unwrap_or(obj), limits).embedded
-            {
-                tags.push((i, relationship));
+            let def = &schemas[&(input.entity_type.clone().unwrap_or_default(), u.clone())]
+                .as_ref()
+                .expect("validated")
+                .definition;
+            let parts = split_with(def, transformed.as_ref().unwrap_or(obj), limits);
+            for (relationship, target, key, object) in &parts.embedded {
+                tags.push((i, relationship.clone()));
                 children.push(Input {
-                    entity_type: Some(target),
-                    payload: Some(object),
+                    entity_type: Some(target.clone()),
+                    payload: Some(object.clone()),
                     user_id: u.clone(),
                     source: input.source.clone(),
-                    entity_key: Some(key),
+                    entity_key: Some(key.clone()),
                     ..Input::default()
                 });
             }
+            splits.push(Some(parts));
         }
         if !children.is_empty() {
             let outcomes = ingest_batch(&children);
@@ -456,17 +457,14 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                     message: String::new(),
                 },
             )),
-            Ok(((t, u), obj)) => {
+            Ok(((t, u), _)) => {
                 let k = k.clone().unwrap_or_default();
                 let entity_id = distinct[&(t.clone(), u.clone(), k)];
-                let Schema {
-                    definition: def,
-                    version,
-                    ..
-                } = schemas[&(input.entity_type.clone().unwrap_or_default(), u.clone())]
+                let version = schemas[&(input.entity_type.clone().unwrap_or_default(), u.clone())]
                     .as_ref()
-                    .expect("validated");
-                let parts = split_with(def, transformed.as_ref().unwrap_or(obj), limits);
+                    .expect("validated")
+                    .version;
+                let parts = splits[index].take().expect("split above");
                 for (attribute, value) in parts.observations {
                     observations.push(NewObservation {
                         entity_id,
@@ -474,9 +472,9 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                         value,
                         source: input.source.clone(),
                         schema_version: Some(if transformed.is_some() {
-                            *version
+                            version
                         } else {
-                            input.schema_version.unwrap_or(*version)
+                            input.schema_version.unwrap_or(version)
                         }),
                     });
                 }

@@ -192,10 +192,9 @@ fn apply(p: &Proposal) -> Applied {
                 })
                 .unwrap_or(false);
             if is_map {
-                let probe = evolve_core::path::lenient(key.as_deref().unwrap_or(&field))
-                    .child("x")
-                    .to_string();
-                out.details["members_prefix"] = json!(probe[..probe.len() - 1]);
+                out.details["members_prefix"] =
+                    json!(evolve_core::path::lenient(key.as_deref().unwrap_or(&field))
+                        .member_prefix());
             }
             if let Some(attr_type) = then_index {
                 create_index(p, &field, attr_type, &mut out);

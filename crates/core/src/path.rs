@@ -115,6 +115,25 @@ impl Path {
         self.0.contains(&Segment::Items)
     }
 
+    /// The keys of the path, first to last; `None` when it reaches into array elements.
+    pub fn keys(&self) -> Option<Vec<&str>> {
+        self.0
+            .iter()
+            .map(|s| match s {
+                Segment::Key(k) => Some(k.as_str()),
+                Segment::Items => None,
+            })
+            .collect()
+    }
+
+    /// The text every member's path starts with: the text form of a member is this prefix
+    /// followed by the member's segment (`actor.` for `actor`; `"a b".` for the key `a b`,
+    /// which a longer path quotes).
+    pub fn member_prefix(&self) -> String {
+        let probe = self.child("x").to_string();
+        probe[..probe.len() - 1].to_string()
+    }
+
     /// Builds a path from segments; the first must be a key.
     pub fn from_segments(segments: Vec<Segment>) -> Result<Path, CoreError> {
         match segments.first() {
@@ -235,6 +254,27 @@ impl fmt::Display for Path {
     }
 }
 
+/// Sets `value` at the keys `keys` (at least one) below `object`, creating the objects on the
+/// way; a value on the way that is not an object is replaced by one.
+pub fn insert_at(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    keys: &[&str],
+    value: serde_json::Value,
+) {
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    let mut at = object;
+    for k in parents {
+        let slot = at.entry(k.to_string()).or_insert(serde_json::Value::Null);
+        if !slot.is_object() {
+            *slot = serde_json::Value::Object(serde_json::Map::new());
+        }
+        at = slot.as_object_mut().expect("made an object above");
+    }
+    at.insert(last.to_string(), value);
+}
+
 /// The text form of a top-level key's member `key` (the common case, without building a path).
 pub fn join(parent: &str, key: &str) -> String {
     match Path::parse(parent) {
@@ -327,6 +367,23 @@ mod tests {
         assert_eq!(join("actor", "login"), "actor.login");
         assert_eq!(join("a.b", "c"), "a.b.c");
         assert_eq!(lenient("a.").to_array(), ["a."]);
+        assert_eq!(Path::parse("a.b").unwrap().keys(), Some(vec!["a", "b"]));
+        assert_eq!(Path::parse("a[].b").unwrap().keys(), None);
+        assert_eq!(Path::key("actor").member_prefix(), "actor.");
+        assert_eq!(Path::key("a b").member_prefix(), "\"a b\".");
+        assert_eq!(
+            Path::key("a b").child("c").to_string(),
+            format!("{}c", Path::key("a b").member_prefix())
+        );
+        let mut o = serde_json::Map::new();
+        insert_at(&mut o, &["a", "b"], serde_json::json!(1));
+        insert_at(&mut o, &["a", "c", "d"], serde_json::json!(2));
+        insert_at(&mut o, &["x"], serde_json::json!(3));
+        insert_at(&mut o, &["x", "y"], serde_json::json!(4));
+        assert_eq!(
+            serde_json::Value::Object(o),
+            serde_json::json!({"a": {"b": 1, "c": {"d": 2}}, "x": {"y": 4}})
+        );
     }
 
     fn segment() -> impl Strategy<Value = Segment> {

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-use crate::path::{lenient, Segment};
+use crate::path::{insert_at, lenient};
 use crate::schema::{AttrType, Attribute, Definition, MergePolicy};
 
 /// One observed value of one attribute. Ids strictly increase in arrival order.
@@ -253,28 +253,10 @@ pub fn snapshot_values(snapshot: &Snapshot) -> Value {
             continue;
         }
         let path = lenient(name);
-        let keys: Option<Vec<&str>> = path
-            .segments()
-            .iter()
-            .map(|s| match s {
-                Segment::Key(k) => Some(k.as_str()),
-                Segment::Items => None,
-            })
-            .collect();
-        match keys.as_deref() {
-            Some([parents @ .., last]) => {
-                let mut at = &mut out;
-                for k in parents {
-                    let slot = at.entry(k.to_string()).or_insert(Value::Null);
-                    if !slot.is_object() {
-                        *slot = Value::Object(Map::new());
-                    }
-                    at = slot.as_object_mut().expect("made an object above");
-                }
-                at.insert(last.to_string(), cell.value.clone());
-            }
+        match path.keys() {
+            Some(keys) => insert_at(&mut out, &keys, cell.value.clone()),
             // A path into array elements is not a cell ingestion makes; keep it by its name.
-            _ => {
+            None => {
                 out.insert(name.clone(), cell.value.clone());
             }
         }

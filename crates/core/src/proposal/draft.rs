@@ -55,7 +55,7 @@ use crate::ident::is_valid_name;
 #[cfg(test)]
 use crate::infer::MAX_ELEMENTS_SAMPLED;
 use crate::infer::{infer_attribute, TypeHistogram};
-use crate::path::{lenient, Path, Segment};
+use crate::path::{lenient, Path};
 use crate::schema::{AttrType, Definition};
 use crate::similarity::similar_names;
 
@@ -227,14 +227,7 @@ fn place(
     taken: &mut BTreeMap<String, BTreeSet<String>>,
     renamed: &mut BTreeMap<String, String>,
 ) -> Option<Placement> {
-    let segments: Vec<&str> = key
-        .segments()
-        .iter()
-        .map(|s| match s {
-            Segment::Key(k) => Some(k.as_str()),
-            Segment::Items => None,
-        })
-        .collect::<Option<_>>()?;
+    let segments: Vec<&str> = key.keys()?;
     let mut members = Some(&def.attributes);
     let mut raw = Path::key(segments[0]);
     let mut safe: Option<Path> = None;

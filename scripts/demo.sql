@@ -123,6 +123,9 @@ SELECT (SELECT count(*) FROM evolve.entities WHERE entity_type = 'earthquake') A
        (SELECT count(*) FROM evolve.observations) AS observations,
        (SELECT count(*) FROM evolve.raw_fragments) AS raw_fragments,
        (SELECT count(*) FROM evolve.inbox_rejects) AS rejected;
+\echo 'Each new entity was queued for embedding by the same statement, and its commit woke the worker:'
+SELECT pg_sleep(2) \g /dev/null
+SELECT entity_type, entities, embedded, queued, generation, policy FROM evolve.embedding_status;
 
 \echo '\n## 13. What the schema does not declare yet: raw fragment aggregates (maintained by triggers)'
 SELECT fragment_key, sample_count AS entities, dominant_type,
@@ -173,7 +176,7 @@ SELECT kind, entity_type, affected_entities, priority, round(estimated_seconds::
 FROM evolve.analyze_impact('{"kind": "entity_type_description_changed", "entity_type": "earthquake",
                              "description": "An earthquake, quarry blast or explosion located by the USGS network"}');
 
-\echo '\n## 19. Apply it: a new version, a job, the background worker re-embeds every earthquake into pgvector'
+\echo '\n## 19. Apply it: a new version, a job, the background worker re-embeds every earthquake into a new generation (search keeps the current one meanwhile)'
 SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake",
                              "description": "An earthquake, quarry blast or explosion located by the USGS network"}') AS job;
 --@@ progress bar @@
@@ -190,10 +193,14 @@ END $$;
 \set QUIET off
 SELECT job_id, status, percent, processed_entities, total_entities, error_count, rate_per_second
 FROM evolve.migration_progress ORDER BY job_id DESC LIMIT 1;
+\echo 'The job built generation 1 beside generation 0 and switched to it in its last commit:'
+SELECT generation, entity_type, state, job_id FROM evolve.embedding_generations;
 
 \echo '\n## 20. Semantic search over the embeddings'
-SELECT entity_key, round(distance::numeric, 3) AS distance, snapshot->>'place' AS place, snapshot->>'mag' AS mag
+SELECT entity_key, round(distance::numeric, 3) AS distance, snapshot->>'place' AS place, snapshot->>'mag' AS mag, generation
 FROM evolve.semantic_search('earthquake', 'near Amboy, Washington', 5);
+\echo 'At a glance:'
+SELECT check_name, severity, detail FROM evolve.health_check();
 
 \echo '\n## 21. Proposals: what the data suggests, with evidence and priority'
 SELECT kind, name, safe_name, priority, evidence->>'inferred_type' AS inferred_type,

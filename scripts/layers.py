@@ -16,17 +16,17 @@ SKIP = {"lib", "tests"}
 LAYERS = {
     # L0: errors, settings, argument checks, SPI helpers, jsonb, access, user functions, cache
     "error": 0, "gucs": 0, "args": 0, "plans": 0, "jsonb": 0, "access": 0, "userfn": 0,
-    "cache": 0, "metrics": 0,
+    "cache": 0, "metrics": 0, "wakeup": 0,
     # L1: the schema store
     "store": 1,
     # L2: governance checks, migration, snapshots, fragments, vectors
     "governance": 2, "migration": 2, "snapshots": 2, "fragments": 2, "vectors": 2,
-    "projections": 2,
+    "projections": 2, "freshness": 2,
     # L3: the registry write pipeline, ingestion
     "registry": 3, "ingest": 3,
     # L4: impact, re-embedding, proposals, maintenance, the worker
     "impact": 4, "reembed": 4, "proposals": 4, "review": 4, "maintenance": 4, "worker": 4,
-    "extraction": 4, "interop": 4,
+    "extraction": 4, "interop": 4, "generations": 4,
 }
 
 

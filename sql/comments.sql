@@ -27,6 +27,6 @@ COMMENT ON FUNCTION evolve.analyze_impact(jsonb) IS 'Dry run of a schema change:
 COMMENT ON FUNCTION evolve.apply_change(jsonb) IS 'Applies a schema change (a new version) and queues the affected entities for re-embedding in one job; returns the job id.';
 COMMENT ON FUNCTION evolve.enriched_text(bigint) IS 'The text an entity is embedded from: its snapshot with the semantic descriptions of its type, attributes and relationships.';
 COMMENT ON FUNCTION evolve.retry_failed(bigint) IS 'Queues a job''s parked entities again (attempts reset); returns how many.';
-COMMENT ON FUNCTION evolve.semantic_search(text, text, integer) IS 'The k entities of a type nearest to a query text by cosine distance of their embeddings.';
+COMMENT ON FUNCTION evolve.semantic_search(text, text, integer) IS 'The k entities of a type nearest to a query text by cosine distance of their embeddings in the type''s current generation (returned as generation): a type being re-embedded whole is answered from its complete current generation until the new one replaces it in one commit.';
 COMMENT ON FUNCTION evolve.schedule_maintenance() IS 'Schedules the pg_cron jobs: fragment cleanup, archival, folding of aggregate parts, and re-embedding when no worker runs.';
 COMMENT ON FUNCTION evolve.schema_diagram(text, text) IS 'The active schema as a Mermaid erDiagram (types, typed attributes, relationships).';

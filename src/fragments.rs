@@ -290,7 +290,7 @@ pub fn promote(
                      SELECT entity_id FROM evolve.raw_fragments \
                      WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
                        AND lifecycle_state = 'active') \
-                 ORDER BY entity_id FOR UPDATE",
+                 ORDER BY entity_id FOR NO KEY UPDATE",
                 None,
                 &[entity_type.into(), fragment_key.into(), user_id.into()],
             )
@@ -375,7 +375,7 @@ fn gather(entity_type: &str, parent_key: &str, user_id: Option<&str>, lock: bool
                          SELECT entity_id FROM evolve.raw_fragments \
                          WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
                            AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active') \
-                     ORDER BY entity_id FOR UPDATE",
+                     ORDER BY entity_id FOR NO KEY UPDATE",
                         None,
                         &[entity_type.into(), prefix.into(), user_id.into()],
                     )

@@ -172,8 +172,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"evolve.index_rebuild_threshold",
-        c"Queued entities from which re-embedding sets the vector indexes aside and builds them again when the queue drains.",
-        c"Only when the queue also holds at least a quarter of the embeddings; 0 never sets them aside.",
+        c"No longer used (kept so configurations naming it stay valid).",
+        c"Since 0.7.0 a job that re-embeds a whole type fills a generation of its own and builds its vector indexes once; search never loses an index.",
         &INDEX_REBUILD_THRESHOLD,
         0,
         i32::MAX,
@@ -348,11 +348,6 @@ pub fn search_during_reembed() -> SearchDuringReembed {
 
 pub fn embed_batch_size() -> i64 {
     EMBED_BATCH_SIZE.get().max(1) as i64
-}
-
-/// `None`: never set the vector indexes aside.
-pub fn index_rebuild_threshold() -> Option<i64> {
-    Some(INDEX_REBUILD_THRESHOLD.get() as i64).filter(|t| *t > 0)
 }
 
 pub fn worker_naptime_ms() -> u64 {

@@ -167,6 +167,8 @@ fn apply_change(change: Json) -> i64 {
     // Who is affected is decided before the change (a deleted relationship is still in the
     // snapshots then).
     let mut targets: Vec<i64> = Vec::new();
+    // Types re-embedded whole, with entities: each gets a generation of its own.
+    let mut whole: Vec<String> = Vec::new();
     if let Some(pred) = affected_predicate(&affected) {
         for t in &types {
             let ids: Vec<i64> = Spi::connect(|client| {
@@ -180,6 +182,9 @@ fn apply_change(change: Json) -> i64 {
                     .map(|r| r.required::<i64>(1))
                     .collect()
             });
+            if matches!(affected, impact::Affected::AllOfType) && !ids.is_empty() {
+                whole.push(t.clone());
+            }
             targets.extend(ids);
         }
     }
@@ -227,6 +232,10 @@ fn apply_change(change: Json) -> i64 {
     if !targets.is_empty() {
         enqueue(job_id, priority.rank(), &targets);
     }
+    // (Before ALTER EXTENSION pg_evolve UPDATE to 0.7.0, in place, as those versions did.)
+    if !whole.is_empty() && crate::generations::installed() {
+        Spi::connect_mut(|client| crate::generations::start(client, job_id, &whole));
+    }
     job_id
 }
 
@@ -236,7 +245,8 @@ fn apply_change(change: Json) -> i64 {
 /// Lock order, here and in a batch: queue rows (by entity), then job rows (by id).
 fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
     Spi::connect_mut(|client| {
-        // (job, was parked) of the entities already queued, which move to this job.
+        // (job, was parked) of the entities already queued by a job, which move to this one
+        // (entities queued by a change of their data join it too).
         let previous: Vec<(i64, bool)> = client
             .update(
                 "SELECT job_id, state = 'failed' FROM evolve.embedding_queue \
@@ -245,7 +255,7 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
                 &[ids.to_vec().into()],
             )
             .or_raise()
-            .map(|r| (r.required::<i64>(1), r.value::<bool>(2).unwrap_or(false)))
+            .filter_map(|r| Some((r.value::<i64>(1)?, r.value::<bool>(2).unwrap_or(false))))
             .collect();
         let n = client
             .update(
@@ -260,7 +270,7 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
             .or_raise()
             .len() as i64;
         if n > 0 {
-            crate::worker::wake_at_commit();
+            crate::wakeup::wake_at_commit();
         }
         let mut jobs: Vec<i64> = previous
             .iter()

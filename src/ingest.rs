@@ -426,7 +426,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                      SELECT e.entity_id FROM evolve.entities e \
                      JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
                        ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
-                     ORDER BY e.entity_id FOR UPDATE OF e) \
+                     ORDER BY e.entity_id FOR NO KEY UPDATE OF e) \
                  UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
                  RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
                            e.last_computed_observation_id, e.entity_key, e.entity_id = ANY ($4)",

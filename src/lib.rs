@@ -13,6 +13,8 @@ mod cache;
 mod error;
 mod extraction;
 mod fragments;
+mod freshness;
+mod generations;
 mod governance;
 mod gucs;
 mod impact;
@@ -32,6 +34,7 @@ mod snapshots;
 mod store;
 mod userfn;
 mod vectors;
+mod wakeup;
 mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -180,6 +183,13 @@ extension_sql_file!(
         projections::create_projection,
         projections::drop_projection
     ]
+);
+// 0.7.0: embeddings follow the data; generations (see the file's header). The end of a fresh
+// install too.
+extension_sql_file!(
+    "../sql/pg_evolve--0.6.0--0.7.0.sql",
+    name = "v0_7_0",
+    requires = ["v0_6_0", vectors::semantic_search, reembed::reembed_batch]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 

@@ -6,14 +6,13 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 use evolve_core::embed;
-use evolve_core::schema::Definition;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
 
 use crate::error::{in_subtransaction, OrRaise};
 use crate::gucs;
-use crate::plans::{evolve_relation, Row};
+use crate::plans::Row;
 use crate::store::effective_definition;
 use crate::vectors::{embed_text, embedder_id, vector_array};
 
@@ -61,7 +60,15 @@ fn sweep_jobs() {
 
 struct Item {
     entity_id: i64,
-    job_id: i64,
+    /// The job that queued it; None when a change of its data did.
+    job_id: Option<i64>,
+    /// The generation its embedding goes to: its type's generation being built, else the
+    /// current one.
+    generation: i64,
+    /// Its type's current generation, and the content hash of its embedding there when the
+    /// target is another (a generation being built).
+    current: i64,
+    current_hash: Option<i64>,
     attempts: i32,
     entity_type: String,
     user_id: Option<String>,
@@ -81,7 +88,7 @@ struct Item {
 #[derive(Clone, Copy)]
 struct PickCursor {
     rank: i32,
-    job_id: i64,
+    job_id: Option<i64>,
     entity_id: i64,
     newest_job: i64,
 }
@@ -92,9 +99,34 @@ thread_local! {
 
 /// The batch query: queue rows picked alone (index order, LIMIT, SKIP LOCKED), then looked up
 /// one by one (`LATERAL … OFFSET 0` keeps them per-row index probes), so the kept generic plan,
-/// which cannot know the LIMIT, stays an index scan of the queue plus ~batch-size probes.
+/// which cannot know the LIMIT, stays an index scan of the queue plus ~batch-size probes. Each
+/// entity's target generation is its type's newest building or current one (0 without).
 macro_rules! pick_sql {
     ($cond:literal) => {
+        pick_sql!(
+            $cond,
+            "CROSS JOIN LATERAL (SELECT coalesce(max(generation), 0) AS generation, \
+                                        coalesce(max(generation) FILTER (WHERE state = 'current'), 0) AS current \
+                                 FROM evolve.embedding_generations \
+                                 WHERE entity_type = e.entity_type AND state IN ('building', 'current')) g \
+             LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
+                                WHERE entity_id = p.entity_id AND generation = g.generation OFFSET 0) x ON true \
+             LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
+                                WHERE entity_id = p.entity_id AND generation = g.current \
+                                  AND g.current <> g.generation OFFSET 0) y ON true"
+        )
+    };
+    // The objects of 0.6.0 and before: one embedding per entity, no generations.
+    (legacy $cond:literal) => {
+        pick_sql!(
+            $cond,
+            "CROSS JOIN (SELECT 0::int8 AS generation, 0::int8 AS current) g \
+             LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
+                                WHERE entity_id = p.entity_id OFFSET 0) x ON true \
+             CROSS JOIN (SELECT NULL::int8 AS content_hash) y"
+        )
+    };
+    ($cond:literal, $embeddings:literal) => {
         concat!(
             "WITH picked AS ( \
                  SELECT entity_id, job_id, attempts, priority_rank, ctid FROM evolve.embedding_queue \
@@ -103,13 +135,13 @@ macro_rules! pick_sql {
             " ORDER BY priority_rank DESC, job_id, entity_id \
                  LIMIT $1 FOR UPDATE SKIP LOCKED) \
              SELECT p.entity_id, p.job_id, p.attempts, e.entity_type, e.user_id, e.snapshot, x.content_hash, \
-                    p.priority_rank, (SELECT max(id) FROM evolve.schema_migration_jobs), p.ctid \
+                    p.priority_rank, (SELECT max(id) FROM evolve.schema_migration_jobs), p.ctid, g.generation, \
+                    g.current, y.content_hash \
              FROM picked p \
              CROSS JOIN LATERAL (SELECT entity_type, user_id, snapshot FROM evolve.entities \
-                                 WHERE entity_id = p.entity_id OFFSET 0) e \
-             LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
-                                WHERE entity_id = p.entity_id OFFSET 0) x ON true \
-             ORDER BY p.priority_rank DESC, p.job_id, p.entity_id"
+                                 WHERE entity_id = p.entity_id OFFSET 0) e ",
+            $embeddings,
+            " ORDER BY p.priority_rank DESC, p.job_id, p.entity_id"
         )
     };
 }
@@ -119,7 +151,7 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
         crate::plans::execute(client, sql, args)
             .map(|r| {
                 let entity_id = r.required::<i64>(1);
-                let job_id = r.required::<i64>(2);
+                let job_id = r.value::<i64>(2);
                 Item {
                     entity_id,
                     job_id,
@@ -129,6 +161,9 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
                     snapshot: r.value::<JsonB>(6).map(|j| j.0).unwrap_or(Value::Null),
                     stored_hash: r.value::<i64>(7),
                     queue_tid: r.value::<pg_sys::ItemPointerData>(10).unwrap_or_default(),
+                    generation: r.value::<i64>(11).unwrap_or(0),
+                    current: r.value::<i64>(12).unwrap_or(0),
+                    current_hash: r.value::<i64>(13),
                     cursor: PickCursor {
                         rank: r.required::<i32>(8),
                         job_id,
@@ -150,41 +185,70 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
 pub fn reembed_batch() -> i32 {
     crate::access::require_admin("run re-embedding");
     crate::args::writable_transaction();
+    let generations = crate::generations::installed();
     let limit = gucs::embed_batch_size();
     let mut items = match PICK_CURSOR.get() {
-        Some(c) => pick(
-            pick_sql!(
-                "AND priority_rank = $2 AND (job_id, entity_id) > ($3, $4) \
-                       AND $5 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
-            ),
+        Some(
+            c @ PickCursor {
+                job_id: Some(job), ..
+            },
+        ) => pick(
+            if generations {
+                pick_sql!(
+                    "AND priority_rank = $2 AND (job_id, entity_id) > ($3, $4) \
+                           AND $5 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
+                )
+            } else {
+                pick_sql!(legacy
+                    "AND priority_rank = $2 AND (job_id, entity_id) > ($3, $4) \
+                           AND $5 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
+                )
+            },
             &[
                 limit.into(),
                 c.rank.into(),
-                c.job_id.into(),
+                job.into(),
                 c.entity_id.into(),
                 c.newest_job.into(),
             ],
         ),
-        None => Vec::new(),
+        // Fresh rows (no job) sort after a rank's jobs (only since 0.7.0).
+        Some(c) if generations => pick(
+            pick_sql!(
+                "AND priority_rank = $2 AND job_id IS NULL AND entity_id > $3 \
+                       AND $4 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
+            ),
+            &[
+                limit.into(),
+                c.rank.into(),
+                c.entity_id.into(),
+                c.newest_job.into(),
+            ],
+        ),
+        _ => Vec::new(),
     };
     if items.is_empty() {
-        items = pick(pick_sql!(""), &[limit.into()]);
-        // A scan from the top: the first batch of a run or of a new job.
-        if let (false, Some(threshold)) = (items.is_empty(), gucs::index_rebuild_threshold()) {
-            set_indexes_aside(threshold);
-        }
+        let sql = if generations {
+            pick_sql!("")
+        } else {
+            pick_sql!(legacy "")
+        };
+        items = pick(sql, &[limit.into()]);
     }
     PICK_CURSOR.set(items.last().map(|i| i.cursor));
     if items.is_empty() {
         sweep_jobs();
-        rebuild_indexes();
+        if generations {
+            crate::generations::switch_completed();
+            crate::generations::drop_retired();
+        }
         return 0;
     }
     let embedder = embedder_id();
     let mut schemas: HashMap<(String, Option<String>), Option<crate::store::Effective>> =
         HashMap::new();
     let mut done: Vec<Done> = Vec::new();
-    let mut failed: Vec<(i64, i64, i32, String)> = Vec::new();
+    let mut failed: Vec<(i64, Option<i64>, i32, String)> = Vec::new();
     let user_function = gucs::embedding_function().is_some();
     for item in &items {
         let schema = schemas
@@ -194,20 +258,28 @@ pub fn reembed_batch() -> i32 {
         let (def, version) = match schema {
             Some(e) => (&e.definition, e.version),
             None => {
-                fallback = Definition::parse(&serde_json::json!({"entity_type": item.entity_type}))
-                    .expect("valid");
+                fallback = crate::freshness::bare_definition(&item.entity_type);
                 (&fallback, 0)
             }
         };
         let text = embed::enriched_text(def, item.snapshot.as_object().unwrap_or(&Map::new()));
         let hash = embed::content_hash(&format!("{embedder}\n{text}"));
-        if item.stored_hash == Some(hash) {
+        debug_assert_eq!(
+            hash,
+            crate::freshness::content_hash(&embedder, def, &item.snapshot)
+        );
+        // Unchanged: kept in place, or copied from the current generation into the one being
+        // built (a whole-type change that leaves this entity's text as it was).
+        let copy_from = (item.current_hash == Some(hash)).then_some(item.current);
+        if item.stored_hash == Some(hash) || copy_from.is_some() {
             done.push(Done {
                 entity_id: item.entity_id,
                 queue_tid: item.queue_tid,
                 exists: item.stored_hash.is_some(),
                 job_id: item.job_id,
+                generation: item.generation,
                 vector: None,
+                copy_from: copy_from.filter(|_| item.stored_hash != Some(hash)),
                 version,
                 hash,
             });
@@ -228,126 +300,22 @@ pub fn reembed_batch() -> i32 {
                 queue_tid: item.queue_tid,
                 exists: item.stored_hash.is_some(),
                 job_id: item.job_id,
+                generation: item.generation,
                 vector: Some(v),
+                copy_from: None,
                 version,
                 hash,
             }),
             Err(e) => failed.push((item.entity_id, item.job_id, item.attempts, e)),
         }
     }
-    write_batch(&done, &failed);
+    write_batch(&done, &failed, generations);
+    // A generation whose job this batch completed becomes current in this commit; the one it
+    // replaced goes with a later batch.
+    if generations && !crate::generations::switch_completed() {
+        crate::generations::drop_retired();
+    }
     items.len() as i32
-}
-
-/// Whether `evolve.deferred_indexes` exists: the library may be newer than the extension's SQL
-/// objects until `ALTER EXTENSION pg_evolve UPDATE` has run, and re-embedding goes on meanwhile
-/// (keeping its indexes).
-fn deferred_indexes_installed() -> bool {
-    evolve_relation(c"deferred_indexes") != pg_sys::InvalidOid
-}
-
-/// When the queue holds at least `threshold` entities and a quarter of the embeddings, sets the
-/// vector indexes of `evolve.entity_embeddings` aside: records their definitions in
-/// `evolve.deferred_indexes` and drops them, in the batch's transaction. `rebuild_indexes` builds
-/// them again in one pass when the queue has drained; pgvector builds a graph in memory several
-/// times faster than it maintains one row by row. A crash leaves either the index or its record.
-/// Never waits: when the table is in use (a search), the job keeps the indexes.
-fn set_indexes_aside(threshold: i64) {
-    if !deferred_indexes_installed() {
-        return;
-    }
-    let sql = "WITH need AS ( \
-                   SELECT GREATEST($1, (t.reltuples / 4)::bigint) AS n FROM pg_catalog.pg_class t \
-                   WHERE t.oid = 'evolve.entity_embeddings'::pg_catalog.regclass), \
-               queued AS ( \
-                   SELECT count(*) AS n FROM (SELECT FROM evolve.embedding_queue WHERE state = 'queued' \
-                                              LIMIT (SELECT n FROM need)) q) \
-               SELECT c.relname::text, pg_catalog.pg_get_indexdef(c.oid), \
-                      pg_catalog.format('DROP INDEX IF EXISTS evolve.%I', c.relname) \
-               FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
-               JOIN pg_catalog.pg_am a ON a.oid = c.relam \
-               WHERE i.indrelid = 'evolve.entity_embeddings'::pg_catalog.regclass \
-                 AND a.amname IN ('hnsw', 'ivfflat') AND c.reltablespace = 0 \
-                 AND (SELECT n FROM queued) >= (SELECT n FROM need) \
-               ORDER BY c.relname";
-    Spi::connect_mut(|client| {
-        let indexes: Vec<(String, String, String)> =
-            crate::plans::execute(client, sql, &[threshold.into()])
-                .map(|r| {
-                    (
-                        r.value::<String>(1).unwrap_or_default(),
-                        r.value::<String>(2).unwrap_or_default(),
-                        r.value::<String>(3).unwrap_or_default(),
-                    )
-                })
-                .collect();
-        if indexes.is_empty() {
-            return;
-        }
-        let rel = evolve_relation(c"entity_embeddings");
-        // SAFETY: tries the table's lock without waiting; the lock is held to the end of the
-        // transaction, as DROP INDEX would hold it.
-        let locked = unsafe {
-            pg_sys::ConditionalLockRelationOid(rel, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE)
-        };
-        if !locked {
-            return;
-        }
-        // Another batch may have set them aside since the query above: recording and dropping
-        // are then no-ops.
-        for (name, definition, drop) in indexes {
-            client
-                .update(
-                    "INSERT INTO evolve.deferred_indexes (index_name, definition) VALUES ($1, $2) \
-                     ON CONFLICT (index_name) DO NOTHING",
-                    None,
-                    &[name.into(), definition.into()],
-                )
-                .or_raise();
-            client.update(&drop, None, &[]).or_raise();
-        }
-    });
-}
-
-/// Builds the indexes set aside by `set_indexes_aside` again, each from its recorded definition
-/// (an index created again meanwhile under the same name is left alone), and forgets them. The
-/// definitions are `pg_get_indexdef` output and only the extension owner writes the table, so
-/// the text executed here never comes from a caller. Writes to the embeddings wait for the build.
-fn rebuild_indexes() {
-    if !deferred_indexes_installed() {
-        return;
-    }
-    Spi::connect_mut(|client| {
-        let deferred: Vec<(String, String, bool)> = client
-            .update(
-                "SELECT d.index_name, d.definition, \
-                        pg_catalog.to_regclass(pg_catalog.format('evolve.%I', d.index_name)) IS NOT NULL \
-                 FROM evolve.deferred_indexes d ORDER BY d.index_name FOR UPDATE SKIP LOCKED",
-                None,
-                &[],
-            )
-            .or_raise()
-            .map(|r| {
-                (
-                    r.required::<String>(1),
-                    r.required::<String>(2),
-                    r.value::<bool>(3).unwrap_or(false),
-                )
-            })
-            .collect();
-        for (name, definition, exists) in deferred {
-            if !exists {
-                client.update(&definition, None, &[]).or_raise();
-            }
-            client
-                .update(
-                    "DELETE FROM evolve.deferred_indexes WHERE index_name = $1",
-                    None,
-                    &[name.into()],
-                )
-                .or_raise();
-        }
-    });
 }
 
 /// An entity of a batch that needs no retry: embedded (`vector`) or unchanged (`None`).
@@ -356,13 +324,16 @@ struct Done {
     queue_tid: pg_sys::ItemPointerData,
     /// Whether the entity has an embedding row already.
     exists: bool,
-    job_id: i64,
+    job_id: Option<i64>,
+    generation: i64,
     vector: Option<Vec<f32>>,
+    /// Unchanged, with its embedding in this generation to copy (None: in place).
+    copy_from: Option<i64>,
     version: i32,
     hash: i64,
 }
 
-fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
+fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], generations: bool) {
     use crate::metrics::{add_at_commit, Counter};
     add_at_commit(
         Counter::EmbeddingsWritten,
@@ -373,6 +344,7 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
         .iter()
         .map(|d| d.job_id)
         .chain(failed.iter().map(|f| f.1))
+        .flatten()
         .collect();
     jobs.sort_unstable();
     jobs.dedup();
@@ -387,21 +359,39 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
         // Entities with an embedding get it updated in place; the others get one inserted (an
         // upsert would probe for the conflict and lock the row before updating it).
         let (replaced, added): (Vec<&Done>, Vec<&Done>) = embedded.iter().partition(|d| d.exists);
+        // (The objects of 0.6.0 and before have one embedding per entity: no generation.)
         for (rows, sql) in [
             (
                 replaced,
-                "UPDATE evolve.entity_embeddings x SET embedding = u.v, schema_version = u.ver, \
-                     content_hash = u.h, job_id = u.j, embedded_at = now() \
-                 FROM unnest($1, $2, $3, $4, $5) AS u(id, v, ver, h, j) WHERE x.entity_id = u.id",
+                if generations {
+                    "UPDATE evolve.entity_embeddings x SET embedding = u.v, schema_version = u.ver, \
+                         content_hash = u.h, job_id = u.j, embedded_at = now() \
+                     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, v, ver, h, j, g) \
+                     WHERE x.entity_id = u.id AND x.generation = u.g"
+                } else {
+                    "UPDATE evolve.entity_embeddings x SET embedding = u.v, schema_version = u.ver, \
+                         content_hash = u.h, job_id = u.j, embedded_at = now() \
+                     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, v, ver, h, j, g) \
+                     WHERE x.entity_id = u.id"
+                },
             ),
             (
                 added,
-                "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
-                 SELECT u.id, u.v, u.ver, u.h, u.j \
-                 FROM unnest($1, $2, $3, $4, $5) AS u(id, v, ver, h, j) ORDER BY u.id \
-                 ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
-                     schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                     job_id = EXCLUDED.job_id, embedded_at = now()",
+                if generations {
+                    "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id, generation) \
+                     SELECT u.id, u.v, u.ver, u.h, u.j, u.g \
+                     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, v, ver, h, j, g) ORDER BY u.id \
+                     ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                         schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
+                         job_id = EXCLUDED.job_id, embedded_at = now()"
+                } else {
+                    "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
+                     SELECT u.id, u.v, u.ver, u.h, u.j \
+                     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, v, ver, h, j, g) ORDER BY u.id \
+                     ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                         schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
+                         job_id = EXCLUDED.job_id, embedded_at = now()"
+                },
             ),
         ] {
             if rows.is_empty() {
@@ -420,14 +410,47 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
                     rows.iter().map(|d| d.version).collect::<Vec<_>>().into(),
                     rows.iter().map(|d| d.hash).collect::<Vec<_>>().into(),
                     rows.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
+                    rows.iter().map(|d| d.generation).collect::<Vec<_>>().into(),
+                ],
+            );
+        }
+        let (copied, unchanged): (Vec<&Done>, Vec<&Done>) =
+            unchanged.iter().partition(|d| d.copy_from.is_some());
+        if !copied.is_empty() {
+            crate::plans::execute(
+                client,
+                "INSERT INTO evolve.entity_embeddings AS x \
+                     (entity_id, embedding, schema_version, content_hash, job_id, generation) \
+                 SELECT y.entity_id, y.embedding, u.ver, y.content_hash, u.j, u.g \
+                 FROM unnest($1, $2, $3, $4, $5) AS u(id, ver, j, g, src) \
+                 JOIN evolve.entity_embeddings y ON y.entity_id = u.id AND y.generation = u.src \
+                 ORDER BY u.id \
+                 ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                     schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
+                     job_id = EXCLUDED.job_id, embedded_at = now()",
+                &[
+                    copied.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
+                    copied.iter().map(|d| d.version).collect::<Vec<_>>().into(),
+                    copied.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
+                    copied.iter().map(|d| d.generation).collect::<Vec<_>>().into(),
+                    copied
+                        .iter()
+                        .map(|d| d.copy_from.unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .into(),
                 ],
             );
         }
         if !unchanged.is_empty() {
             crate::plans::execute(
                 client,
-                "UPDATE evolve.entity_embeddings x SET schema_version = u.ver, job_id = u.j \
-                 FROM unnest($1, $2, $3) AS u(id, ver, j) WHERE x.entity_id = u.id",
+                if generations {
+                    "UPDATE evolve.entity_embeddings x SET schema_version = u.ver, job_id = u.j \
+                     FROM unnest($1, $2, $3, $4) AS u(id, ver, j, g) WHERE x.entity_id = u.id AND x.generation = u.g"
+                } else {
+                    "UPDATE evolve.entity_embeddings x SET schema_version = u.ver, job_id = u.j \
+                     FROM unnest($1, $2, $3, $4) AS u(id, ver, j, g) WHERE x.entity_id = u.id"
+                },
                 &[
                     unchanged
                         .iter()
@@ -442,6 +465,11 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
                     unchanged
                         .iter()
                         .map(|d| d.job_id)
+                        .collect::<Vec<_>>()
+                        .into(),
+                    unchanged
+                        .iter()
+                        .map(|d| d.generation)
                         .collect::<Vec<_>>()
                         .into(),
                 ],
@@ -464,7 +492,11 @@ fn write_batch(done: &[Done], failed: &[(i64, i64, i32, String)]) {
                  FROM per_job p LEFT JOIN same s ON s.job = p.job_id WHERE j.id = p.job_id",
                 &[
                     done.iter().map(|d| d.queue_tid).collect::<Vec<_>>().into(),
-                    unchanged.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
+                    done.iter()
+                        .filter(|d| d.vector.is_none())
+                        .map(|d| d.job_id)
+                        .collect::<Vec<_>>()
+                        .into(),
                 ],
             );
         }
@@ -512,7 +544,7 @@ fn retry_failed(job_id: i64) -> i64 {
             .or_raise()
             .len() as i64;
         if n > 0 {
-            crate::worker::wake_at_commit();
+            crate::wakeup::wake_at_commit();
             client
                 .update(
                     "UPDATE evolve.schema_migration_jobs SET status = 'running', completed_at = NULL, \

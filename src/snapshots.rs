@@ -88,7 +88,7 @@ pub fn record_observations(
                     client,
                     "SELECT entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
                             last_computed_observation_id \
-                     FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
+                     FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR NO KEY UPDATE",
                     &[entity_ids.into()],
                 )
                 .map(|r| EntityState::from_row(&r))
@@ -228,6 +228,20 @@ fn write_snapshots(
         .collect();
     crate::projections::upkeep(client, &rows);
     drop(rows);
+    // Embeddings follow: the entities whose enriched text changed are queued.
+    let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
+    let written: Vec<crate::freshness::Written<'_>> = ids
+        .iter()
+        .zip(&snaps)
+        .map(|(id, s)| crate::freshness::Written {
+            entity_id: *id,
+            entity_type: &states[id].entity_type,
+            definition: defs.get(id).map(|d| &d.0).unwrap_or(&empty),
+            snapshot: &s.0,
+        })
+        .collect();
+    crate::freshness::queue_changed(client, &written);
+    drop(written);
     crate::plans::execute(
         client,
         "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
@@ -254,7 +268,7 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
     Spi::connect_mut(|client| {
         let st: Vec<(String, Option<String>)> = client
             .select(
-                "SELECT entity_type, user_id FROM evolve.entities WHERE entity_id = $1 FOR UPDATE",
+                "SELECT entity_type, user_id FROM evolve.entities WHERE entity_id = $1 FOR NO KEY UPDATE",
                 None,
                 &[entity_id.into()],
             )

@@ -185,9 +185,11 @@ fn vector_schema() -> String {
     })
 }
 
-/// Nearest entities of a type to a query text, by cosine distance of their embeddings. While the
-/// type has an active re-embedding job, `evolve.search_during_reembed` decides: allow, warn
-/// (default) or block (SQLSTATE 55000).
+/// Nearest entities of a type to a query text, by cosine distance of their embeddings in the
+/// type's current generation (returned with each row). A type being re-embedded whole is
+/// answered from its complete current generation, with its index, until the new one replaces
+/// it in one commit. While a job re-embeds part of a type in place,
+/// `evolve.search_during_reembed` decides: allow, warn (default) or block (SQLSTATE 55000).
 #[pg_extern(volatile, parallel_unsafe)]
 fn semantic_search(
     entity_type: &str,
@@ -200,6 +202,7 @@ fn semantic_search(
         name!(entity_key, String),
         name!(distance, f64),
         name!(snapshot, JsonB),
+        name!(generation, i64),
     ),
 > {
     if k < 1 {
@@ -210,8 +213,16 @@ fn semantic_search(
             None,
         );
     }
+    let generations = evolve_relation(c"embedding_generations") != pg_sys::InvalidOid;
     let active = crate::plans::one::<i64>(
-        "SELECT count(*) FROM evolve.schema_migration_jobs WHERE $1 = ANY(entity_types) AND status IN ('queued', 'running')",
+        if generations {
+            "SELECT count(*) FROM evolve.schema_migration_jobs j \
+             WHERE $1 = ANY(j.entity_types) AND j.status IN ('queued', 'running') \
+               AND NOT EXISTS (SELECT FROM evolve.embedding_generations g \
+                               WHERE g.job_id = j.id AND g.entity_type = $1 AND g.state = 'building')"
+        } else {
+            "SELECT count(*) FROM evolve.schema_migration_jobs WHERE $1 = ANY(entity_types) AND status IN ('queued', 'running')"
+        },
         &[entity_type.into()],
     )
     .unwrap_or(0);
@@ -219,11 +230,11 @@ fn semantic_search(
         match gucs::search_during_reembed() {
             SearchDuringReembed::Allow => {}
             SearchDuringReembed::Warn => pgrx::warning!(
-                "\"{entity_type}\" is being re-embedded ({active} active job(s)): results may mix old and new embeddings"
+                "\"{entity_type}\" is being re-embedded in place ({active} active job(s)): results may mix old and new embeddings"
             ),
             SearchDuringReembed::Block => raise(
                 SqlState::ObjectNotInPrerequisiteState,
-                format!("\"{entity_type}\" is being re-embedded ({active} active job(s))"),
+                format!("\"{entity_type}\" is being re-embedded in place ({active} active job(s))"),
                 None,
                 Some("Wait for evolve.migration_progress to reach 100 %, or SET evolve.search_during_reembed = 'warn'.".into()),
             ),
@@ -239,17 +250,52 @@ fn semantic_search(
         ),
     };
     let v = vector_schema();
-    let sql = format!(
-        "SELECT e.entity_id, e.entity_key, (x.embedding OPERATOR({v}.<=>) $1::{v}.vector)::float8, e.snapshot \
-         FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
-         WHERE e.entity_type = $2 ORDER BY x.embedding OPERATOR({v}.<=>) $1::{v}.vector LIMIT $3"
-    );
-    let rows: Vec<(i64, String, f64, JsonB)> = Spi::connect(|client| {
+    let generation = if generations {
+        // The table first, then which generation is current: a replaced generation (its
+        // partition, or its rows of generation 0) goes only while no search holds the table,
+        // so the generation read here stays whole until the search below has read it.
+        // SAFETY: an ordinary lock on an existing relation, held to the end of the transaction.
+        unsafe {
+            pg_sys::LockRelationOid(
+                evolve_relation(c"entity_embeddings"),
+                pg_sys::AccessShareLock as pg_sys::LOCKMODE,
+            )
+        };
+        crate::plans::one::<i64>(
+            "SELECT coalesce(max(generation), 0) FROM evolve.embedding_generations \
+             WHERE entity_type = $1 AND state = 'current'",
+            &[entity_type.into()],
+        )
+        .unwrap_or(0)
+    } else {
+        0
+    };
+    // The generation as a value known when planning: the plan reads that one partition.
+    let sql = if generations {
+        format!(
+            "SELECT e.entity_id, e.entity_key, (x.embedding OPERATOR({v}.<=>) $1::{v}.vector)::float8, e.snapshot, x.generation \
+             FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
+             WHERE x.generation = $4 AND e.entity_type = $2 \
+             ORDER BY x.embedding OPERATOR({v}.<=>) $1::{v}.vector LIMIT $3"
+        )
+    } else {
+        format!(
+            "SELECT e.entity_id, e.entity_key, (x.embedding OPERATOR({v}.<=>) $1::{v}.vector)::float8, e.snapshot, 0::int8 \
+             FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
+             WHERE e.entity_type = $2 ORDER BY x.embedding OPERATOR({v}.<=>) $1::{v}.vector LIMIT $3"
+        )
+    };
+    let rows: Vec<(i64, String, f64, JsonB, i64)> = Spi::connect(|client| {
         client
             .select(
                 &sql,
                 None,
-                &[q.into(), entity_type.into(), (k as i64).into()],
+                &[
+                    q.into(),
+                    entity_type.into(),
+                    (k as i64).into(),
+                    generation.into(),
+                ],
             )
             .or_raise()
             .map(|r| {
@@ -258,6 +304,7 @@ fn semantic_search(
                     r.value::<String>(2).unwrap_or_default(),
                     r.value::<f64>(3).unwrap_or(0.0),
                     r.value::<JsonB>(4).unwrap_or(JsonB(Value::Null)),
+                    r.value::<i64>(5).unwrap_or(0),
                 )
             })
             .collect()

@@ -6,59 +6,17 @@
 //! are still there and are simply taken again. SIGHUP reloads settings; SIGTERM exits cleanly.
 //! On a hot standby it idles until the server is promoted.
 //!
-//! A transaction that queues work wakes it when it commits (`wake_at_commit`): the worker
-//! publishes its proc number in shared memory, and the committing backend sets its latch, so
-//! queued entities do not wait for the end of a nap.
+//! A transaction that queues work wakes it when it commits (`crate::wakeup`), so queued
+//! entities do not wait for the end of a nap.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
-use pgrx::{pg_shmem_init, register_xact_callback, PgAtomic, PgXactCallbackEvent};
 
 use crate::gucs;
 
 pub const WORKER_TYPE: &str = "pg_evolve re-embedding worker";
-
-/// The running worker's proc number plus one (0: none), in shared memory.
-// SAFETY: the one shared memory segment of this name.
-static WORKER_PROC: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"pg_evolve_worker_proc") };
-/// Whether WORKER_PROC exists: set in the postmaster while preloading, inherited by every
-/// process it forks. (Without preloading there is no worker to wake.)
-static SHMEM_READY: AtomicBool = AtomicBool::new(false);
-
-/// This process's proc number: the index of its PGPROC in ProcGlobal->allProcs.
-fn my_proc_number() -> i32 {
-    // (PostgreSQL 17 replaced PGPROC.pgprocno with the global MyProcNumber.)
-    // SAFETY: MyProc is this backend's PGPROC, set before any extension code runs in it.
-    #[cfg(any(feature = "pg15", feature = "pg16"))]
-    let n = unsafe { (*pg_sys::MyProc).pgprocno };
-    // SAFETY: a process-global integer set once at process start.
-    #[cfg(any(feature = "pg17", feature = "pg18"))]
-    let n = unsafe { pg_sys::MyProcNumber };
-    n
-}
-
-/// Wakes the worker when the current transaction commits (nothing on abort): call it after
-/// queuing entities. A wake with nothing to do costs the worker one empty batch.
-pub fn wake_at_commit() {
-    if !SHMEM_READY.load(Ordering::Relaxed) {
-        return;
-    }
-    register_xact_callback(PgXactCallbackEvent::Commit, || {
-        let proc = WORKER_PROC.get().load(Ordering::Acquire) - 1;
-        // SAFETY: ProcGlobal and its allProcs array live for the whole postmaster lifetime;
-        // `proc` was published by the worker as its own index in that array (a stale index
-        // after a crash names another PGPROC: setting its latch is only a spurious wakeup).
-        unsafe {
-            let global = pg_sys::ProcGlobal;
-            if proc >= 0 && !global.is_null() && (proc as u32) < (*global).allProcCount {
-                pg_sys::SetLatch(&raw mut (*(*global).allProcs.add(proc as usize)).procLatch);
-            }
-        }
-    });
-}
 
 pub fn register() {
     // SAFETY: reading a flag PostgreSQL sets while loading shared_preload_libraries.
@@ -66,8 +24,7 @@ pub fn register() {
     if !preloading {
         return;
     }
-    pg_shmem_init!(WORKER_PROC = AtomicI32::new(0));
-    SHMEM_READY.store(true, Ordering::Relaxed);
+    crate::wakeup::init_shmem();
     if gucs::worker_database().is_none() {
         return;
     }
@@ -97,9 +54,7 @@ pub extern "C-unwind" fn evolve_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let db = gucs::worker_database().unwrap_or_default();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
-    WORKER_PROC
-        .get()
-        .store(my_proc_number() + 1, Ordering::Release);
+    crate::wakeup::publish_worker(true);
     let mut nap = Duration::from_millis(0);
     while BackgroundWorker::wait_latch(Some(nap)) {
         if BackgroundWorker::sighup_received() {
@@ -132,5 +87,5 @@ pub extern "C-unwind" fn evolve_worker_main(_arg: pg_sys::Datum) {
             );
         }
     }
-    WORKER_PROC.get().store(0, Ordering::Release);
+    crate::wakeup::publish_worker(false);
 }

@@ -6,6 +6,7 @@ mod common;
 
 mod cache;
 mod events;
+mod freshness;
 mod fuzz;
 mod governance;
 mod ingest;

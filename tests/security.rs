@@ -70,9 +70,11 @@ fn tenant_b_rows(su: &mut Client) -> Vec<(String, i64)> {
 /// proposal it belongs to.
 fn b_filter(table: &str, (entities, proposals): &(String, String)) -> String {
     match table {
-        "observations" | "entity_embeddings" | "embedding_queue" => format!(
-            "SELECT count(*) FROM evolve.{table} WHERE entity_id = ANY('{entities}'::bigint[])"
-        ),
+        "observations" | "entity_embeddings" | "entity_embeddings_shared" | "embedding_queue" => {
+            format!(
+                "SELECT count(*) FROM evolve.{table} WHERE entity_id = ANY('{entities}'::bigint[])"
+            )
+        }
         "schema_evolution_history" | "dynamic_tables" => format!(
             "SELECT count(*) FROM evolve.{table} WHERE proposal_id = ANY('{proposals}'::bigint[])"
         ),
@@ -80,6 +82,8 @@ fn b_filter(table: &str, (entities, proposals): &(String, String)) -> String {
         | "entity_type_aliases"
         | "schema_migration_jobs"
         | "deferred_indexes"
+        | "embedding_policies"
+        | "embedding_generations"
         | "inbox" => {
             // Global tables (and the always-empty inbox): nothing of B's.
             format!("SELECT count(*) FROM evolve.{table} WHERE false")

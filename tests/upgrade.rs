@@ -12,6 +12,7 @@ const V020: &str = include_str!("fixtures/pg_evolve--0.2.0.sql");
 const V030: &str = include_str!("fixtures/pg_evolve--0.3.0.sql");
 const V040: &str = include_str!("fixtures/pg_evolve--0.4.0.sql");
 const V050: &str = include_str!("fixtures/pg_evolve--0.5.0.sql");
+const V060: &str = include_str!("fixtures/pg_evolve--0.6.0.sql");
 
 fn install_old_scripts() {
     let dir = crate::common::pg_config_dir("sharedir");
@@ -21,6 +22,7 @@ fn install_old_scripts() {
         ("0.3.0", V030),
         ("0.4.0", V040),
         ("0.5.0", V050),
+        ("0.6.0", V060),
     ] {
         let path = format!("{}/extension/pg_evolve--{version}.sql", dir.trim());
         std::fs::write(&path, script).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
@@ -80,7 +82,14 @@ fn data_digest(c: &mut Client, tables: &[(String, Vec<String>)]) -> Vec<String> 
 
 /// Upgraded and fresh catalogs are equal.
 fn assert_same_catalog(upgraded: &mut Client, fresh: &mut Client) {
-    let (upgraded, fresh) = (catalog(upgraded), catalog(fresh));
+    // Partitions of generations are data, created by jobs (entity_embeddings_g<n>).
+    let generation = |l: &String| {
+        l.match_indices("entity_embeddings_g")
+            .any(|(i, m)| l[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    };
+    let (mut upgraded, mut fresh) = (catalog(upgraded), catalog(fresh));
+    upgraded.retain(|l| !generation(l));
+    fresh.retain(|l| !generation(l));
     assert!(
         fresh.len() > 200,
         "the catalog description covers the extension"
@@ -200,12 +209,17 @@ fn update_keeps_data(c: &mut Client, to: Option<&str>, reached: &str) {
         .into_iter()
         .filter(|(t, _)| !shape.iter().any(|(o, _)| o == t))
         .collect();
-    // (0.4.0's aggregate parts hold the rows of the tables they replace, now views.)
+    // (0.4.0's aggregate parts hold the rows of the tables they replace, now views; 0.7.0's
+    // entity_embeddings_shared is the table of embeddings before, now the partition of
+    // generation 0 of the one of that name.)
     let added = data_digest(c, &added);
     assert!(
-        added
-            .iter()
-            .all(|l| l.contains(": 0 rows") || l.split(':').next().unwrap().ends_with("_parts")),
+        added.iter().all(|l| {
+            let table = l.split(':').next().unwrap();
+            l.contains(": 0 rows")
+                || table.ends_with("_parts")
+                || table == "entity_embeddings_shared"
+        }),
         "{added:?}"
     );
 }
@@ -217,11 +231,11 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     create_dbs(
         &cluster,
         &[
-            "from_010", "from_020", "from_030", "from_040", "from_050", "fresh",
+            "from_010", "from_020", "from_030", "from_040", "from_050", "from_060", "fresh",
         ],
     );
 
-    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0.
+    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0 → 0.7.0.
     let mut old = cluster.connect_to("from_010");
     old.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.1.0';")
         .unwrap();
@@ -237,7 +251,8 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     update_keeps_data(&mut old, Some("0.3.0"), "0.3.0");
     update_keeps_data(&mut old, Some("0.4.0"), "0.4.0");
     update_keeps_data(&mut old, Some("0.5.0"), "0.5.0");
-    update_keeps_data(&mut old, None, "0.6.0");
+    update_keeps_data(&mut old, Some("0.6.0"), "0.6.0");
+    update_keeps_data(&mut old, None, "0.7.0");
 
     // 0.2.0 with its own data → 0.3.0.
     let mut old2 = cluster.connect_to("from_020");
@@ -247,7 +262,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     old2.batch_execute(DATA_020).unwrap();
     old2.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old2), "0.2.0");
-    update_keeps_data(&mut old2, None, "0.6.0");
+    update_keeps_data(&mut old2, None, "0.7.0");
 
     // 0.3.0 with data → 0.4.0: the aggregate tables become parts summed by views of the same
     // name and columns, which read back the same rows (update_keeps_data) and stay exact.
@@ -256,7 +271,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old3.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old3), "0.3.0");
-    update_keeps_data(&mut old3, None, "0.6.0");
+    update_keeps_data(&mut old3, None, "0.7.0");
     old3.batch_execute(DATA_010).unwrap();
     let mismatches: i64 = old3
         .query_one("SELECT count(*) FROM evolve.verify_aggregates()", &[])
@@ -274,7 +289,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old4.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old4), "0.4.0");
-    update_keeps_data(&mut old4, None, "0.6.0");
+    update_keeps_data(&mut old4, None, "0.7.0");
     let verdicts: i64 = old4
         .query_one(
             "SELECT count(*) FROM evolve.propose_schema('earthquake') p \
@@ -293,7 +308,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old5.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old5), "0.5.0");
-    update_keeps_data(&mut old5, None, "0.6.0");
+    update_keeps_data(&mut old5, None, "0.7.0");
     let unpathed: i64 = old5
         .query_one(
             "SELECT count(*) FROM evolve.schema_proposals \
@@ -322,6 +337,40 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .collect();
     assert_eq!(nested, ["origin.code", "origin.network"]);
 
+    // 0.6.0 with embeddings → 0.7.0: they become generation 0 and answer searches; data that
+    // changes is queued; a whole-type job builds a generation of its own.
+    let mut old6 = cluster.connect_to("from_060");
+    old6.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.6.0';")
+        .unwrap();
+    old6.batch_execute(DATA_010).unwrap();
+    old6.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    assert_eq!(version(&mut old6), "0.6.0");
+    let embedded = crate::common::count(&mut old6, "SELECT count(*) FROM evolve.entity_embeddings");
+    assert_eq!(embedded, 41);
+    update_keeps_data(&mut old6, None, "0.7.0");
+    let found = crate::common::count(
+        &mut old6,
+        "SELECT count(*) FROM evolve.semantic_search('earthquake', 'p7', 5) WHERE generation = 0",
+    );
+    assert_eq!(found, 5, "0.6.0's embeddings answer as generation 0");
+    old6.batch_execute(
+        r#"SELECT evolve.ingest('earthquake', '{"mag": 9.9}', entity_key => 'new after 0.7.0');"#,
+    )
+    .unwrap();
+    let queued = crate::common::count(&mut old6, "SELECT count(*) FROM evolve.embedding_queue");
+    assert_eq!(queued, 1, "new data is queued");
+    old6.batch_execute(
+        r#"SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "earthquake", "description": "after 0.7.0"}');"#,
+    )
+    .unwrap();
+    old6.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    let current = crate::common::count(
+        &mut old6,
+        "SELECT count(DISTINCT generation) FILTER (WHERE generation > 0) * 1000 + count(*) \
+         FROM evolve.semantic_search('earthquake', 'p7', 5)",
+    );
+    assert_eq!(current, 1005, "answered from the new generation");
+
     let mut new = cluster.connect_to("fresh");
     new.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
         .unwrap();
@@ -330,6 +379,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     assert_same_catalog(&mut old3, &mut new);
     assert_same_catalog(&mut old4, &mut new);
     assert_same_catalog(&mut old5, &mut new);
+    assert_same_catalog(&mut old6, &mut new);
 
     // The upgraded databases work, with 0.3.0's rules (and 0.4.0's aggregates).
     for (db, c) in [

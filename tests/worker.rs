@@ -108,8 +108,9 @@ fn worker_reembeds_usgs_after_a_change() {
     assert_eq!(hits, 5);
 }
 
-/// Immediate shutdowns and a kill -9 of the worker in the middle of a job: after restarts the
-/// job completes, each entity embedded exactly once at the latest version, nothing lost.
+/// Immediate shutdowns and a kill -9 of the worker in the middle of a job that builds a
+/// generation: after restarts the job completes, each entity embedded exactly once at the latest
+/// version into the generation that became current, nothing lost, the others dropped.
 #[test]
 fn worker_survives_crashes_mid_job() {
     // A slow embedder, so the job is still running when we crash it.
@@ -118,8 +119,6 @@ fn worker_survives_crashes_mid_job() {
         &[
             "evolve.embed_batch_size = 20",
             "evolve.embedding_function = 'public.slow_embed'",
-            // Every job sets the vector index aside: crashes hit that state too.
-            "evolve.index_rebuild_threshold = 100",
         ],
     );
     let mut c = cluster.connect_to(&db);
@@ -197,14 +196,37 @@ fn worker_survives_crashes_mid_job() {
         "every entity at the latest version, by the latest job"
     );
     assert_eq!(row.get::<_, i64>(3), 0, "queue drained");
-    // The batch after the last one (it finds the queue empty) builds the index again.
+    // One generation left, current, indexed; the replaced ones dropped (by the batch after
+    // the last one, which finds the queue empty).
     wait_for(
         &mut c,
-        "SELECT to_regclass('evolve.entity_embeddings_hnsw') IS NOT NULL \
-                AND NOT EXISTS (SELECT FROM evolve.deferred_indexes)",
-        "the vector index to be back",
+        "SELECT count(*) = 1 AND bool_and(state = 'current') FROM evolve.embedding_generations",
+        "the replaced generations to be dropped",
         Duration::from_secs(60),
     );
+    let row = c
+        .query_one(
+            "SELECT g.job_id, (SELECT count(*) FROM evolve.entity_embeddings x WHERE x.generation = g.generation), \
+                    (SELECT count(*) FROM evolve.entity_embeddings), \
+                    (SELECT count(*) FROM pg_indexes WHERE schemaname = 'evolve' \
+                       AND tablename = 'entity_embeddings_g' || g.generation AND indexdef LIKE '%USING hnsw%') \
+             FROM evolve.embedding_generations g",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        row.get::<_, Option<i64>>(0),
+        Some(job),
+        "built by the latest job"
+    );
+    assert_eq!(row.get::<_, i64>(1), 1707);
+    assert_eq!(
+        row.get::<_, i64>(2),
+        1707,
+        "nothing left in other generations"
+    );
+    assert_eq!(row.get::<_, i64>(3), 1, "its vector index built");
+    assert_eq!(alaska_hits(&mut c), 5);
 }
 
 /// An embedding function that fails for some entities: they are retried, then parked; the rest
@@ -366,6 +388,8 @@ fn high_priority_is_served_first() {
            SELECT 'quake', jsonb_build_object('mag', i), 'q' || i FROM generate_series(1, 50) i;"#,
     )
     .unwrap();
+    // The new data first (it ranks above every job).
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
     let low: i64 = c
         .query_one(
             r#"SELECT evolve.apply_change('{"kind": "relationship_deleted", "entity_type": "station", "relationship": "near"}')"#,
@@ -405,33 +429,39 @@ fn high_priority_is_served_first() {
     assert_eq!(left, 0);
 }
 
-/// A job holding at least `evolve.index_rebuild_threshold` entities (and a quarter of the
-/// table) sets the vector index aside and builds it again, with its own definition, when the
-/// queue drains; searches meanwhile scan exactly. A search in progress keeps the index in place.
+/// A job that re-embeds a whole type fills a generation of its own while searches answer from
+/// the current one (k results, its generation); the new one becomes current when complete,
+/// with the vector index of the shared generation's definition (parameters kept); the
+/// replaced one is dropped once no search holds the table.
 #[test]
-fn large_jobs_set_the_vector_index_aside_and_rebuild_it() {
-    let cluster = Cluster::start("worker-rebuild", &[]);
-    let db = cluster.fresh_db("rebuild_db");
+fn whole_type_jobs_build_a_generation() {
+    let cluster = Cluster::start("worker-generation", &[]);
+    let db = cluster.fresh_db("generation_db");
     let mut c = cluster.connect_to(&db);
     load_usgs(&mut c);
-    // A customised index: the rebuild must keep its parameters.
+    // A customised index: the generation's index must keep its parameters.
     c.batch_execute(
         "DROP INDEX evolve.entity_embeddings_hnsw; \
-         CREATE INDEX entity_embeddings_hnsw ON evolve.entity_embeddings \
-             USING hnsw (embedding vector_cosine_ops) WITH (m = 8, ef_construction = 32); \
-         SET evolve.index_rebuild_threshold = 500; \
-         SET evolve.search_during_reembed = 'allow';",
+         CREATE INDEX entity_embeddings_hnsw ON evolve.entity_embeddings_shared \
+             USING hnsw (embedding vector_cosine_ops) WITH (m = 8, ef_construction = 32);",
     )
     .unwrap();
-    let definition = |c: &mut Client| -> Option<String> {
-        c.query_one(
-            "SELECT pg_get_indexdef(to_regclass('evolve.entity_embeddings_hnsw'))",
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    let search = |c: &mut Client| -> Vec<i64> {
+        c.query(
+            "SELECT generation FROM evolve.semantic_search('earthquake', 'Alaska', 5)",
             &[],
         )
         .unwrap()
-        .get(0)
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect()
     };
-    let before = definition(&mut c).expect("the index exists");
+    assert_eq!(
+        search(&mut c),
+        vec![0; 5],
+        "fresh data embedded into generation 0"
+    );
     let change = |c: &mut Client, d: &str| {
         c.query_one(
             &format!(
@@ -443,70 +473,94 @@ fn large_jobs_set_the_vector_index_aside_and_rebuild_it() {
         .unwrap()
         .get::<_, i64>(0)
     };
+    let building = |c: &mut Client| -> Option<i64> {
+        c.query_one(
+            "SELECT building_generation FROM evolve.embedding_status WHERE entity_type = 'earthquake'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
 
-    // 1,707 queued >= 500: the first batch sets the index aside.
     change(&mut c, "first");
-    c.batch_execute("CALL evolve.run_reembedding(1)").unwrap();
-    assert_eq!(definition(&mut c), None, "index set aside during the job");
-    let recorded: String = c
-        .query_one("SELECT definition FROM evolve.deferred_indexes", &[])
+    let first = building(&mut c).expect("a generation is being built");
+    c.batch_execute("CALL evolve.run_reembedding(3)").unwrap();
+    // Half-built: search answers from generation 0, whole, without a warning.
+    assert_eq!(search(&mut c), vec![0; 5]);
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    assert_eq!(search(&mut c), vec![first; 5]);
+    let definition: String = c
+        .query_one(
+            &format!(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'evolve' \
+                 AND tablename = 'entity_embeddings_g{first}' AND indexdef LIKE '%hnsw%'"
+            ),
+            &[],
+        )
         .unwrap()
         .get(0);
     assert!(
-        recorded.contains("m='8'") && recorded.contains("ef_construction='32'"),
-        "{recorded}"
+        definition.contains("m='8'") && definition.contains("ef_construction='32'"),
+        "{definition}"
     );
-    let hits = alaska_hits(&mut c);
-    assert_eq!(hits, 5, "search works without the index");
-    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(
-        definition(&mut c).as_deref(),
-        Some(before.as_str()),
-        "rebuilt as it was"
+        crate::common::count(
+            &mut c,
+            "SELECT count(*) FROM evolve.entity_embeddings WHERE generation = 0"
+        ),
+        0,
+        "the type's rows left generation 0"
     );
-    let row = c
-        .query_one(
-            "SELECT (SELECT count(*) FROM evolve.deferred_indexes), \
-                    (SELECT count(*) FROM evolve.embedding_queue), \
-                    (SELECT count(*) FROM evolve.entity_embeddings e \
-                     JOIN evolve.schema_migration_jobs j ON j.id = e.job_id WHERE e.schema_version = j.schema_version)",
+    // The planner reads the generation's index for a search of its partition.
+    let plan: String = c
+        .query(
+            &format!(
+                "EXPLAIN SELECT entity_id FROM evolve.entity_embeddings WHERE generation = {first} \
+                 ORDER BY embedding <=> evolve.embed('Alaska') LIMIT 5"
+            ),
             &[],
         )
-        .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 0);
-    assert_eq!(row.get::<_, i64>(1), 0);
-    assert_eq!(row.get::<_, i64>(2), 1707);
-    // The rebuilt index serves searches (it is the one the planner picks for the ordering).
-    let plan: String = c
-        .query("EXPLAIN SELECT entity_id FROM evolve.entity_embeddings ORDER BY embedding <=> evolve.embed('Alaska') LIMIT 5", &[])
         .unwrap()
         .iter()
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(plan.contains("entity_embeddings_hnsw"), "{plan}");
+    assert!(
+        plan.contains(&format!("entity_embeddings_g{first}_embedding_idx")),
+        "{plan}"
+    );
 
-    // A search in progress in another session: the batch does not wait, the index stays.
+    // A search in progress in another session: the switch does not wait for it, the drop
+    // of the replaced generation does (it happens in a later batch).
     let mut reader = cluster.connect_to(&db);
     reader
-        .batch_execute("BEGIN; SELECT count(*) FROM evolve.entity_embeddings;")
+        .batch_execute(
+            "BEGIN; SELECT count(*) FROM evolve.semantic_search('earthquake', 'Alaska', 5);",
+        )
         .unwrap();
     change(&mut c, "second");
-    c.batch_execute("CALL evolve.run_reembedding(1)").unwrap();
-    assert!(
-        definition(&mut c).is_some(),
-        "kept while the table is in use"
-    );
+    let second = building(&mut c).expect("a second generation");
+    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    let states = |c: &mut Client| {
+        crate::common::text(
+            c,
+            "SELECT string_agg(generation || ':' || state, ',' ORDER BY generation) FROM evolve.embedding_generations",
+        )
+        .unwrap_or_default()
+    };
+    assert_eq!(states(&mut c), format!("{first}:retired,{second}:current"));
     reader.batch_execute("COMMIT").unwrap();
     c.batch_execute("CALL evolve.run_reembedding()").unwrap();
-
-    // Below the threshold nothing is set aside.
-    c.batch_execute("SET evolve.index_rebuild_threshold = 5000")
-        .unwrap();
-    change(&mut c, "third");
-    c.batch_execute("CALL evolve.run_reembedding(1)").unwrap();
-    assert!(definition(&mut c).is_some());
-    c.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    assert_eq!(states(&mut c), format!("{second}:current"));
+    assert_eq!(
+        crate::common::count(
+            &mut c,
+            &format!("SELECT count(*) FROM pg_class WHERE relname = 'entity_embeddings_g{first}'")
+        ),
+        0,
+        "the replaced partition is dropped"
+    );
+    assert_eq!(search(&mut c), vec![second; 5]);
 }
 
 /// A committed apply_change wakes the sleeping worker: with a naptime of ten minutes the job

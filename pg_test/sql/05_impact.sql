@@ -14,6 +14,9 @@ SELECT 'earthquake',
        || CASE WHEN i % 4 = 0 THEN jsonb_build_object('reported_by', 'ak') ELSE '{}' END,
        'q' || i
 FROM generate_series(1, 200) i;
+-- New data is queued for embedding as it arrives (11_freshness shows how); embed it now.
+SELECT entity_type, entities, embedded, queued FROM evolve.embedding_status;
+CALL evolve.run_reembedding();
 
 -- The built-in embedder and the enriched text it embeds.
 SELECT vector_dims(evolve.embed('magnitude 4.5 near Anchorage')) AS dims,

@@ -279,7 +279,7 @@ pub fn extension_tables(c: &mut Client) -> Vec<String> {
     c.query(
         "SELECT c.relname::text FROM pg_class c JOIN pg_depend d ON d.objid = c.oid \
          JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_evolve' \
-         WHERE c.relkind = 'r' ORDER BY 1",
+         WHERE c.relkind IN ('r', 'p') ORDER BY 1",
         &[],
     )
     .unwrap()

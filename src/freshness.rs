@@ -1,0 +1,113 @@
+//! L2: embeddings follow the data. Every statement that writes snapshots (ingestion, the
+//! inbox, promotion, migration on read, proposal approval and rollback, refresh) hands the
+//! entities it wrote here, in its own transaction: those whose enriched text changed — its
+//! content hash differs from their newest embedding's — are queued for embedding, set-based,
+//! and the worker is woken when the transaction commits. Unchanged text is never queued.
+//!
+//! Fresh rows belong to no job (`job_id` NULL) and rank [`FRESH_RANK`], above every job: an
+//! entity nobody can find costs more than one found through a description a little out of
+//! date, and fresh work is bounded by the ingest rate while a job may hold a whole type.
+//!
+//! Lock order: the entities (held by the caller), then their queue rows. A queue row being
+//! embedded by a batch is locked until the batch commits; the insert waits for it
+//! (`ON CONFLICT … DO UPDATE … WHERE`), so the change is queued again once the batch has
+//! removed the row instead of being lost with it. The batch never waits on an entity row
+//! (writers take `FOR NO KEY UPDATE`, which lets its foreign-key checks through).
+
+use std::collections::HashMap;
+
+use evolve_core::embed;
+use evolve_core::schema::Definition;
+use pgrx::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::plans::{evolve_relation, Row};
+
+/// The queue rank of entities queued because their data changed (jobs rank 1 to 3).
+pub const FRESH_RANK: i32 = 4;
+
+/// An entity whose snapshot a statement wrote.
+pub struct Written<'a> {
+    pub entity_id: i64,
+    pub entity_type: &'a str,
+    pub definition: &'a Definition,
+    pub snapshot: &'a Value,
+}
+
+/// Whether this database has freshness (0.7.0 on): a database not yet updated keeps the
+/// queue for jobs only until `ALTER EXTENSION pg_evolve UPDATE`.
+fn installed() -> bool {
+    evolve_relation(c"embedding_policies") != pg_sys::InvalidOid
+}
+
+/// The content hash the re-embedding batch computes for an entity: embedder and enriched text.
+pub fn content_hash(embedder: &str, definition: &Definition, snapshot: &Value) -> i64 {
+    let text = embed::enriched_text(definition, snapshot.as_object().unwrap_or(&Map::new()));
+    embed::content_hash(&format!("{embedder}\n{text}"))
+}
+
+/// The definition an entity of a type without a schema is embedded with.
+pub fn bare_definition(entity_type: &str) -> Definition {
+    Definition::parse(&serde_json::json!({ "entity_type": entity_type })).unwrap_or_else(|_| {
+        Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid")
+    })
+}
+
+/// Queues the written entities whose enriched text changed, unless their type's policy is
+/// `manual`. Returns how many were queued.
+pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'_>]) -> usize {
+    if written.is_empty() || !installed() {
+        return 0;
+    }
+    let mut types: Vec<&str> = written.iter().map(|w| w.entity_type).collect();
+    types.sort_unstable();
+    types.dedup();
+    let manual: Vec<String> = crate::plans::execute(
+        client,
+        "SELECT entity_type FROM evolve.embedding_policies WHERE entity_type = ANY($1) AND mode = 'manual'",
+        &[types.into()],
+    )
+    .filter_map(|r| r.value::<String>(1))
+    .collect();
+    let embedder = crate::vectors::embedder_id();
+    let mut hashes: HashMap<i64, i64> = HashMap::with_capacity(written.len());
+    // Entities of a type without a schema are embedded with a definition naming only the type,
+    // as the batch does.
+    let mut bare: HashMap<&str, Definition> = HashMap::new();
+    for w in written {
+        if manual.iter().any(|t| t == w.entity_type) {
+            continue;
+        }
+        let def = if w.definition.entity_type == w.entity_type {
+            w.definition
+        } else {
+            bare.entry(w.entity_type)
+                .or_insert_with(|| bare_definition(w.entity_type))
+        };
+        hashes.insert(w.entity_id, content_hash(&embedder, def, w.snapshot));
+    }
+    if hashes.is_empty() {
+        return 0;
+    }
+    let (ids, hashes): (Vec<i64>, Vec<i64>) = hashes.into_iter().unzip();
+    // A parked fresh row (no job counts it) is queued again: new data may embed where the old
+    // did not. A job's parked row stays parked for retry_failed, which keeps its counters.
+    let n = crate::plans::execute(
+        client,
+        "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank) \
+         SELECT u.id, $3 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, h) \
+         WHERE (SELECT x.content_hash FROM evolve.entity_embeddings x WHERE x.entity_id = u.id \
+                ORDER BY x.generation DESC LIMIT 1) IS DISTINCT FROM u.h \
+         ORDER BY u.id \
+         ON CONFLICT (entity_id) DO UPDATE SET state = 'queued', attempts = 0, next_attempt_at = now(), \
+             last_error = NULL, enqueued_at = now() \
+         WHERE q.state = 'failed' AND q.job_id IS NULL \
+         RETURNING 1",
+        &[ids.into(), hashes.into(), FRESH_RANK.into()],
+    )
+    .len();
+    if n > 0 {
+        crate::wakeup::wake_at_commit();
+    }
+    n
+}

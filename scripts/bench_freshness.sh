@@ -64,7 +64,7 @@ COPY (SELECT 'movie', jsonb_build_object('title', 'Movie ' || i, 'year', 1950 + 
         'rating', round((i * 7919 % 100) / 10.0, 1), 'runtime', 70 + i * 31 % 120, 'adult', i % 17 = 0,
         'budget', i * 104729 % 200000000, 'tagline', 'A story about ' || md5(i::text),
         'original_language', (ARRAY['en', 'fr', 'de', 'ja', 'es'])[1 + i % 5]),
-      'm' || i FROM generate_series(1, $ROWS) i) TO '$WORK/movies.tsv';
+      'm' || i FROM generate_series(1::bigint, $ROWS) i) TO '$WORK/movies.tsv';
 SQL
 declare -A BEST=()
 for round in $(seq "$ROUNDS"); do
@@ -92,9 +92,11 @@ copy_ratio=$(ratio "${BEST[manual]}" "${BEST[on_change]}")
 
 # 2. ingest() → embedded, worker running (woken by the commit; naptime 10 s).
 step "freshness 2/3: ingest() → searchable with the worker running ($SAMPLES samples)"
+# (The extension is made again before the worker starts: dropping it under a running worker
+# can deadlock with its batch.)
+fresh_extension
 psql_q -c "ALTER SYSTEM SET evolve.worker_database = 'evolve_fresh'" >/dev/null
 bash "$ROOT/scripts/cluster.sh" stop >/dev/null; bash "$ROOT/scripts/cluster.sh" start >/dev/null
-fresh_extension
 psql_q <<'SQL'
 SELECT FROM evolve.register_schema('{"entity_type": "quake", "description": "A seismic event",
   "attributes": {"mag": {"type": "number", "description": "Magnitude"}, "place": {"type": "string"}}}');
@@ -129,8 +131,8 @@ psql_q <<'SQL'
 INSERT INTO evolve.inbox (entity_type, payload, entity_key)
 SELECT 'quake', jsonb_build_object('mag', i % 9, 'place', 'batch place ' || i), 'b' || i FROM generate_series(1, 3000) i;
 SQL
-busy0=$(psql_q -c "SELECT value FROM evolve.metrics() WHERE name = 'worker_busy_seconds_total'")
-batches0=$(psql_q -c "SELECT value FROM evolve.metrics() WHERE name = 'worker_batches_total'")
+busy0=$(psql_q -c "SELECT value FROM evolve.metrics() WHERE name = 'pg_evolve_worker_busy_seconds_total'")
+batches0=$(psql_q -c "SELECT value FROM evolve.metrics() WHERE name = 'pg_evolve_worker_batches_total'")
 psql_q -c "SELECT evolve.apply_change('{\"kind\": \"attribute_description_changed\", \"entity_type\": \"quake\", \"attribute\": \"place\", \"description\": \"Where\"}')" >/dev/null
 for _ in $(seq 600); do
     left=$(psql_q -c "SELECT count(*) FROM evolve.embedding_queue")
@@ -138,8 +140,8 @@ for _ in $(seq 600); do
     sleep 0.2
 done
 sleep 0.5
-busy1=$(psql_q -c "SELECT value FROM evolve.metrics() WHERE name = 'worker_busy_seconds_total'")
-batches1=$(psql_q -c "SELECT value FROM evolve.metrics() WHERE name = 'worker_batches_total'")
+busy1=$(psql_q -c "SELECT value FROM evolve.metrics() WHERE name = 'pg_evolve_worker_busy_seconds_total'")
+batches1=$(psql_q -c "SELECT value FROM evolve.metrics() WHERE name = 'pg_evolve_worker_batches_total'")
 batch_ms=$(awk -v b0="$busy0" -v b1="$busy1" -v n0="$batches0" -v n1="$batches1" \
     'BEGIN { if (n1 > n0) printf "%.2f", 1000 * (b1 - b0) / (n1 - n0); else print "n/a" }')
 latency_ratio=$(ratio "$median_ms" "$batch_ms")
@@ -150,12 +152,14 @@ step "freshness 3/3: semantic_search p50 during a whole-type job of $JOB vs idle
 psql_q -c "ALTER SYSTEM SET evolve.worker_database = 'postgres'" >/dev/null
 bash "$ROOT/scripts/cluster.sh" stop >/dev/null; bash "$ROOT/scripts/cluster.sh" start >/dev/null
 fresh_extension
+psql_q -c "SELECT evolve.set_embedding_policy('quake', 'manual')" >/dev/null
 psql_q <<SQL
 SELECT FROM evolve.register_schema('{"entity_type": "quake", "description": "A seismic event",
   "attributes": {"mag": {"type": "number", "description": "Magnitude"}, "place": {"type": "string"}}}');
 INSERT INTO evolve.inbox (entity_type, payload, entity_key)
 SELECT 'quake', jsonb_build_object('mag', (i % 90) / 10.0, 'place', 'place number ' || i), 'q' || i
 FROM generate_series(1, $JOB) i;
+SELECT FROM evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "quake", "description": "A seismic event"}');
 CALL evolve.run_reembedding();
 VACUUM ANALYZE;
 SQL
@@ -167,7 +171,7 @@ pgbench_p50() {   # $1: seconds; prints the p50 latency in ms of one client's se
     (cd "$dir" && as_pg "$BIN/pgbench" -n -h "$PG_EVOLVE_CLUSTER" -p "$PG_EVOLVE_PORT" -c 1 -T "$1" \
         -f "$WORK/search.sql" -l "$PG_EVOLVE_DB" >/dev/null)
     cat "$dir"/pgbench_log.* | awk '{ print $3 / 1000 }' | sort -n \
-        | awk '{ v[NR] = $1 } END { printf "%.2f %d", v[int((NR + 1) / 2)], NR }'
+        | awk '{ v[NR] = $1 } END { printf "%.2f %d\n", v[int((NR + 1) / 2)], NR }'
 }
 read -r idle_p50 idle_n < <(pgbench_p50 "$SEARCH_S")
 psql_q -c "SELECT evolve.apply_change('{\"kind\": \"entity_type_description_changed\", \"entity_type\": \"quake\", \"description\": \"A quake, again\"}')" >/dev/null

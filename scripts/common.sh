@@ -33,6 +33,11 @@ build_and_install() {
     rm -rf "$pkg"
     (cd "$ROOT" && cargo pgrx package --pg-config "$pg_config" --out-dir "$pkg" "$@" >/dev/null)
     install_tree "$pkg"
+    # The minilm profile's model files, beside the extension's scripts (downloaded once, then
+    # copied from the cache; nothing when they are there with the right digests).
+    # shellcheck source=scripts/model.sh
+    . "$ROOT/scripts/model.sh"
+    install_model "$("$pg_config" --sharedir)/extension/pg_evolve_minilm" >/dev/null
 }
 
 # Builds the release library and installs it into PostgreSQL's directories.

@@ -202,13 +202,32 @@ FROM evolve.semantic_search('earthquake', 'near Amboy, Washington', 5);
 \echo 'At a glance:'
 SELECT check_name, severity, detail FROM evolve.health_check();
 
-\echo '\n## 21. Proposals: what the data suggests, with evidence and priority'
+\echo '\n## 21. A sentence model in the backend: earthquakes move to the minilm profile (all-MiniLM-L6-v2)'
+\echo 'The hashing profile matches words and letters: asked for "volcanic islands in the middle of the Pacific", it finds:'
+SELECT entity_key, snapshot->>'place' AS place, generation
+FROM evolve.semantic_search('earthquake', 'volcanic islands in the middle of the Pacific', 5);
+SELECT evolve.set_embedding_profile('earthquake', 'minilm') AS job;
+\set QUIET on
+DO $$
+BEGIN
+    FOR i IN 1..2400 LOOP
+        EXIT WHEN (SELECT status IN ('completed', 'failed') FROM evolve.schema_migration_jobs ORDER BY id DESC LIMIT 1);
+        PERFORM pg_sleep(0.25);
+    END LOOP;
+END $$;
+\set QUIET off
+SELECT generation, profile, state FROM evolve.embedding_generations WHERE entity_type = 'earthquake';
+\echo 'The same question, answered by meaning (the model runs inside this backend):'
+SELECT entity_key, snapshot->>'place' AS place, generation
+FROM evolve.semantic_search('earthquake', 'volcanic islands in the middle of the Pacific', 5);
+
+\echo '\n## 22. Proposals: what the data suggests, with evidence and priority'
 SELECT kind, name, safe_name, priority, evidence->>'inferred_type' AS inferred_type,
        round((evidence->>'presence')::numeric, 2) AS presence, impact
 FROM evolve.propose_schema('earthquake') LIMIT 14;
 SELECT title, rationale, sql_preview FROM evolve.schema_proposals WHERE kind = 'attribute' AND name = 'sig';
 
-\echo '\n## 22. Approve the best one: a new version, its fragments promoted, the audit row'
+\echo '\n## 23. Approve the best one: a new version, its fragments promoted, the audit row'
 SELECT action, success, executed_sql, rollback_sql
 FROM evolve.approve_proposal((SELECT id FROM evolve.schema_proposals WHERE kind = 'attribute' AND name = 'sig'),
                              'demo-reviewer', 'significance drives alerting');
@@ -217,7 +236,7 @@ SELECT evolve.active_schema('earthquake')->'version' AS version,
 SELECT lifecycle_state, count(*) FROM evolve.raw_fragments WHERE fragment_key = 'sig' GROUP BY 1;
 SELECT kind, status, priority, proposals FROM evolve.proposal_stats ORDER BY kind, status, priority;
 
-\echo '\n## 23. Nested JSON: the same feed as it is served, whole GeoJSON features (nothing unwrapped)'
+\echo '\n## 24. Nested JSON: the same feed as it is served, whole GeoJSON features (nothing unwrapped)'
 -- A second type declares a few members of the feature's objects; everything else is seen by path.
 SELECT evolve.register_schema($${"entity_type": "quake_feature", "attributes": {
   "properties": {"type": "object", "properties": {
@@ -243,7 +262,7 @@ SELECT jsonb_pretty(evolve.active_schema('quake_feature')->'attributes'->'proper
 SELECT jsonb_pretty(evolve.entity(entity_id)) AS nested_snapshot
 FROM evolve.entities WHERE entity_type = 'quake_feature' AND entity_key = 'ci37868143';
 
-\echo '\n## 24. The active schemas as a Mermaid diagram (nested records are boxes of their own)'
+\echo '\n## 25. The active schemas as a Mermaid diagram (nested records are boxes of their own)'
 \set QUIET on
 \pset format unaligned
 \pset tuples_only on

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 2: install everything, then run every test tier.
-#   1. plain cargo test of the pure crate (evolve-core)
+#   1. plain cargo test of the pure crates (evolve-core, evolve-minilm)
 #   2. #[pg_test] in-backend tests (cargo pgrx test)
 #   3. pg_regress scenarios in pg_test/ on a throwaway cluster
 #   4. integration tests in tests/ (several sessions, own clusters, library preloaded)
@@ -17,8 +17,11 @@ cargo fmt --all -- --check
 python3 "$ROOT/scripts/layers.py"
 cargo clippy --workspace --all-targets --features "pg15 pg_test integration" -- -D warnings
 
-step "tier 1: pure logic (cargo test -p evolve-core)"
+step "tier 1: pure logic (cargo test -p evolve-core; the sentence model against its reference vectors)"
 cargo test -p evolve-core
+# The model's files, installed (or found) by scripts/model.sh; release build: the reference test
+# embeds 43 texts, some of 256 tokens.
+EVOLVE_MINILM_DIR="$(bash "$ROOT/scripts/model.sh" | tail -n 1)" cargo test -p evolve-minilm --release
 
 step "tier 2: in-backend tests (cargo pgrx test)"
 # cargo pgrx test installs its debug build by copying over the installed files, which kills a

@@ -48,6 +48,58 @@ GRANT EXECUTE ON FUNCTION evolve.set_embedding_policy(text, text) TO evolve_admi
 COMMENT ON FUNCTION evolve.set_embedding_policy(text, text) IS
     'Sets whether a change of an entity''s data queues it for embedding (on_change, the default) or only schema-change jobs and explicit calls do (manual). Returns the mode.';
 
+-- ---------------------------------------------------------------- tenants share the worker
+-- Within a priority, batches go to the tenants with queued work in turn (stride scheduling,
+-- src/reembed.rs with evolve_core::fair), in proportion to their weights: a small job of one
+-- tenant does not wait behind a large one of another. The queue keeps each row's tenant ('' for
+-- global entities) and is ordered by it within a priority.
+ALTER TABLE evolve.embedding_queue ADD COLUMN tenant text NOT NULL DEFAULT '';
+UPDATE evolve.embedding_queue q SET tenant = e.user_id
+  FROM evolve.entities e WHERE e.entity_id = q.entity_id AND e.user_id IS NOT NULL;
+COMMENT ON COLUMN evolve.embedding_queue.tenant IS
+    'The entity''s user_id (empty for a global entity): batches go round-robin between tenants within a priority.';
+DROP INDEX evolve.embedding_queue_next;
+CREATE INDEX embedding_queue_next ON evolve.embedding_queue (priority_rank DESC, tenant, job_id, entity_id)
+    WHERE state = 'queued';
+
+CREATE TABLE evolve.tenant_weights (
+    user_id    text PRIMARY KEY,
+    weight     integer NOT NULL CHECK (weight BETWEEN 1 AND 1000),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL DEFAULT evolve._calling_role()
+);
+COMMENT ON TABLE evolve.tenant_weights IS
+    'Shares of the re-embedding worker per tenant (1 for tenants not listed and for global entities): within a priority, a tenant of weight 3 gets three batches for each one of a tenant of weight 1.';
+ALTER TABLE evolve.tenant_weights ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON evolve.tenant_weights USING (evolve._visible(user_id));
+GRANT SELECT ON evolve.tenant_weights TO evolve_reader;
+
+CREATE FUNCTION evolve.set_tenant_weight(user_id text, weight integer DEFAULT 1)
+RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role(), 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to set a tenant''s weight'
+            USING ERRCODE = '42501', HINT = 'Tenant weights are set by members of evolve_admin.';
+    END IF;
+    IF $1 IS NULL OR $1 = '' OR $2 IS NULL OR $2 NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid tenant weight: % for %', coalesce($2::text, 'NULL'), coalesce($1, 'NULL')
+            USING ERRCODE = '22023', HINT = 'A tenant (a non-empty user_id) has a weight from 1 to 1000; 1 is the default.';
+    END IF;
+    IF $2 = 1 THEN
+        DELETE FROM evolve.tenant_weights w WHERE w.user_id = $1;
+    ELSE
+        INSERT INTO evolve.tenant_weights AS w (user_id, weight) VALUES ($1, $2)
+        ON CONFLICT ON CONSTRAINT tenant_weights_pkey DO UPDATE
+            SET weight = EXCLUDED.weight, updated_at = now(), updated_by = EXCLUDED.updated_by;
+    END IF;
+    RETURN $2;
+END
+$$;
+REVOKE ALL ON FUNCTION evolve.set_tenant_weight(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.set_tenant_weight(text, integer) TO evolve_admin;
+COMMENT ON FUNCTION evolve.set_tenant_weight(text, integer) IS
+    'Sets a tenant''s share of the re-embedding worker within a priority (1 to 1000; 1, the default, removes the row). Returns the weight.';
+
 -- ---------------------------------------------------------------- generations
 ALTER TABLE evolve.entity_embeddings RENAME TO entity_embeddings_shared;
 ALTER TABLE evolve.entity_embeddings_shared ADD COLUMN generation bigint NOT NULL DEFAULT 0;
@@ -55,6 +107,7 @@ ALTER TABLE evolve.entity_embeddings_shared ADD CONSTRAINT entity_embeddings_sha
     CHECK (generation = 0);
 -- The partitioned table's key (entity_id, generation) replaces it (ATTACH builds it).
 ALTER TABLE evolve.entity_embeddings_shared DROP CONSTRAINT entity_embeddings_pkey;
+ALTER TABLE evolve.entity_embeddings_shared ADD COLUMN profile text NOT NULL DEFAULT 'hashing';
 CREATE TABLE evolve.entity_embeddings (
     entity_id      bigint NOT NULL REFERENCES evolve.entities (entity_id) ON DELETE CASCADE,
     embedding      vector(256) NOT NULL,
@@ -63,6 +116,7 @@ CREATE TABLE evolve.entity_embeddings (
     job_id         bigint,
     embedded_at    timestamptz NOT NULL DEFAULT now(),
     generation     bigint NOT NULL DEFAULT 0,
+    profile        text NOT NULL DEFAULT 'hashing',
     PRIMARY KEY (entity_id, generation)
 ) PARTITION BY LIST (generation);
 ALTER TABLE evolve.entity_embeddings ATTACH PARTITION evolve.entity_embeddings_shared FOR VALUES IN (0);
@@ -98,7 +152,9 @@ CREATE TABLE evolve.embedding_generations (
     created_at  timestamptz NOT NULL DEFAULT now(),
     switched_at timestamptz,
     -- The type's rows of generation 0 still to delete (it left the shared generation).
-    shared_leftover boolean NOT NULL DEFAULT false
+    shared_leftover boolean NOT NULL DEFAULT false,
+    -- The embedding profile every vector of the generation comes from.
+    profile     text NOT NULL DEFAULT 'hashing'
 );
 CREATE UNIQUE INDEX embedding_generations_building ON evolve.embedding_generations (entity_type)
     WHERE state = 'building';
@@ -302,3 +358,140 @@ REVOKE ALL ON FUNCTION evolve.health_check() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION evolve.health_check() TO evolve_admin, pg_monitor;
 COMMENT ON FUNCTION evolve.health_check() IS
     'What an operator needs at a glance, one row per check (check_name, severity ok/info/warning/critical, detail): preload, worker, queue_age, parked, deferred_indexes, generations, retired_generations, settings.';
+
+-- A batch's kept generic plans cannot know its LIMIT, and with a partition per generation their
+-- estimates pass jit_above_cost: compiling them took more than the batch's own work.
+ALTER FUNCTION evolve._reembed_batch() SET jit = off;
+
+-- ---------------------------------------------------------------- embedding profiles
+-- A profile names how texts become vectors: the built-in hashing embedder (256 dimensions; what
+-- evolve.embedding_function replaces when set) or all-MiniLM-L6-v2 run in the backend (384).
+-- Each entity type embeds with one profile (hashing unless set); changing it re-embeds the type
+-- into a new generation. The embedding column takes any dimension: each generation's vector
+-- index is on the column cast to its profile's dimension, and so is every search.
+CREATE TABLE evolve.embedding_profiles (
+    name       text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+    dims       integer NOT NULL CHECK (dims BETWEEN 1 AND 16000),
+    model      text NOT NULL CHECK (model IN ('hashing', 'minilm')),
+    max_batch  integer NOT NULL DEFAULT 32 CHECK (max_batch BETWEEN 1 AND 1024),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((model = 'hashing' AND dims = 256) OR (model = 'minilm' AND dims = 384))
+);
+INSERT INTO evolve.embedding_profiles (name, dims, model, max_batch)
+VALUES ('hashing', 256, 'hashing', 100), ('minilm', 384, 'minilm', 32);
+COMMENT ON TABLE evolve.embedding_profiles IS
+    'Embedding profiles: a name, the dimensions and the model (hashing: the built-in feature-hashing embedder, or the function evolve.embedding_function names; minilm: all-MiniLM-L6-v2 in the backend), with the batch size the worker embeds in.';
+GRANT SELECT ON evolve.embedding_profiles TO evolve_reader;
+
+CREATE TABLE evolve.entity_type_profiles (
+    entity_type text PRIMARY KEY,
+    profile     text NOT NULL REFERENCES evolve.embedding_profiles (name),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    updated_by  text NOT NULL DEFAULT evolve._calling_role()
+);
+COMMENT ON TABLE evolve.entity_type_profiles IS
+    'The embedding profile of each entity type that does not use hashing (evolve.set_embedding_profile).';
+GRANT SELECT ON evolve.entity_type_profiles TO evolve_reader;
+ALTER TABLE evolve.embedding_generations
+    ADD FOREIGN KEY (profile) REFERENCES evolve.embedding_profiles (name);
+
+-- Any dimension: the vector indexes of generation 0 are on the column cast to 256 dimensions.
+DO $$
+DECLARE
+    d record;
+    defs text[] := '{}';
+BEGIN
+    FOR d IN SELECT c.relname, pg_catalog.pg_get_indexdef(c.oid) AS def
+             FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+             JOIN pg_catalog.pg_am a ON a.oid = c.relam
+             WHERE i.indrelid = 'evolve.entity_embeddings_shared'::pg_catalog.regclass
+               AND a.amname IN ('hnsw', 'ivfflat') LOOP
+        defs := defs || pg_catalog.regexp_replace(d.def, 'USING (\w+) \(embedding ', 'USING \1 (((embedding)::vector(256)) ');
+        EXECUTE pg_catalog.format('DROP INDEX evolve.%I', d.relname);
+    END LOOP;
+    ALTER TABLE evolve.entity_embeddings ALTER COLUMN embedding TYPE vector;
+    FOR i IN 1 .. pg_catalog.array_length(defs, 1) LOOP
+        EXECUTE defs[i];
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION evolve.set_embedding_profile(entity_type text, profile text)
+RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    job bigint;
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role(), 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to set an embedding profile'
+            USING ERRCODE = '42501', HINT = 'Embedding profiles are set by members of evolve_admin.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM evolve.embedding_profiles p WHERE p.name = $2) THEN
+        RAISE EXCEPTION 'embedding profile "%" does not exist', $2
+            USING ERRCODE = '42704', HINT = 'See evolve.embedding_profiles.';
+    END IF;
+    IF $2 = 'hashing' THEN
+        DELETE FROM evolve.entity_type_profiles t WHERE t.entity_type = $1;
+    ELSE
+        INSERT INTO evolve.entity_type_profiles AS t (entity_type, profile) VALUES ($1, $2)
+        ON CONFLICT ON CONSTRAINT entity_type_profiles_pkey DO UPDATE
+            SET profile = EXCLUDED.profile, updated_at = now(), updated_by = EXCLUDED.updated_by;
+    END IF;
+    -- The type is re-embedded whole, into a generation of the new profile.
+    SELECT evolve.apply_change(pg_catalog.jsonb_build_object(
+        'kind', 'embedding_function_changed', 'entity_types', pg_catalog.jsonb_build_array($1))) INTO job;
+    RETURN job;
+END
+$$;
+REVOKE ALL ON FUNCTION evolve.set_embedding_profile(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.set_embedding_profile(text, text) TO evolve_admin;
+COMMENT ON FUNCTION evolve.set_embedding_profile(text, text) IS
+    'Sets the embedding profile of an entity type and re-embeds the type into a new generation of that profile (search keeps the current one until it is complete). Returns the job id.';
+
+CREATE FUNCTION evolve.create_embedding_profile(name text, dims integer, model text DEFAULT 'minilm',
+                                                max_batch integer DEFAULT 32)
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role(), 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to create an embedding profile'
+            USING ERRCODE = '42501', HINT = 'Embedding profiles are created by members of evolve_admin.';
+    END IF;
+    IF $1 IS NULL OR $1 !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid embedding profile name: %', coalesce($1, 'NULL')
+            USING ERRCODE = '22023', HINT = 'A profile name is a lowercase letter followed by up to 62 lowercase letters, digits or underscores.';
+    END IF;
+    IF $3 IS NULL OR ($3, $2) NOT IN (('minilm', 384), ('hashing', 256)) THEN
+        RAISE EXCEPTION 'invalid embedding profile: model %, % dimensions', coalesce($3, 'NULL'), coalesce($2::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'The models are minilm (384 dimensions) and hashing (256).';
+    END IF;
+    IF $4 IS NULL OR $4 NOT BETWEEN 1 AND 1024 THEN
+        RAISE EXCEPTION 'invalid max_batch: %', coalesce($4::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'max_batch is from 1 to 1024.';
+    END IF;
+    IF EXISTS (SELECT FROM evolve.embedding_profiles p WHERE p.name = $1) THEN
+        RAISE EXCEPTION 'embedding profile "%" already exists', $1 USING ERRCODE = '42710';
+    END IF;
+    INSERT INTO evolve.embedding_profiles (name, dims, model, max_batch) VALUES ($1, $2, $3, $4);
+    RETURN $1;
+END
+$$;
+REVOKE ALL ON FUNCTION evolve.create_embedding_profile(text, integer, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.create_embedding_profile(text, integer, text, integer) TO evolve_admin;
+COMMENT ON FUNCTION evolve.create_embedding_profile(text, integer, text, integer) IS
+    'Creates an embedding profile: a name, its dimensions and its model (minilm, 384; hashing, 256), with the number of texts the worker embeds per forward pass (max_batch). Returns the name.';
+
+CREATE OR REPLACE FUNCTION evolve."_embed_profile"(
+	"text" TEXT, /* &str */
+	"profile" TEXT /* &str */
+) RETURNS real[] /* alloc::vec::Vec<f32> */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'embed_profile_wrapper';
+REVOKE ALL ON FUNCTION evolve._embed_profile(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve._embed_profile(text, text) TO evolve_reader;
+CREATE FUNCTION evolve.embed(text, profile text) RETURNS vector
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$ SELECT evolve._embed_profile($1, $2)::vector $$;
+REVOKE ALL ON FUNCTION evolve.embed(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.embed(text, text) TO evolve_reader;
+COMMENT ON FUNCTION evolve.embed(text, text) IS
+    'A text''s embedding with an embedding profile (hashing: 256 dimensions; minilm: all-MiniLM-L6-v2 in the backend, 384 dimensions, unit length).';

@@ -30,6 +30,7 @@ pub const FRESH_RANK: i32 = 4;
 pub struct Written<'a> {
     pub entity_id: i64,
     pub entity_type: &'a str,
+    pub user_id: Option<&'a str>,
     pub definition: &'a Definition,
     pub snapshot: &'a Value,
 }
@@ -62,40 +63,72 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
     let mut types: Vec<&str> = written.iter().map(|w| w.entity_type).collect();
     types.sort_unstable();
     types.dedup();
-    let manual: Vec<String> = crate::plans::execute(
+    // Per type: whether its policy is manual, and the profile of the generation its
+    // embeddings go to (the one being built, else the current one; hashing without either).
+    let per_type: HashMap<String, (bool, String)> = crate::plans::execute(
         client,
-        "SELECT entity_type FROM evolve.embedding_policies WHERE entity_type = ANY($1) AND mode = 'manual'",
+        "SELECT t, coalesce(p.mode = 'manual', false), \
+                coalesce((SELECT g.profile FROM evolve.embedding_generations g \
+                          WHERE g.entity_type = t AND g.state IN ('building', 'current') \
+                          ORDER BY g.generation DESC LIMIT 1), 'hashing') \
+         FROM unnest($1::text[]) AS t LEFT JOIN evolve.embedding_policies p ON p.entity_type = t",
         &[types.into()],
     )
-    .filter_map(|r| r.value::<String>(1))
+    .map(|r| {
+        (
+            r.value::<String>(1).unwrap_or_default(),
+            (
+                r.value::<bool>(2).unwrap_or(false),
+                r.value::<String>(3).unwrap_or_else(|| "hashing".into()),
+            ),
+        )
+    })
     .collect();
-    let embedder = crate::vectors::embedder_id();
-    let mut hashes: HashMap<i64, i64> = HashMap::with_capacity(written.len());
+    let mut embedders: HashMap<String, String> = HashMap::new();
+    let mut hashes: HashMap<i64, (i64, &str)> = HashMap::with_capacity(written.len());
     // Entities of a type without a schema are embedded with a definition naming only the type,
     // as the batch does.
     let mut bare: HashMap<&str, Definition> = HashMap::new();
     for w in written {
-        if manual.iter().any(|t| t == w.entity_type) {
+        let Some((false, profile)) = per_type.get(w.entity_type) else {
             continue;
-        }
+        };
+        let embedder = embedders
+            .entry(profile.clone())
+            .or_insert_with(|| crate::vectors::profile(profile).embedder_id());
         let def = if w.definition.entity_type == w.entity_type {
             w.definition
         } else {
             bare.entry(w.entity_type)
                 .or_insert_with(|| bare_definition(w.entity_type))
         };
-        hashes.insert(w.entity_id, content_hash(&embedder, def, w.snapshot));
+        hashes.insert(
+            w.entity_id,
+            (
+                content_hash(embedder, def, w.snapshot),
+                w.user_id.unwrap_or_default(),
+            ),
+        );
     }
     if hashes.is_empty() {
         return 0;
     }
-    let (ids, hashes): (Vec<i64>, Vec<i64>) = hashes.into_iter().unzip();
+    let mut ids = Vec::with_capacity(hashes.len());
+    let mut tenants = Vec::with_capacity(hashes.len());
+    let hashes: Vec<i64> = hashes
+        .into_iter()
+        .map(|(id, (hash, tenant))| {
+            ids.push(id);
+            tenants.push(tenant);
+            hash
+        })
+        .collect();
     // A parked fresh row (no job counts it) is queued again: new data may embed where the old
     // did not. A job's parked row stays parked for retry_failed, which keeps its counters.
     let n = crate::plans::execute(
         client,
-        "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank) \
-         SELECT u.id, $3 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, h) \
+        "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank, tenant) \
+         SELECT u.id, $3, u.t FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS u(id, h, t) \
          WHERE (SELECT x.content_hash FROM evolve.entity_embeddings x WHERE x.entity_id = u.id \
                 ORDER BY x.generation DESC LIMIT 1) IS DISTINCT FROM u.h \
          ORDER BY u.id \
@@ -103,7 +136,7 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
              last_error = NULL, enqueued_at = now() \
          WHERE q.state = 'failed' AND q.job_id IS NULL \
          RETURNING 1",
-        &[ids.into(), hashes.into(), FRESH_RANK.into()],
+        &[ids.into(), hashes.into(), FRESH_RANK.into(), tenants.into()],
     )
     .len();
     if n > 0 {

@@ -30,27 +30,44 @@ fn partition_name(generation: i64) -> String {
 /// are then embedded into it. Called by `apply_change` for changes that re-embed whole types.
 pub fn start(client: &mut pgrx::spi::SpiClient<'_>, job_id: i64, types: &[String]) {
     for t in types {
-        // A generation already building for the type is the new job's now: its entities were
-        // queued again for the new job, and rows already written that no longer match are
-        // embedded again (their content hash differs).
-        let handed = client
-            .update(
-                "UPDATE evolve.embedding_generations SET job_id = $2 \
-                 WHERE entity_type = $1 AND state = 'building' RETURNING generation",
-                None,
-                &[t.as_str().into(), job_id.into()],
+        // The type's profile (hashing unless set).
+        let profile = client
+            .select(
+                "SELECT coalesce((SELECT profile FROM evolve.entity_type_profiles WHERE entity_type = $1), 'hashing')",
+                Some(1),
+                &[t.as_str().into()],
             )
             .or_raise()
-            .len();
-        if handed > 0 {
+            .first()
+            .get::<String>(1)
+            .or_raise()
+            .unwrap_or_else(|| "hashing".into());
+        // A generation already building for the type, of the same profile, is the new job's
+        // now: its entities were queued again for the new job, and rows already written that
+        // no longer match are embedded again (their content hash differs). One of another
+        // profile is abandoned (retired, its partition dropped).
+        let handed = client
+            .update(
+                "UPDATE evolve.embedding_generations \
+                 SET job_id = CASE WHEN profile = $3 THEN $2 ELSE job_id END, \
+                     state = CASE WHEN profile = $3 THEN state ELSE 'retired' END, \
+                     switched_at = CASE WHEN profile = $3 THEN switched_at ELSE now() END \
+                 WHERE entity_type = $1 AND state = 'building' RETURNING profile = $3",
+                None,
+                &[t.as_str().into(), job_id.into(), profile.as_str().into()],
+            )
+            .or_raise()
+            .filter_map(|r| r.value::<bool>(1))
+            .any(|same| same);
+        if handed {
             continue;
         }
         let generation = client
             .update(
-                "INSERT INTO evolve.embedding_generations (entity_type, state, job_id) \
-                 VALUES ($1, 'building', $2) RETURNING generation",
+                "INSERT INTO evolve.embedding_generations (entity_type, state, job_id, profile) \
+                 VALUES ($1, 'building', $2, $3) RETURNING generation",
                 None,
-                &[t.as_str().into(), job_id.into()],
+                &[t.as_str().into(), job_id.into(), profile.as_str().into()],
             )
             .or_raise()
             .first()
@@ -146,16 +163,30 @@ pub fn switch_completed() -> bool {
 /// method, operator class and options).
 fn build_indexes(client: &mut pgrx::spi::SpiClient<'_>, generation: i64) {
     let name = partition_name(generation);
+    // On the column cast to the generation's dimensions (generation 0's are 256).
+    let dims = client
+        .select(
+            "SELECT p.dims FROM evolve.embedding_generations g \
+             JOIN evolve.embedding_profiles p ON p.name = g.profile WHERE g.generation = $1",
+            Some(1),
+            &[generation.into()],
+        )
+        .or_raise()
+        .first()
+        .get::<i32>(1)
+        .or_raise()
+        .unwrap_or(256);
     let methods: Vec<String> = client
         .select(
-            "SELECT substr(d, strpos(d, ' USING ') + 7) FROM ( \
+            // (Printed under this function's search_path, the type is schema-qualified.)
+            "SELECT regexp_replace(substr(d, strpos(d, ' USING ') + 7), 'vector\\(256\\)', 'vector(' || $1 || ')', 'g') FROM ( \
                  SELECT pg_catalog.pg_get_indexdef(c.oid) AS d FROM pg_catalog.pg_index i \
                  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
                  JOIN pg_catalog.pg_am a ON a.oid = c.relam \
                  WHERE i.indrelid = 'evolve.entity_embeddings_shared'::pg_catalog.regclass \
                    AND a.amname IN ('hnsw', 'ivfflat') ORDER BY c.relname) s",
             None,
-            &[],
+            &[dims.into()],
         )
         .or_raise()
         .filter_map(|r| r.value::<String>(1))

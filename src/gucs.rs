@@ -51,6 +51,7 @@ static MAX_EMBED_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 static EMBED_RETRY_BACKOFF: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static EMBEDDING_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static WORKER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MIN_ATTRIBUTE_PRESENCE: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 static PROMOTION_MIN_USERS: GucSetting<i32> = GucSetting::<i32>::new(10);
 static MAX_PATH_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(16);
@@ -218,6 +219,14 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"evolve.model_dir",
+        c"The directory of the minilm profile's model files (model.safetensors, tokenizer.json, config.json).",
+        c"Empty: the extension's share directory, extension/pg_evolve_minilm, where scripts/setup.sh installs them. Read once per backend, at the first use of the profile.",
+        &MODEL_DIR,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_float_guc(
         c"evolve.min_attribute_presence",
         c"Share of a type's entities a key must be present in to be proposed above low priority.",
@@ -360,6 +369,13 @@ pub fn max_embed_attempts() -> i32 {
 
 pub fn embed_retry_backoff_ms() -> i64 {
     EMBED_RETRY_BACKOFF.get().max(0) as i64
+}
+
+pub fn model_dir() -> Option<String> {
+    MODEL_DIR
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
 }
 
 pub fn embedding_function() -> Option<String> {

@@ -24,6 +24,7 @@ mod jsonb;
 mod maintenance;
 mod metrics;
 mod migration;
+mod model;
 mod plans;
 mod projections;
 mod proposals;
@@ -189,7 +190,13 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/pg_evolve--0.6.0--0.7.0.sql",
     name = "v0_7_0",
-    requires = ["v0_6_0", vectors::semantic_search, reembed::reembed_batch]
+    requires = [
+        "v0_6_0",
+        vectors::semantic_search,
+        vectors::embed_profile,
+        reembed::reembed_batch,
+        impact::apply_change
+    ]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 

@@ -2,19 +2,19 @@
 //! `evolve.embedding_queue`), the batch the worker and `run_reembedding` call, the vector
 //! indexes set aside during large jobs, and retries.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
-use evolve_core::embed;
+use evolve_core::{embed, fair};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
 
-use crate::error::{in_subtransaction, OrRaise};
+use crate::error::OrRaise;
 use crate::gucs;
 use crate::plans::Row;
 use crate::store::effective_definition;
-use crate::vectors::{embed_text, embedder_id, vector_array};
+use crate::vectors::vector_array;
 
 /// Locks job rows in id order (the one order every writer of jobs uses).
 pub fn lock_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
@@ -69,6 +69,8 @@ struct Item {
     /// target is another (a generation being built).
     current: i64,
     current_hash: Option<i64>,
+    /// The profile of its target generation.
+    profile: String,
     attempts: i32,
     entity_type: String,
     user_id: Option<String>,
@@ -85,16 +87,19 @@ struct Item {
 /// already taken (dead until vacuumed). It is only a shortcut: when the resumed scan finds
 /// nothing, or a job was created since (it may rank higher), the scan starts from the top, so
 /// rows left behind (retries, rows locked by another worker, a rolled-back batch) are taken then.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct PickCursor {
     rank: i32,
+    tenant: String,
     job_id: Option<i64>,
     entity_id: i64,
     newest_job: i64,
 }
 
 thread_local! {
-    static PICK_CURSOR: Cell<Option<PickCursor>> = const { Cell::new(None) };
+    static PICK_CURSOR: RefCell<Option<PickCursor>> = const { RefCell::new(None) };
+    /// Whose turn it is among the tenants with queued work (see `evolve_core::fair`).
+    static STRIDE: RefCell<fair::Stride> = RefCell::new(fair::Stride::new());
 }
 
 /// The batch query: queue rows picked alone (index order, LIMIT, SKIP LOCKED), then looked up
@@ -105,8 +110,10 @@ macro_rules! pick_sql {
     ($cond:literal) => {
         pick_sql!(
             $cond,
+            "tenant",
             "CROSS JOIN LATERAL (SELECT coalesce(max(generation), 0) AS generation, \
-                                        coalesce(max(generation) FILTER (WHERE state = 'current'), 0) AS current \
+                                        coalesce(max(generation) FILTER (WHERE state = 'current'), 0) AS current, \
+                                        coalesce((array_agg(profile ORDER BY generation DESC))[1], 'hashing') AS profile \
                                  FROM evolve.embedding_generations \
                                  WHERE entity_type = e.entity_type AND state IN ('building', 'current')) g \
              LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
@@ -116,32 +123,35 @@ macro_rules! pick_sql {
                                   AND g.current <> g.generation OFFSET 0) y ON true"
         )
     };
-    // The objects of 0.6.0 and before: one embedding per entity, no generations.
+    // The objects of 0.6.0 and before: one embedding per entity, no generations, no tenants.
     (legacy $cond:literal) => {
         pick_sql!(
             $cond,
-            "CROSS JOIN (SELECT 0::int8 AS generation, 0::int8 AS current) g \
+            "''::text AS tenant",
+            "CROSS JOIN (SELECT 0::int8 AS generation, 0::int8 AS current, 'hashing'::text AS profile) g \
              LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
                                 WHERE entity_id = p.entity_id OFFSET 0) x ON true \
              CROSS JOIN (SELECT NULL::int8 AS content_hash) y"
         )
     };
-    ($cond:literal, $embeddings:literal) => {
+    ($cond:literal, $tenant:literal, $embeddings:literal) => {
         concat!(
             "WITH picked AS ( \
-                 SELECT entity_id, job_id, attempts, priority_rank, ctid FROM evolve.embedding_queue \
+                 SELECT entity_id, job_id, attempts, priority_rank, ctid, ",
+            $tenant,
+            " FROM evolve.embedding_queue \
                  WHERE state = 'queued' AND next_attempt_at <= now() ",
             $cond,
-            " ORDER BY priority_rank DESC, job_id, entity_id \
+            " ORDER BY priority_rank DESC, tenant, job_id, entity_id \
                  LIMIT $1 FOR UPDATE SKIP LOCKED) \
              SELECT p.entity_id, p.job_id, p.attempts, e.entity_type, e.user_id, e.snapshot, x.content_hash, \
                     p.priority_rank, (SELECT max(id) FROM evolve.schema_migration_jobs), p.ctid, g.generation, \
-                    g.current, y.content_hash \
+                    g.current, y.content_hash, p.tenant, g.profile \
              FROM picked p \
              CROSS JOIN LATERAL (SELECT entity_type, user_id, snapshot FROM evolve.entities \
                                  WHERE entity_id = p.entity_id OFFSET 0) e ",
             $embeddings,
-            " ORDER BY p.priority_rank DESC, p.job_id, p.entity_id"
+            " ORDER BY p.priority_rank DESC, p.tenant, p.job_id, p.entity_id"
         )
     };
 }
@@ -164,8 +174,10 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
                     generation: r.value::<i64>(11).unwrap_or(0),
                     current: r.value::<i64>(12).unwrap_or(0),
                     current_hash: r.value::<i64>(13),
+                    profile: r.value::<String>(15).unwrap_or_else(|| "hashing".into()),
                     cursor: PickCursor {
                         rank: r.required::<i32>(8),
+                        tenant: r.value::<String>(14).unwrap_or_default(),
                         job_id,
                         entity_id,
                         newest_job: r.value::<i64>(9).unwrap_or(0),
@@ -174,6 +186,149 @@ fn pick(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<Item> 
             })
             .collect()
     })
+}
+
+/// The batch's queue rows: the top priority's rows of the tenant whose turn it is (the only one,
+/// usually: then this is the plain index-order scan it always was), resuming where the
+/// tenant's last batch stopped; rows of any tenant when that tenant's are all waiting for a
+/// retry.
+fn take(limit: i64) -> Vec<Item> {
+    let active: Vec<(i32, String)> = Spi::connect_mut(|client| {
+        crate::plans::execute(
+            client,
+            // The tenants with queued work at the top priority, by a skip scan of the queue's
+            // index (a probe per tenant, at most 1,000).
+            "WITH RECURSIVE top AS ( \
+                 SELECT priority_rank AS r FROM evolve.embedding_queue WHERE state = 'queued' \
+                 ORDER BY priority_rank DESC LIMIT 1), \
+             t(tenant, n) AS ( \
+                 SELECT (SELECT q.tenant FROM evolve.embedding_queue q \
+                         WHERE q.state = 'queued' AND q.priority_rank = (SELECT r FROM top) \
+                         ORDER BY q.priority_rank DESC, q.tenant LIMIT 1), 1 \
+                 UNION ALL \
+                 SELECT (SELECT q.tenant FROM evolve.embedding_queue q \
+                         WHERE q.state = 'queued' AND q.priority_rank = (SELECT r FROM top) AND q.tenant > t.tenant \
+                         ORDER BY q.priority_rank DESC, q.tenant LIMIT 1), t.n + 1 \
+                 FROM t WHERE t.tenant IS NOT NULL AND t.n < 1000) \
+             SELECT (SELECT r FROM top), tenant FROM t WHERE tenant IS NOT NULL",
+            &[],
+        )
+        .map(|r| (r.required::<i32>(1), r.required::<String>(2)))
+        .collect()
+    });
+    let Some(rank) = active.first().map(|a| a.0) else {
+        return Vec::new();
+    };
+    let shared = active.len() > 1;
+    let (tenant, weight) = if !shared {
+        (active[0].1.clone(), 1)
+    } else {
+        let tenants: Vec<String> = active.into_iter().map(|a| a.1).collect();
+        let weights: HashMap<String, i32> = Spi::connect_mut(|client| {
+            crate::plans::execute(
+                client,
+                "SELECT user_id, weight FROM evolve.tenant_weights WHERE user_id = ANY($1)",
+                &[tenants.clone().into()],
+            )
+            .map(|r| (r.required::<String>(1), r.required::<i32>(2)))
+            .collect()
+        });
+        let weighted: Vec<(String, u32)> = tenants
+            .into_iter()
+            .map(|t| {
+                let w = weights.get(&t).copied().unwrap_or(1).max(1) as u32;
+                (t, w)
+            })
+            .collect();
+        let i = STRIDE
+            .with(|s| s.borrow_mut().choose(&weighted))
+            .unwrap_or(0);
+        weighted[i].clone()
+    };
+    let cursor = PICK_CURSOR
+        .take()
+        .filter(|c| c.rank == rank && c.tenant == tenant);
+    let mut items = match cursor {
+        Some(PickCursor {
+            job_id: Some(job),
+            entity_id,
+            newest_job,
+            ..
+        }) => pick(
+            pick_sql!(
+                "AND priority_rank = $2 AND tenant = $3 AND (job_id, entity_id) > ($4, $5) \
+                       AND $6 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
+            ),
+            &[
+                limit.into(),
+                rank.into(),
+                tenant.as_str().into(),
+                job.into(),
+                entity_id.into(),
+                newest_job.into(),
+            ],
+        ),
+        // Fresh rows (no job) sort after a rank's jobs.
+        Some(c) => pick(
+            pick_sql!(
+                "AND priority_rank = $2 AND tenant = $3 AND job_id IS NULL AND entity_id > $4 \
+                       AND $5 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
+            ),
+            &[
+                limit.into(),
+                rank.into(),
+                tenant.as_str().into(),
+                c.entity_id.into(),
+                c.newest_job.into(),
+            ],
+        ),
+        None => Vec::new(),
+    };
+    if items.is_empty() {
+        items = pick(
+            pick_sql!("AND priority_rank = $2 AND tenant = $3"),
+            &[limit.into(), rank.into(), tenant.as_str().into()],
+        );
+    }
+    if items.is_empty() {
+        items = pick(pick_sql!(""), &[limit.into()]);
+    }
+    if shared {
+        STRIDE.with(|s| s.borrow_mut().charge(&tenant, items.len(), weight));
+    }
+    PICK_CURSOR.set(items.last().map(|i| i.cursor.clone()));
+    items
+}
+
+/// The batch's queue rows in a database whose objects predate 0.7.0 (no tenants, no fresh rows).
+fn take_legacy(limit: i64) -> Vec<Item> {
+    let mut items = match PICK_CURSOR.take() {
+        Some(PickCursor {
+            rank,
+            job_id: Some(job),
+            entity_id,
+            newest_job,
+            ..
+        }) => pick(
+            pick_sql!(legacy
+                "AND priority_rank = $2 AND (job_id, entity_id) > ($3, $4) \
+                       AND $5 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
+            ),
+            &[
+                limit.into(),
+                rank.into(),
+                job.into(),
+                entity_id.into(),
+                newest_job.into(),
+            ],
+        ),
+        _ => Vec::new(),
+    };
+    if items.is_empty() {
+        items = pick(pick_sql!(legacy ""), &[limit.into()]);
+    }
+    PICK_CURSOR.set(items.last().map(|i| i.cursor.clone()));
+    items
 }
 
 /// One batch of re-embedding, in the caller's transaction: takes up to `evolve.embed_batch_size`
@@ -187,55 +342,11 @@ pub fn reembed_batch() -> i32 {
     crate::args::writable_transaction();
     let generations = crate::generations::installed();
     let limit = gucs::embed_batch_size();
-    let mut items = match PICK_CURSOR.get() {
-        Some(
-            c @ PickCursor {
-                job_id: Some(job), ..
-            },
-        ) => pick(
-            if generations {
-                pick_sql!(
-                    "AND priority_rank = $2 AND (job_id, entity_id) > ($3, $4) \
-                           AND $5 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
-                )
-            } else {
-                pick_sql!(legacy
-                    "AND priority_rank = $2 AND (job_id, entity_id) > ($3, $4) \
-                           AND $5 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
-                )
-            },
-            &[
-                limit.into(),
-                c.rank.into(),
-                job.into(),
-                c.entity_id.into(),
-                c.newest_job.into(),
-            ],
-        ),
-        // Fresh rows (no job) sort after a rank's jobs (only since 0.7.0).
-        Some(c) if generations => pick(
-            pick_sql!(
-                "AND priority_rank = $2 AND job_id IS NULL AND entity_id > $3 \
-                       AND $4 = (SELECT max(id) FROM evolve.schema_migration_jobs)"
-            ),
-            &[
-                limit.into(),
-                c.rank.into(),
-                c.entity_id.into(),
-                c.newest_job.into(),
-            ],
-        ),
-        _ => Vec::new(),
+    let items = if generations {
+        take(limit)
+    } else {
+        take_legacy(limit)
     };
-    if items.is_empty() {
-        let sql = if generations {
-            pick_sql!("")
-        } else {
-            pick_sql!(legacy "")
-        };
-        items = pick(sql, &[limit.into()]);
-    }
-    PICK_CURSOR.set(items.last().map(|i| i.cursor));
     if items.is_empty() {
         sweep_jobs();
         if generations {
@@ -244,13 +355,18 @@ pub fn reembed_batch() -> i32 {
         }
         return 0;
     }
-    let embedder = embedder_id();
+    let mut profiles: HashMap<String, crate::vectors::Profile> = HashMap::new();
     let mut schemas: HashMap<(String, Option<String>), Option<crate::store::Effective>> =
         HashMap::new();
     let mut done: Vec<Done> = Vec::new();
     let mut failed: Vec<(i64, Option<i64>, i32, String)> = Vec::new();
-    let user_function = gucs::embedding_function().is_some();
-    for item in &items {
+    // Texts to embed, by profile: (item index, text, version, hash).
+    let mut pending: HashMap<String, Vec<(usize, String, i32, i64)>> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let profile = profiles
+            .entry(item.profile.clone())
+            .or_insert_with(|| crate::vectors::profile(&item.profile));
+        let embedder = profile.embedder_id();
         let schema = schemas
             .entry((item.entity_type.clone(), item.user_id.clone()))
             .or_insert_with(|| effective_definition(&item.entity_type, item.user_id.as_deref()));
@@ -269,7 +385,8 @@ pub fn reembed_batch() -> i32 {
             crate::freshness::content_hash(&embedder, def, &item.snapshot)
         );
         // Unchanged: kept in place, or copied from the current generation into the one being
-        // built (a whole-type change that leaves this entity's text as it was).
+        // built (a whole-type change that leaves this entity's text, and its embedder, as
+        // they were).
         let copy_from = (item.current_hash == Some(hash)).then_some(item.current);
         if item.stored_hash == Some(hash) || copy_from.is_some() {
             done.push(Done {
@@ -278,6 +395,7 @@ pub fn reembed_batch() -> i32 {
                 exists: item.stored_hash.is_some(),
                 job_id: item.job_id,
                 generation: item.generation,
+                profile: item.profile.clone(),
                 vector: None,
                 copy_from: copy_from.filter(|_| item.stored_hash != Some(hash)),
                 version,
@@ -285,28 +403,32 @@ pub fn reembed_batch() -> i32 {
             });
             continue;
         }
-        let result = if user_function {
-            // A user function may fail or have side effects: isolate each call.
-            match in_subtransaction(move || embed_text(&text)) {
-                Ok(r) => r,
-                Err((_, message)) => Err(message),
+        pending
+            .entry(item.profile.clone())
+            .or_default()
+            .push((i, text, version, hash));
+    }
+    // Each profile's texts in batches of its own size (the model: one forward pass each).
+    for (name, texts) in pending {
+        let refs: Vec<&str> = texts.iter().map(|t| t.1.as_str()).collect();
+        let results = crate::vectors::embed_with(&profiles[&name], &refs);
+        for ((i, _, version, hash), result) in texts.into_iter().zip(results) {
+            let item = &items[i];
+            match result {
+                Ok(v) => done.push(Done {
+                    entity_id: item.entity_id,
+                    queue_tid: item.queue_tid,
+                    exists: item.stored_hash.is_some(),
+                    job_id: item.job_id,
+                    generation: item.generation,
+                    profile: item.profile.clone(),
+                    vector: Some(v),
+                    copy_from: None,
+                    version,
+                    hash,
+                }),
+                Err(e) => failed.push((item.entity_id, item.job_id, item.attempts, e)),
             }
-        } else {
-            embed_text(&text)
-        };
-        match result {
-            Ok(v) => done.push(Done {
-                entity_id: item.entity_id,
-                queue_tid: item.queue_tid,
-                exists: item.stored_hash.is_some(),
-                job_id: item.job_id,
-                generation: item.generation,
-                vector: Some(v),
-                copy_from: None,
-                version,
-                hash,
-            }),
-            Err(e) => failed.push((item.entity_id, item.job_id, item.attempts, e)),
         }
     }
     write_batch(&done, &failed, generations);
@@ -326,6 +448,7 @@ struct Done {
     exists: bool,
     job_id: Option<i64>,
     generation: i64,
+    profile: String,
     vector: Option<Vec<f32>>,
     /// Unchanged, with its embedding in this generation to copy (None: in place).
     copy_from: Option<i64>,
@@ -365,29 +488,29 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                 replaced,
                 if generations {
                     "UPDATE evolve.entity_embeddings x SET embedding = u.v, schema_version = u.ver, \
-                         content_hash = u.h, job_id = u.j, embedded_at = now() \
-                     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, v, ver, h, j, g) \
+                         content_hash = u.h, job_id = u.j, embedded_at = now(), profile = u.p \
+                     FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) \
                      WHERE x.entity_id = u.id AND x.generation = u.g"
                 } else {
                     "UPDATE evolve.entity_embeddings x SET embedding = u.v, schema_version = u.ver, \
                          content_hash = u.h, job_id = u.j, embedded_at = now() \
-                     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, v, ver, h, j, g) \
+                     FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) \
                      WHERE x.entity_id = u.id"
                 },
             ),
             (
                 added,
                 if generations {
-                    "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id, generation) \
-                     SELECT u.id, u.v, u.ver, u.h, u.j, u.g \
-                     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, v, ver, h, j, g) ORDER BY u.id \
+                    "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id, generation, profile) \
+                     SELECT u.id, u.v, u.ver, u.h, u.j, u.g, u.p \
+                     FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) ORDER BY u.id \
                      ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                         job_id = EXCLUDED.job_id, embedded_at = now()"
+                         job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile"
                 } else {
                     "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
                      SELECT u.id, u.v, u.ver, u.h, u.j \
-                     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, v, ver, h, j, g) ORDER BY u.id \
+                     FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) ORDER BY u.id \
                      ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
                          job_id = EXCLUDED.job_id, embedded_at = now()"
@@ -411,6 +534,10 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                     rows.iter().map(|d| d.hash).collect::<Vec<_>>().into(),
                     rows.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
                     rows.iter().map(|d| d.generation).collect::<Vec<_>>().into(),
+                    rows.iter()
+                        .map(|d| d.profile.as_str())
+                        .collect::<Vec<_>>()
+                        .into(),
                 ],
             );
         }
@@ -420,14 +547,14 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
             crate::plans::execute(
                 client,
                 "INSERT INTO evolve.entity_embeddings AS x \
-                     (entity_id, embedding, schema_version, content_hash, job_id, generation) \
-                 SELECT y.entity_id, y.embedding, u.ver, y.content_hash, u.j, u.g \
+                     (entity_id, embedding, schema_version, content_hash, job_id, generation, profile) \
+                 SELECT y.entity_id, y.embedding, u.ver, y.content_hash, u.j, u.g, y.profile \
                  FROM unnest($1, $2, $3, $4, $5) AS u(id, ver, j, g, src) \
                  JOIN evolve.entity_embeddings y ON y.entity_id = u.id AND y.generation = u.src \
                  ORDER BY u.id \
                  ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                      schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                     job_id = EXCLUDED.job_id, embedded_at = now()",
+                     job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile",
                 &[
                     copied.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
                     copied.iter().map(|d| d.version).collect::<Vec<_>>().into(),

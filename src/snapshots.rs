@@ -236,6 +236,7 @@ fn write_snapshots(
         .map(|(id, s)| crate::freshness::Written {
             entity_id: *id,
             entity_type: &states[id].entity_type,
+            user_id: states[id].user_id.as_deref(),
             definition: defs.get(id).map(|d| &d.0).unwrap_or(&empty),
             snapshot: &s.0,
         })

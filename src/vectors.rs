@@ -108,6 +108,141 @@ pub fn embedder_id() -> String {
     gucs::embedding_function().unwrap_or_else(|| format!("builtin-fh-{DEFAULT_DIM}"))
 }
 
+/// What an embedding profile runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// The built-in feature-hashing embedder, or the function `evolve.embedding_function` names.
+    Hashing,
+    /// all-MiniLM-L6-v2 in the backend (`crate::model`).
+    MiniLm,
+}
+
+/// An embedding profile (`evolve.embedding_profiles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub dims: i32,
+    pub model: Model,
+    pub max_batch: usize,
+}
+
+impl Profile {
+    /// The profile of every type that has not chosen one, and of generation 0.
+    pub fn hashing() -> Profile {
+        Profile {
+            name: "hashing".into(),
+            dims: DEFAULT_DIM as i32,
+            model: Model::Hashing,
+            max_batch: 100,
+        }
+    }
+
+    /// The identity of its embedder in content hashes (the hashing profile's is the one of
+    /// earlier versions, so their embeddings stay valid).
+    pub fn embedder_id(&self) -> String {
+        match self.model {
+            Model::Hashing => embedder_id(),
+            Model::MiniLm => crate::model::MINILM_ID.into(),
+        }
+    }
+}
+
+/// The profile of this name; raises 42704 when there is none. (Before 0.7.0 only hashing.)
+pub fn profile(name: &str) -> Profile {
+    if name == "hashing" || evolve_relation(c"embedding_profiles") == pg_sys::InvalidOid {
+        return Profile::hashing();
+    }
+    let row: Option<(i32, String, i32)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT dims, model, max_batch FROM evolve.embedding_profiles WHERE name = $1",
+                Some(1),
+                &[name.into()],
+            )
+            .or_raise()
+            .map(|r| {
+                (
+                    r.value::<i32>(1).unwrap_or(0),
+                    r.value::<String>(2).unwrap_or_default(),
+                    r.value::<i32>(3).unwrap_or(1),
+                )
+            })
+            .next()
+    });
+    let Some((dims, model, max_batch)) = row else {
+        raise(
+            SqlState::UndefinedObject,
+            format!("embedding profile \"{name}\" does not exist"),
+            None,
+            Some("See evolve.embedding_profiles.".into()),
+        );
+    };
+    Profile {
+        name: name.into(),
+        dims,
+        model: if model == "minilm" {
+            Model::MiniLm
+        } else {
+            Model::Hashing
+        },
+        max_batch: max_batch.max(1) as usize,
+    }
+}
+
+/// Embeds texts with a profile, one result per text. The model runs a batch of up to the
+/// profile's `max_batch` texts per forward pass; a batch that fails is embedded text by text,
+/// so one bad text fails alone. (Hashing with a user function: each call in a subtransaction.)
+pub fn embed_with(profile: &Profile, texts: &[&str]) -> Vec<Result<Vec<f32>, String>> {
+    match profile.model {
+        Model::Hashing => texts
+            .iter()
+            .map(|t| {
+                if gucs::embedding_function().is_some() {
+                    let t = t.to_string();
+                    match crate::error::in_subtransaction(move || embed_text(&t)) {
+                        Ok(r) => r,
+                        Err((_, message)) => Err(message),
+                    }
+                } else {
+                    embed_text(t)
+                }
+            })
+            .collect(),
+        Model::MiniLm => {
+            let model = crate::model::minilm();
+            let mut out = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(profile.max_batch) {
+                match model.embed_batch(chunk) {
+                    Ok(vectors) => out.extend(vectors.into_iter().map(Ok)),
+                    Err(_) => out.extend(
+                        chunk
+                            .iter()
+                            .map(|t| model.embed(t).map_err(|e| e.to_string())),
+                    ),
+                }
+            }
+            out
+        }
+    }
+}
+
+/// A text's embedding with the named profile, as `real[]` (`evolve.embed(text, profile)` casts
+/// it to a vector).
+#[pg_extern(stable, strict, parallel_safe, name = "_embed_profile")]
+fn embed_profile(text: &str, profile: &str) -> Vec<f32> {
+    let p = self::profile(profile);
+    match embed_with(&p, &[text]).pop() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => raise(
+            SqlState::DataException,
+            format!("cannot embed the text with profile \"{profile}\": {e}"),
+            None,
+            None,
+        ),
+        None => Vec::new(),
+    }
+}
+
 /// The `vector[]` argument of a batch's write: each element built in place in pgvector's
 /// documented layout (varlena header, int16 dim, int16 unused, float4[dim]), so no vector goes
 /// through text, a `real[]` slice or a cast. The element type is the embedding column's own,
@@ -240,15 +375,6 @@ fn semantic_search(
             ),
         }
     }
-    let q = match embed_text(query) {
-        Ok(v) => v,
-        Err(e) => raise(
-            SqlState::DataException,
-            format!("cannot embed the query: {e}"),
-            None,
-            None,
-        ),
-    };
     let v = vector_schema();
     let generation = if generations {
         // The table first, then which generation is current: a replaced generation (its
@@ -261,22 +387,48 @@ fn semantic_search(
                 pg_sys::AccessShareLock as pg_sys::LOCKMODE,
             )
         };
-        crate::plans::one::<i64>(
-            "SELECT coalesce(max(generation), 0) FROM evolve.embedding_generations \
-             WHERE entity_type = $1 AND state = 'current'",
-            &[entity_type.into()],
-        )
-        .unwrap_or(0)
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT generation, profile FROM evolve.embedding_generations \
+                     WHERE entity_type = $1 AND state = 'current'",
+                    Some(1),
+                    &[entity_type.into()],
+                )
+                .or_raise()
+                .map(|r| {
+                    (
+                        r.value::<i64>(1).unwrap_or(0),
+                        r.value::<String>(2).unwrap_or_default(),
+                    )
+                })
+                .next()
+        })
+        .unwrap_or((0, "hashing".into()))
     } else {
-        0
+        (0, "hashing".into())
     };
+    let (generation, profile) = (generation.0, self::profile(&generation.1));
+    // The query is embedded as the generation's vectors were.
+    let q = match embed_with(&profile, &[query]).pop() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => raise(
+            SqlState::DataException,
+            format!("cannot embed the query: {e}"),
+            None,
+            None,
+        ),
+        None => Vec::new(),
+    };
+    let dims = profile.dims;
     // The generation as a value known when planning: the plan reads that one partition.
     let sql = if generations {
         format!(
-            "SELECT e.entity_id, e.entity_key, (x.embedding OPERATOR({v}.<=>) $1::{v}.vector)::float8, e.snapshot, x.generation \
+            "SELECT e.entity_id, e.entity_key, (x.embedding::{v}.vector({dims}) OPERATOR({v}.<=>) $1::{v}.vector({dims}))::float8, \
+                    e.snapshot, x.generation \
              FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
              WHERE x.generation = $4 AND e.entity_type = $2 \
-             ORDER BY x.embedding OPERATOR({v}.<=>) $1::{v}.vector LIMIT $3"
+             ORDER BY x.embedding::{v}.vector({dims}) OPERATOR({v}.<=>) $1::{v}.vector({dims}) LIMIT $3"
         )
     } else {
         format!(

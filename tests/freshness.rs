@@ -412,3 +412,94 @@ fn status_and_health_tell_each_state() {
     assert_eq!(health(&mut c, "retired_generations"), "ok");
     assert_eq!(health(&mut c, "settings"), "ok");
 }
+
+/// Tenants share the worker: tenant A's job of 50,000 entities is queued first, then tenant B's
+/// job of 200 at the same priority; B's completes within a few batches while A's progresses.
+#[test]
+fn a_small_tenant_job_does_not_wait_behind_a_large_one() {
+    let cluster = Cluster::start("fresh-fair", &[]);
+    let db = cluster.fresh_db("fresh_fair");
+    let mut c = cluster.connect_to(&db);
+    c.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type": "a_doc", "attributes": {"n": {"type": "integer"}}}');
+           SELECT evolve.register_schema('{"entity_type": "b_doc", "attributes": {"n": {"type": "integer"}}}');
+           SELECT evolve.set_embedding_policy('a_doc', 'manual');
+           SELECT evolve.set_embedding_policy('b_doc', 'manual');
+           INSERT INTO evolve.inbox (entity_type, payload, entity_key, user_id)
+           SELECT 'a_doc', jsonb_build_object('n', i), 'a' || i, 'A' FROM generate_series(1, 50000) i;
+           INSERT INTO evolve.inbox (entity_type, payload, entity_key, user_id)
+           SELECT 'b_doc', jsonb_build_object('n', i), 'b' || i, 'B' FROM generate_series(1, 200) i;"#,
+    )
+    .unwrap();
+    let job = |c: &mut Client, t: &str| -> i64 {
+        count(
+            c,
+            &format!(
+                r#"SELECT evolve.apply_change('{{"kind": "entity_type_description_changed", "entity_type": "{t}", "description": "x"}}')"#
+            ),
+        )
+    };
+    let a = job(&mut c, "a_doc");
+    let b = job(&mut c, "b_doc");
+    let tenants: Vec<String> = c
+        .query(
+            "SELECT tenant || ':' || count(*) FROM evolve.embedding_queue GROUP BY tenant ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tenants, ["A:50000", "B:200"]);
+    let mut batches = 0;
+    loop {
+        batches += 1;
+        assert_eq!(count(&mut c, "SELECT evolve._reembed_batch()::int8"), 100);
+        let done = text(
+            &mut c,
+            &format!("SELECT status FROM evolve.schema_migration_jobs WHERE id = {b}"),
+        );
+        if done.as_deref() == Some("completed") {
+            break;
+        }
+        assert!(batches < 50, "tenant B still waits after {batches} batches");
+    }
+    let a_done = count(
+        &mut c,
+        &format!("SELECT processed_entities FROM evolve.schema_migration_jobs WHERE id = {a}"),
+    );
+    eprintln!(
+        "tenant B's job of 200 completed after {batches} batches; A's progressed by {a_done}"
+    );
+    assert!(batches <= 4, "{batches} batches");
+    assert!(a_done >= 100, "A keeps progressing: {a_done}");
+
+    // Weights: B three times A's share.
+    assert_eq!(
+        count(&mut c, "SELECT evolve.set_tenant_weight('B', 3)::int8"),
+        3
+    );
+    c.batch_execute(
+        r#"INSERT INTO evolve.inbox (entity_type, payload, entity_key, user_id)
+           SELECT 'b_doc', jsonb_build_object('n', i), 'b' || i, 'B' FROM generate_series(201, 2000) i;"#,
+    )
+    .unwrap();
+    job(&mut c, "b_doc");
+    let before = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.embedding_queue WHERE tenant = 'A'",
+    );
+    for _ in 0..8 {
+        c.batch_execute("SELECT evolve._reembed_batch()").unwrap();
+    }
+    let a_served = before
+        - count(
+            &mut c,
+            "SELECT count(*) FROM evolve.embedding_queue WHERE tenant = 'A'",
+        );
+    assert_eq!(a_served, 200, "2 of 8 batches for A at weights 1:3");
+    assert_eq!(
+        crate::common::state(&mut c, "SELECT evolve.set_tenant_weight('B', 0)"),
+        "22023"
+    );
+}

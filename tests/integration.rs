@@ -12,6 +12,7 @@ mod governance;
 mod ingest;
 mod load;
 mod metrics;
+mod profiles;
 mod reference;
 mod replica;
 mod security;

@@ -84,6 +84,8 @@ fn b_filter(table: &str, (entities, proposals): &(String, String)) -> String {
         | "deferred_indexes"
         | "embedding_policies"
         | "embedding_generations"
+        | "embedding_profiles"
+        | "entity_type_profiles"
         | "inbox" => {
             // Global tables (and the always-empty inbox): nothing of B's.
             format!("SELECT count(*) FROM evolve.{table} WHERE false")

@@ -219,6 +219,7 @@ fn update_keeps_data(c: &mut Client, to: Option<&str>, reached: &str) {
             l.contains(": 0 rows")
                 || table.ends_with("_parts")
                 || table == "entity_embeddings_shared"
+                || table == "embedding_profiles"
         }),
         "{added:?}"
     );

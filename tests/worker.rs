@@ -443,7 +443,7 @@ fn whole_type_jobs_build_a_generation() {
     c.batch_execute(
         "DROP INDEX evolve.entity_embeddings_hnsw; \
          CREATE INDEX entity_embeddings_hnsw ON evolve.entity_embeddings_shared \
-             USING hnsw (embedding vector_cosine_ops) WITH (m = 8, ef_construction = 32);",
+             USING hnsw ((embedding::vector(256)) vector_cosine_ops) WITH (m = 8, ef_construction = 32);",
     )
     .unwrap();
     c.batch_execute("CALL evolve.run_reembedding()").unwrap();
@@ -516,7 +516,7 @@ fn whole_type_jobs_build_a_generation() {
         .query(
             &format!(
                 "EXPLAIN SELECT entity_id FROM evolve.entity_embeddings WHERE generation = {first} \
-                 ORDER BY embedding <=> evolve.embed('Alaska') LIMIT 5"
+                 ORDER BY embedding::vector(256) <=> evolve.embed('Alaska') LIMIT 5"
             ),
             &[],
         )

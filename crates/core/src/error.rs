@@ -31,6 +31,10 @@ pub enum SqlState {
     NullValueNotAllowed,
     /// 25006 read_only_sql_transaction: a write on a hot standby.
     ReadOnlySqlTransaction,
+    /// 58P01 undefined_file: the files of an in-process model are not installed.
+    UndefinedFile,
+    /// 58030 io_error: the files of an in-process model cannot be read or are not that model's.
+    IoError,
 }
 
 impl SqlState {
@@ -48,6 +52,8 @@ impl SqlState {
             SqlState::InsufficientPrivilege => "42501",
             SqlState::NullValueNotAllowed => "22004",
             SqlState::ReadOnlySqlTransaction => "25006",
+            SqlState::UndefinedFile => "58P01",
+            SqlState::IoError => "58030",
         }
     }
 }

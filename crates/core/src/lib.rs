@@ -12,6 +12,7 @@ pub mod diagram;
 pub mod diff;
 pub mod embed;
 pub mod error;
+pub mod fair;
 pub mod hash;
 pub mod ident;
 pub mod impact;

@@ -89,7 +89,7 @@ step "minilm 3/3: the same texts through the same model outside PostgreSQL (mini
 (cd "$ROOT" && cargo build -q --release -p evolve-minilm --bin minilm-bench)
 plain=$(EVOLVE_MINILM_DIR="$("$PG_CONFIG" --sharedir)/extension/pg_evolve_minilm" \
     EVOLVE_MINILM_TEXTS="$WORK/texts.json" \
-    "${CARGO_TARGET_DIR:-$ROOT/target}/release/minilm-bench" 0 32 "$threads" | tee /dev/stderr \
+    "${CARGO_TARGET_DIR:-$ROOT/target}/release/minilm-bench" "$ROWS" 32 "$threads" | tee /dev/stderr \
     | sed -n 's/^minilm texts\/s: \([0-9.]*\).*/\1/p')
 
 worker_rate=$(awk -v n="$ROWS" -v ms="$worker_ms" 'BEGIN { printf "%.1f", n * 1000 / ms }')

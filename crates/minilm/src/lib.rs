@@ -248,7 +248,11 @@ impl MiniLm {
                     n += 1;
                 }
                 let (pass, tail) = rest.split_at(n);
-                out.extend(self.exec.run(|par| self.model.forward(pass, par)));
+                let mut scratch = model::Scratch::new(&self.model.config, tokens);
+                out.extend(
+                    self.exec
+                        .run(|par| self.model.forward(pass, &mut scratch, par)),
+                );
                 rest = tail;
             }
             Ok(out)

@@ -30,10 +30,39 @@ struct Row {
     len: u32,
 }
 
+/// Working memory of one pass. It is allocated by the caller before the pass goes to the
+/// thread pool, so that it comes from (and returns to) the caller's allocator arena rather than
+/// a worker thread's, which would keep it after the pass.
+pub struct Scratch {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    heads: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    mid: Vec<f32>,
+}
+
+impl Scratch {
+    /// Working memory for `tokens` rows.
+    pub fn new(config: &Config, tokens: usize) -> Scratch {
+        let rows = |width: usize| vec![0f32; tokens * width];
+        let h = config.hidden_size;
+        Scratch {
+            x: rows(h),
+            qkv: rows(3 * h),
+            heads: rows(h),
+            ctx: rows(h),
+            tmp: rows(h),
+            mid: rows(config.intermediate_size),
+        }
+    }
+}
+
 impl Encoder {
     /// Embeds the token sequences `seqs` (each 1..=MAX_TOKENS ids below the vocabulary size,
     /// which the caller checks) and returns one L2-normalised vector per sequence, in order.
-    pub fn forward(&self, seqs: &[Vec<u32>], par: Par) -> Vec<Vec<f32>> {
+    /// `scratch` must have been made for the total number of tokens in `seqs`.
+    pub fn forward(&self, seqs: &[Vec<u32>], scratch: &mut Scratch, par: Par) -> Vec<Vec<f32>> {
         let h = self.config.hidden_size;
         let inter = self.config.intermediate_size;
         let eps = self.config.layer_norm_eps as f32;
@@ -53,10 +82,18 @@ impl Encoder {
             }));
         }
         let t = rows.len();
+        let Scratch {
+            x,
+            qkv,
+            heads,
+            ctx,
+            tmp,
+            mid,
+        } = scratch;
+        assert!(x.len() == t * h && mid.len() == t * inter, "scratch size");
 
         // Embeddings: word + (position + token type 0), then layer normalisation.
-        let mut x = vec![0f32; t * h];
-        par.rows_mut(&mut x, h, |first, block| {
+        par.rows_mut(x, h, |first, block| {
             for (i, row) in block.chunks_exact_mut(h).enumerate() {
                 let (id, pos) = (rows[first + i].id as usize, rows[first + i].pos as usize);
                 let word = &w.word_emb[id * h..(id + 1) * h];
@@ -68,53 +105,48 @@ impl Encoder {
             kernels::layer_norm(block, &w.emb_ln_g, &w.emb_ln_b, eps);
         });
 
-        let mut qkv = vec![0f32; t * 3 * h];
-        let mut ctx = vec![0f32; t * h];
-        let mut heads_out = vec![0f32; t * h];
-        let mut tmp = vec![0f32; t * h];
-        let mut mid = vec![0f32; t * inter];
         for layer in &w.layers {
             // Self-attention.
             kernels::matmul_bias(
-                &mut qkv,
-                &x,
+                qkv,
+                x,
                 &layer.qkv_w,
                 &layer.qkv_b,
                 (t, h, 3 * h),
                 par.threads,
             );
-            self.attention(&qkv, &mut heads_out, &mut ctx, &rows, seqs, par);
+            self.attention(qkv, heads, ctx, &rows, seqs, par);
             kernels::matmul_bias(
-                &mut tmp,
-                &ctx,
+                tmp,
+                ctx,
                 &layer.attn_out_w,
                 &layer.attn_out_b,
                 (t, h, h),
                 par.threads,
             );
-            par.rows_mut(&mut x, h, |first, block| {
+            par.rows_mut(x, h, |first, block| {
                 let res = &tmp[first * h..first * h + block.len()];
                 kernels::add_layer_norm(block, res, &layer.attn_ln_g, &layer.attn_ln_b, eps);
             });
             // Feed-forward.
             kernels::matmul_bias(
-                &mut mid,
-                &x,
+                mid,
+                x,
                 &layer.inter_w,
                 &layer.inter_b,
                 (t, h, inter),
                 par.threads,
             );
-            par.rows_mut(&mut mid, inter, |_, rows| kernels::gelu(rows));
+            par.rows_mut(mid, inter, |_, block| kernels::gelu(block));
             kernels::matmul_bias(
-                &mut tmp,
-                &mid,
+                tmp,
+                mid,
                 &layer.out_w,
                 &layer.out_b,
                 (t, inter, h),
                 par.threads,
             );
-            par.rows_mut(&mut x, h, |first, block| {
+            par.rows_mut(x, h, |first, block| {
                 let res = &tmp[first * h..first * h + block.len()];
                 kernels::add_layer_norm(block, res, &layer.out_ln_g, &layer.out_ln_b, eps);
             });

@@ -53,7 +53,7 @@ SELECT 'earthquake', jsonb_build_object('mag', round(((i * 7919) % 80) / 10.0, 1
 FROM generate_series(1, $ROWS) i;
 CREATE TABLE public.texts AS SELECT entity_id, evolve.enriched_text(entity_id) AS t FROM evolve.entities;
 SQL
-psql_q -c "COPY (SELECT json_agg(t ORDER BY entity_id) FROM public.texts) TO '$WORK/texts.json'"
+psql_q -c "SELECT json_agg(t ORDER BY entity_id) FROM public.texts" > "$WORK/texts.json"
 tokens=$(psql_q -c "SELECT round(avg(array_length(regexp_split_to_array(t, '\s+'), 1)), 1) FROM public.texts")
 note "$ROWS texts, ~$tokens words each"
 

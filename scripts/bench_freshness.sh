@@ -28,19 +28,6 @@ rm -rf "$PG_EVOLVE_CLUSTER"
 bash "$ROOT/scripts/cluster.sh" start
 trap 'bash "$ROOT/scripts/cluster.sh" stop' EXIT
 
-as_pg() {
-    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
-}
-psql_q() {
-    PGOPTIONS="-c client_min_messages=warning" bash "$ROOT/scripts/cluster.sh" psql -X -v ON_ERROR_STOP=1 -Atq "$@"
-}
-ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
-verdict() {
-    awk -v r="$1" -v op="$2" -v g="$3" 'BEGIN {
-        if (r == "n/a") { print "n/a"; exit }
-        ok = (op == "<=") ? (r + 0 <= g + 0) : (r + 0 >= g + 0)
-        print ok ? "ok" : "BELOW GOAL" }'
-}
 fresh_extension() {
     psql_q <<'SQL'
 SET client_min_messages = warning;

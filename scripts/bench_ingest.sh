@@ -36,32 +36,12 @@ WORK=$CLUSTER/bench_ingest
 declare -A R=()      # measured numbers, by name
 FAILURES=()
 
-as_pg() {
-    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
-}
-
-# psql into the benchmark database: quiet, unaligned, no notices, stops at the first error.
-psql_q() {
-    PGOPTIONS="-c client_min_messages=warning" bash "$ROOT/scripts/cluster.sh" psql -X -v ON_ERROR_STOP=1 -Atq "$@"
-}
-
 # True when measure $1 is selected by BENCH_MEASURES.
 want() { [[ " $MEASURES " == *" $1 "* ]]; }
 
 fail() {
     FAILURES+=("$*")
     printf '    \033[1;31mFAILED: %s\033[0m\n' "$*"
-}
-
-# a / b with two decimals ("n/a" when b is 0 or missing).
-ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
-
-# "ok" when ratio $1 meets goal $3 under comparison $2 (<= or >=), "BELOW GOAL" otherwise.
-verdict() {
-    awk -v r="$1" -v op="$2" -v g="$3" 'BEGIN {
-        if (r == "n/a") { print "n/a"; exit }
-        ok = (op == "<=") ? (r + 0 <= g + 0) : (r + 0 >= g + 0)
-        print ok ? "ok" : "BELOW GOAL" }'
 }
 
 # Payloads per second for $1 payloads in $2 ms.

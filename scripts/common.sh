@@ -7,6 +7,24 @@ export PATH="$HOME/.cargo/bin:$PATH"
 step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
 
+# Benchmark helpers (scripts/bench_*.sh). A command as the postgres user.
+as_pg() {
+    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+# psql into the cluster of scripts/cluster.sh: quiet, unaligned, no notices, stops at the first error.
+psql_q() {
+    PGOPTIONS="-c client_min_messages=warning" bash "$ROOT/scripts/cluster.sh" psql -X -v ON_ERROR_STOP=1 -Atq "$@"
+}
+# a / b with two decimals ("n/a" when b is 0 or missing).
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# "ok" when ratio $1 meets goal $3 under comparison $2 (<= or >=), "BELOW GOAL" otherwise.
+verdict() {
+    awk -v r="$1" -v op="$2" -v g="$3" 'BEGIN {
+        if (r == "n/a") { print "n/a"; exit }
+        ok = (op == "<=") ? (r + 0 <= g + 0) : (r + 0 >= g + 0)
+        print ok ? "ok" : "BELOW GOAL" }'
+}
+
 # Copies a package tree ($1, laid out from / as `cargo pgrx package` writes it) into place the
 # way a package manager does: each file is written under a temporary name next to its
 # destination, then renamed over the old one. A server that has the old library loaded keeps

@@ -41,10 +41,12 @@ fn installed() -> bool {
     evolve_relation(c"embedding_policies") != pg_sys::InvalidOid
 }
 
-/// The content hash the re-embedding batch computes for an entity: embedder and enriched text.
-pub fn content_hash(embedder: &str, definition: &Definition, snapshot: &Value) -> i64 {
+/// An entity's enriched text and its content hash (embedder and text): what the re-embedding
+/// batch embeds and compares, and what changes of data are compared by.
+pub fn text_and_hash(embedder: &str, definition: &Definition, snapshot: &Value) -> (String, i64) {
     let text = embed::enriched_text(definition, snapshot.as_object().unwrap_or(&Map::new()));
-    embed::content_hash(&format!("{embedder}\n{text}"))
+    let hash = embed::content_hash(&format!("{embedder}\n{text}"));
+    (text, hash)
 }
 
 /// The definition an entity of a type without a schema is embedded with.
@@ -105,7 +107,7 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
         hashes.insert(
             w.entity_id,
             (
-                content_hash(embedder, def, w.snapshot),
+                text_and_hash(embedder, def, w.snapshot).1,
                 w.user_id.unwrap_or_default(),
             ),
         );

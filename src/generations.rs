@@ -87,13 +87,23 @@ pub fn start(client: &mut pgrx::spi::SpiClient<'_>, job_id: i64, types: &[String
                 "ALTER TABLE evolve.entity_embeddings ATTACH PARTITION evolve.{name} \
                  FOR VALUES IN ({generation})"
             ),
-            format!(
-                "COMMENT ON TABLE evolve.{name} IS 'Generation {generation} of the embeddings of entity type \"{literal}\".'",
-                literal = t.replace('\'', "''")
-            ),
         ] {
             client.update(&sql, None, &[]).or_raise();
         }
+        // The type's name is data: quoted by format's %L, never spliced.
+        let comment = client
+            .select(
+                "SELECT pg_catalog.format('COMMENT ON TABLE evolve.%I IS %L', $1, \
+                     pg_catalog.format('Generation %s of the embeddings of entity type \"%s\".', $2, $3))",
+                Some(1),
+                &[name.as_str().into(), generation.into(), t.as_str().into()],
+            )
+            .or_raise()
+            .first()
+            .get::<String>(1)
+            .or_raise()
+            .unwrap_or_default();
+        client.update(&comment, None, &[]).or_raise();
     }
 }
 

@@ -5,10 +5,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use evolve_core::{embed, fair};
+use evolve_core::fair;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::OrRaise;
 use crate::gucs;
@@ -418,12 +418,7 @@ pub fn reembed_batch() -> i32 {
                 (&fallback, 0)
             }
         };
-        let text = embed::enriched_text(def, item.snapshot.as_object().unwrap_or(&Map::new()));
-        let hash = embed::content_hash(&format!("{embedder}\n{text}"));
-        debug_assert_eq!(
-            hash,
-            crate::freshness::content_hash(&embedder, def, &item.snapshot)
-        );
+        let (text, hash) = crate::freshness::text_and_hash(&embedder, def, &item.snapshot);
         // Unchanged: kept in place, or copied from the current generation into the one being
         // built (a whole-type change that leaves this entity's text, and its embedder, as
         // they were).

@@ -569,3 +569,55 @@ fn interop_and_projections_respect_tenants() {
     assert_eq!(state(&mut ben, "DELETE FROM evolve_data.shop"), "42501");
     assert_eq!(count(&mut su, "SELECT count(*) FROM evolve_data.shop"), 3);
 }
+
+/// The 0.7.0 surfaces as ordinary roles: a tenant's view of embedding status counts its own and
+/// global entities only and its weight row only; policies, weights, profiles and the health
+/// check are for admins (an admin that is no superuser sets them).
+#[test]
+fn embedding_status_is_tenant_scoped_and_its_settings_are_for_admins() {
+    let cluster = Cluster::start("tenant-embeddings", &[]);
+    let db = cluster.fresh_db("tenant_embeddings");
+    let mut su = cluster.connect_to(&db);
+    roles(&mut su, &["app_a", "app_b"]);
+    su.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {"mag": {"type": "number"}}}');
+           SELECT evolve.ingest('quake', jsonb_build_object('mag', i), 'A', entity_key => 'a' || i) FROM generate_series(1, 3) i;
+           SELECT evolve.ingest('quake', jsonb_build_object('mag', i), 'B', entity_key => 'b' || i) FROM generate_series(1, 5) i;
+           SELECT evolve.ingest('quake', '{"mag": 1}', entity_key => 'g1');"#,
+    )
+    .unwrap();
+    let mut boss = session(&cluster, &db, "boss", None);
+    assert_eq!(
+        count(&mut boss, "SELECT evolve.set_tenant_weight('B', 4)::int8"),
+        4
+    );
+    boss.batch_execute("SELECT evolve.set_embedding_policy('quake', 'on_change')")
+        .unwrap();
+    let mut a = session(&cluster, &db, "app_a", Some("A"));
+    assert_eq!(
+        count(
+            &mut a,
+            "SELECT entities + queued FROM evolve.embedding_status WHERE entity_type = 'quake'"
+        ),
+        8,
+        "A's 3 entities and the global one, each queued"
+    );
+    assert_eq!(
+        count(&mut a, "SELECT count(*) FROM evolve.tenant_weights"),
+        0,
+        "B's weight is not A's to see"
+    );
+    for sql in [
+        "SELECT evolve.set_tenant_weight('A', 1000)",
+        "SELECT evolve.set_embedding_policy('quake', 'manual')",
+        "SELECT evolve.set_embedding_profile('quake', 'minilm')",
+        "SELECT evolve.create_embedding_profile('mine', 384, 'minilm')",
+        "SELECT * FROM evolve.health_check()",
+    ] {
+        assert_eq!(state(&mut a, sql), "42501", "{sql}");
+    }
+    assert_eq!(
+        count(&mut boss, "SELECT count(*) FROM evolve.health_check()"),
+        8
+    );
+}

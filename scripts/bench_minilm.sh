@@ -45,6 +45,10 @@ tokens=$(psql_q -c "SELECT round(avg(array_length(regexp_split_to_array(t, '\s+'
 note "$ROWS texts, ~$tokens words each"
 
 step "minilm 2/3: the worker's path vs one statement of evolve.embed(text, 'minilm'), in the backend"
+# Every session computes with as many threads as the background worker would (evolve.model_threads
+# is 1 outside the worker by default), and as the plain Rust run below.
+threads=$(nproc)
+set_threads="SET evolve.model_threads = $threads;"
 # Memory: a new backend, before and after loading the model (its first use).
 read -r rss_before rss_after < <(psql_q <<'SQL'
 SELECT pg_backend_pid() AS pid \gset
@@ -53,14 +57,14 @@ SELECT FROM evolve.embed('warm', 'minilm');
 SELECT :before || ' ' || (regexp_match(pg_read_file('/proc/' || :pid || '/status'), 'VmRSS:\s+(\d+)'))[1];
 SQL
 )
-statement_ms=$(psql_q <<'SQL'
+statement_ms=$( (echo "$set_threads"; cat) <<'SQL' | psql_q
 SELECT FROM evolve.embed('warm', 'minilm');
 SELECT clock_timestamp() AS t0 \gset
 SELECT count(evolve.embed(t, 'minilm')) FROM public.texts \g /dev/null
 SELECT round(1000 * extract(epoch FROM clock_timestamp() - :'t0'::timestamptz));
 SQL
 )
-worker_ms=$(psql_q <<'SQL'
+worker_ms=$( (echo "$set_threads"; cat) <<'SQL' | psql_q
 SELECT FROM evolve.set_embedding_profile('earthquake', 'minilm');
 SELECT FROM evolve.embed('warm', 'minilm');
 SELECT clock_timestamp() AS t0 \gset
@@ -70,7 +74,6 @@ SQL
 )
 embedded=$(psql_q -c "SELECT count(*) FROM evolve.entity_embeddings WHERE profile = 'minilm'")
 [ "$embedded" = "$ROWS" ] || { echo "the job embedded $embedded of $ROWS" >&2; exit 1; }
-threads=$(nproc)
 
 step "minilm 3/3: the same texts through the same model outside PostgreSQL (minilm-bench)"
 (cd "$ROOT" && cargo build -q --release -p evolve-minilm --bin minilm-bench)

@@ -17,8 +17,8 @@ LAYERS = {
     # L0: errors, settings, argument checks, SPI helpers, jsonb, access, user functions, cache
     "error": 0, "gucs": 0, "args": 0, "plans": 0, "jsonb": 0, "access": 0, "userfn": 0,
     "cache": 0, "metrics": 0, "wakeup": 0, "model": 0,
-    # L1: the schema store
-    "store": 1,
+    # L1: the schema store; the embedders (profiles)
+    "store": 1, "embedders": 1,
     # L2: governance checks, migration, snapshots, fragments, vectors
     "governance": 2, "migration": 2, "snapshots": 2, "fragments": 2, "vectors": 2,
     "projections": 2, "freshness": 2,

@@ -24,6 +24,7 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::ReadOnlySqlTransaction => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
         SqlState::UndefinedFile => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
         SqlState::IoError => PgSqlErrorCode::ERRCODE_IO_ERROR,
+        SqlState::InsufficientResources => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
     }
 }
 

@@ -97,7 +97,7 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
         };
         let embedder = embedders
             .entry(profile.clone())
-            .or_insert_with(|| crate::vectors::profile(profile).embedder_id());
+            .or_insert_with(|| crate::embedders::profile(profile).embedder_id());
         let def = if w.definition.entity_type == w.entity_type {
             w.definition
         } else {

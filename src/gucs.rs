@@ -52,6 +52,7 @@ static EMBED_RETRY_BACKOFF: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static EMBEDDING_FUNCTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static WORKER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static MODEL_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 static MIN_ATTRIBUTE_PRESENCE: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 static PROMOTION_MIN_USERS: GucSetting<i32> = GucSetting::<i32>::new(10);
 static MAX_PATH_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(16);
@@ -227,6 +228,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"evolve.model_threads",
+        c"Compute threads of the minilm profile's model in this backend.",
+        c"0: one per core (at most 8) in the re-embedding worker and 1 (the backend's own thread, no pool) in every other backend. Takes effect at the next use of the model.",
+        &MODEL_THREADS,
+        0,
+        evolve_minilm::MAX_THREADS as i32,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_float_guc(
         c"evolve.min_attribute_presence",
         c"Share of a type's entities a key must be present in to be proposed above low priority.",
@@ -376,6 +387,11 @@ pub fn model_dir() -> Option<String> {
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.is_empty())
+}
+
+/// `evolve.model_threads` (0: automatic, one per core in the worker and 1 elsewhere).
+pub fn model_threads() -> usize {
+    MODEL_THREADS.get().max(0) as usize
 }
 
 pub fn embedding_function() -> Option<String> {

@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 mod access;
 mod args;
 mod cache;
+mod embedders;
 mod error;
 mod extraction;
 mod fragments;
@@ -86,7 +87,7 @@ extension_sql_file!(
         "aggregates",
         "migration",
         reembed::reembed_batch,
-        vectors::embed_builtin
+        embedders::embed_builtin
     ]
 );
 
@@ -193,10 +194,16 @@ extension_sql_file!(
     requires = [
         "v0_6_0",
         vectors::semantic_search,
-        vectors::embed_profile,
+        embedders::embed_profile,
         reembed::reembed_batch,
         impact::apply_change
     ]
+);
+// 0.8.0: function profiles (see the file's header). The end of a fresh install too.
+extension_sql_file!(
+    "../sql/pg_evolve--0.7.0--0.8.0.sql",
+    name = "v0_8_0",
+    requires = ["v0_7_0", embedders::resolve_embedding_function]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 

@@ -2,8 +2,13 @@
 //! loaded once per backend, at its first use, from `evolve.model_dir` (default: the extension's
 //! share directory, `extension/pg_evolve_minilm`, where `scripts/setup.sh` installs the files).
 //! A failed load is not remembered: installing the files makes the next use work.
+//!
+//! Threads: `evolve.model_threads` (0, the default: the background worker computes with one
+//! thread per core, up to 8, and every other backend on its own thread alone, so that sessions
+//! calling `evolve.embed` or searching do not each keep a pool of threads). The model's threads
+//! block every signal and never call into PostgreSQL.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 use std::path::PathBuf;
 
@@ -14,7 +19,23 @@ use pgrx::pg_sys;
 use crate::error::raise;
 
 thread_local! {
-    static MODEL: OnceCell<&'static MiniLm> = const { OnceCell::new() };
+    static MODEL: RefCell<Option<Box<MiniLm>>> = const { RefCell::new(None) };
+    static IN_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this backend as the re-embedding worker (for the automatic thread count).
+pub fn mark_worker() {
+    IN_WORKER.with(|w| w.set(true));
+}
+
+/// The compute threads this backend uses: `evolve.model_threads`, or when it is 0, one per core
+/// (up to 8) in the worker and one elsewhere.
+pub fn threads() -> usize {
+    match crate::gucs::model_threads() {
+        0 if IN_WORKER.with(Cell::get) => evolve_minilm::default_threads(),
+        0 => 1,
+        n => n,
+    }
 }
 
 /// The identity of the model in content hashes.
@@ -40,22 +61,32 @@ pub fn model_dir() -> PathBuf {
         .join("pg_evolve_minilm")
 }
 
-/// The loaded model (loading it at the first call), or an error with its SQLSTATE and a hint.
-pub fn minilm() -> &'static MiniLm {
-    if let Some(m) = MODEL.with(|m| m.get().copied()) {
-        return m;
-    }
-    let dir = model_dir();
-    // The backend computes with one thread beside it per core (the model's own pool, whose
-    // threads block every signal and never call into PostgreSQL).
-    match MiniLm::load(&dir) {
-        Ok(model) => {
-            let model: &'static MiniLm = Box::leak(Box::new(model));
-            MODEL.with(|m| {
-                let _ = m.set(model);
-            });
-            model
+/// Runs `f` with the loaded model (loading it at the first call, and setting its threads to
+/// [`threads`]), or raises an error with its SQLSTATE and a hint.
+pub fn with_minilm<R>(f: impl FnOnce(&MiniLm) -> R) -> R {
+    MODEL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let wanted = threads();
+        let model = match slot.as_mut() {
+            Some(model) => model,
+            None => slot.insert(Box::new(load(wanted))),
+        };
+        if let Err(e) = model.set_threads(wanted) {
+            raise(
+                SqlState::InsufficientResources,
+                format!("cannot start the minilm profile's threads: {e}"),
+                None,
+                Some("Lower evolve.model_threads (1 computes on the backend's own thread).".into()),
+            );
         }
+        f(model)
+    })
+}
+
+fn load(threads: usize) -> MiniLm {
+    let dir = model_dir();
+    match MiniLm::load_with_threads(&dir, threads) {
+        Ok(model) => model,
         Err(e @ LoadError::Missing { .. }) => raise(
             SqlState::UndefinedFile,
             format!("the minilm profile's model is not installed: {e}"),

@@ -395,7 +395,7 @@ pub fn reembed_batch() -> i32 {
         }
         return 0;
     }
-    let mut profiles: HashMap<String, crate::vectors::Profile> = HashMap::new();
+    let mut profiles: HashMap<String, crate::embedders::Profile> = HashMap::new();
     let mut schemas: HashMap<(String, Option<String>), Option<crate::store::Effective>> =
         HashMap::new();
     let mut done: Vec<Done> = Vec::new();
@@ -405,7 +405,7 @@ pub fn reembed_batch() -> i32 {
     for (i, item) in items.iter().enumerate() {
         let profile = profiles
             .entry(item.profile.clone())
-            .or_insert_with(|| crate::vectors::profile(&item.profile));
+            .or_insert_with(|| crate::embedders::profile(&item.profile));
         let embedder = profile.embedder_id();
         let schema = schemas
             .entry((item.entity_type.clone(), item.user_id.clone()))
@@ -446,7 +446,7 @@ pub fn reembed_batch() -> i32 {
     // Each profile's texts in batches of its own size (the model: one forward pass each).
     for (name, texts) in pending {
         let refs: Vec<&str> = texts.iter().map(|t| t.1.as_str()).collect();
-        let results = crate::vectors::embed_with(&profiles[&name], &refs);
+        let results = crate::embedders::embed_with(&profiles[&name], &refs);
         for ((i, _, version, hash), result) in texts.into_iter().zip(results) {
             let item = &items[i];
             match result {

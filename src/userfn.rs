@@ -270,6 +270,25 @@ impl Drop for UserSwitch {
 pub fn call(f: UserFn, arg: pg_sys::Datum, what: &str) -> Result<Option<pg_sys::Datum>, String> {
     check(f, what).map_err(|(_, message, _)| message)?;
     let _switch = UserSwitch::to(f.run_as);
+    // The pinned search_path, whoever calls: the caller's own could otherwise decide what the
+    // function's unqualified names mean while it runs with another role's rights. As for a
+    // function's SET clause: a GUC nest level, popped on return and by (sub)transaction abort.
+    // SAFETY: the same calls fmgr_security_definer makes for a function's SET clause; the
+    // strings are NUL-terminated literals.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
     // SAFETY: fmgr_info fills `flinfo` for an existing function (checked above, in this
     // transaction); the call info is allocated for exactly one argument and lives in the current
     // memory context for the duration of the call; errors raised by the function cross into
@@ -289,9 +308,11 @@ pub fn call(f: UserFn, arg: pg_sys::Datum, what: &str) -> Result<Option<pg_sys::
             isnull: false,
         };
         let Some(addr) = flinfo.fn_addr else {
+            pg_sys::AtEOXact_GUC(true, level);
             return Err(format!("the {what} cannot be called"));
         };
         let result = pg_sys::ffi::pg_guard_ffi_boundary(|| addr(fcinfo));
+        pg_sys::AtEOXact_GUC(true, level);
         if (*fcinfo).isnull {
             Ok(None)
         } else {

@@ -1,7 +1,7 @@
 //! L2: what entities are embedded from and into: the enriched text, the embedders (built-in
 //! or `evolve.embedding_function`), pgvector datums, and semantic search.
 
-use evolve_core::embed::{self, DEFAULT_DIM};
+use evolve_core::embed;
 use evolve_core::schema::Definition;
 use evolve_core::SqlState;
 use pgrx::prelude::*;
@@ -44,203 +44,6 @@ fn enriched_text(entity_id: i64) -> Option<String> {
         &def,
         row.2.as_object().unwrap_or(&Map::new()),
     ))
-}
-
-/// The built-in deterministic embedder: feature hashing of words, word pairs and character
-/// trigrams, L2-normalized, 256 dimensions, as `real[]` (`evolve.embed` casts it to a vector;
-/// no text round trip).
-#[pg_extern(immutable, strict, parallel_safe, name = "_embed_builtin")]
-fn embed_builtin(text: &str) -> Vec<f32> {
-    embed::embed(text, DEFAULT_DIM)
-}
-
-/// Embeds one text with the configured embedder: the built-in one, or the function named by
-/// `evolve.embedding_function` (its vector read as `real[]`, checked to have the column's
-/// dimension so one bad result fails its entity, not the batch).
-pub fn embed_text(text: &str) -> Result<Vec<f32>, String> {
-    match gucs::embedding_function() {
-        None => Ok(embed::embed(text, DEFAULT_DIM)),
-        Some(f) => {
-            let (datum, returned) = crate::userfn::call_setting_with_text(
-                "evolve.embedding_function",
-                &f,
-                &["vector", "float4[]"],
-                text,
-            )?;
-            // SAFETY: the datum is of the type the catalog says the function returns.
-            let v = unsafe {
-                if returned == "vector" {
-                    read_vector(datum)
-                } else {
-                    Vec::<f32>::from_datum(datum, false).unwrap_or_default()
-                }
-            };
-            if v.len() != DEFAULT_DIM {
-                return Err(format!(
-                    "embedding function {f} returned {} dimensions, expected {DEFAULT_DIM}",
-                    v.len()
-                ));
-            }
-            Ok(v)
-        }
-    }
-}
-
-/// A pgvector datum's elements (layout: varlena header, int16 dim, int16 unused, float4[dim]).
-///
-/// # Safety
-/// `datum` must be a valid, possibly toasted, vector datum.
-unsafe fn read_vector(datum: pg_sys::Datum) -> Vec<f32> {
-    // SAFETY: per the contract; the detoasted copy is read within its bounds.
-    unsafe {
-        let p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<u8>();
-        let dim = std::ptr::read_unaligned(p.add(4).cast::<i16>()).max(0) as usize;
-        let data = p.add(8).cast::<f32>();
-        (0..dim)
-            .map(|i| std::ptr::read_unaligned(data.add(i)))
-            .collect()
-    }
-}
-
-/// The identity of the embedder, part of every content hash: changing the embedder changes
-/// every hash, so nothing is skipped as unchanged.
-pub fn embedder_id() -> String {
-    gucs::embedding_function().unwrap_or_else(|| format!("builtin-fh-{DEFAULT_DIM}"))
-}
-
-/// What an embedding profile runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Model {
-    /// The built-in feature-hashing embedder, or the function `evolve.embedding_function` names.
-    Hashing,
-    /// all-MiniLM-L6-v2 in the backend (`crate::model`).
-    MiniLm,
-}
-
-/// An embedding profile (`evolve.embedding_profiles`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    pub name: String,
-    pub dims: i32,
-    pub model: Model,
-    pub max_batch: usize,
-}
-
-impl Profile {
-    /// The profile of every type that has not chosen one, and of generation 0.
-    pub fn hashing() -> Profile {
-        Profile {
-            name: "hashing".into(),
-            dims: DEFAULT_DIM as i32,
-            model: Model::Hashing,
-            max_batch: 100,
-        }
-    }
-
-    /// The identity of its embedder in content hashes (the hashing profile's is the one of
-    /// earlier versions, so their embeddings stay valid).
-    pub fn embedder_id(&self) -> String {
-        match self.model {
-            Model::Hashing => embedder_id(),
-            Model::MiniLm => crate::model::MINILM_ID.into(),
-        }
-    }
-}
-
-/// The profile of this name; raises 42704 when there is none. (Before 0.7.0 only hashing.)
-pub fn profile(name: &str) -> Profile {
-    if name == "hashing" || evolve_relation(c"embedding_profiles") == pg_sys::InvalidOid {
-        return Profile::hashing();
-    }
-    let row: Option<(i32, String, i32)> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT dims, model, max_batch FROM evolve.embedding_profiles WHERE name = $1",
-                Some(1),
-                &[name.into()],
-            )
-            .or_raise()
-            .map(|r| {
-                (
-                    r.value::<i32>(1).unwrap_or(0),
-                    r.value::<String>(2).unwrap_or_default(),
-                    r.value::<i32>(3).unwrap_or(1),
-                )
-            })
-            .next()
-    });
-    let Some((dims, model, max_batch)) = row else {
-        raise(
-            SqlState::UndefinedObject,
-            format!("embedding profile \"{name}\" does not exist"),
-            None,
-            Some("See evolve.embedding_profiles.".into()),
-        );
-    };
-    Profile {
-        name: name.into(),
-        dims,
-        model: if model == "minilm" {
-            Model::MiniLm
-        } else {
-            Model::Hashing
-        },
-        max_batch: max_batch.max(1) as usize,
-    }
-}
-
-/// Embeds texts with a profile, one result per text. The model runs a batch of up to the
-/// profile's `max_batch` texts per forward pass; a batch that fails is embedded text by text,
-/// so one bad text fails alone. (Hashing with a user function: each call in a subtransaction.)
-pub fn embed_with(profile: &Profile, texts: &[&str]) -> Vec<Result<Vec<f32>, String>> {
-    match profile.model {
-        Model::Hashing => texts
-            .iter()
-            .map(|t| {
-                if gucs::embedding_function().is_some() {
-                    let t = t.to_string();
-                    match crate::error::in_subtransaction(move || embed_text(&t)) {
-                        Ok(r) => r,
-                        Err((_, message)) => Err(message),
-                    }
-                } else {
-                    embed_text(t)
-                }
-            })
-            .collect(),
-        Model::MiniLm => {
-            let model = crate::model::minilm();
-            let mut out = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(profile.max_batch) {
-                match model.embed_batch(chunk) {
-                    Ok(vectors) => out.extend(vectors.into_iter().map(Ok)),
-                    Err(_) => out.extend(
-                        chunk
-                            .iter()
-                            .map(|t| model.embed(t).map_err(|e| e.to_string())),
-                    ),
-                }
-            }
-            out
-        }
-    }
-}
-
-/// A text's embedding with the named profile, as `real[]` (`evolve.embed(text, profile)` casts
-/// it to a vector).
-#[pg_extern(stable, strict, parallel_safe, name = "_embed_profile")]
-fn embed_profile(text: &str, profile: &str) -> Vec<f32> {
-    let p = self::profile(profile);
-    match embed_with(&p, &[text]).pop() {
-        Some(Ok(v)) => v,
-        Some(Err(e)) => raise(
-            SqlState::DataException,
-            format!("cannot embed the text with profile \"{profile}\": {e}"),
-            None,
-            None,
-        ),
-        None => Vec::new(),
-    }
 }
 
 /// The `vector[]` argument of a batch's write: each element built in place in pgvector's
@@ -408,9 +211,9 @@ fn semantic_search(
     } else {
         (0, "hashing".into())
     };
-    let (generation, profile) = (generation.0, self::profile(&generation.1));
+    let (generation, profile) = (generation.0, crate::embedders::profile(&generation.1));
     // The query is embedded as the generation's vectors were.
-    let q = match embed_with(&profile, &[query]).pop() {
+    let q = match crate::embedders::embed_with(&profile, &[query]).pop() {
         Some(Ok(v)) => v,
         Some(Err(e)) => raise(
             SqlState::DataException,

@@ -55,6 +55,7 @@ pub extern "C-unwind" fn evolve_worker_main(_arg: pg_sys::Datum) {
     let db = gucs::worker_database().unwrap_or_default();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     crate::wakeup::publish_worker(true);
+    crate::model::mark_worker();
     let mut nap = Duration::from_millis(0);
     while BackgroundWorker::wait_latch(Some(nap)) {
         if BackgroundWorker::sighup_received() {

@@ -233,3 +233,175 @@ fn profile_errors_are_clear() {
         384
     );
 }
+
+/// A profile that names a batched SQL function (`text[] → vector[]`): created by an admin that
+/// is no superuser, it embeds a type in calls of up to `max_batch` texts, with the rights of
+/// that admin (not the extension owner's, not the caller's); a failing call falls back to one
+/// call per text, so only the bad text fails (and is parked); search embeds its query with the
+/// same function; and functions that must not run are refused when the profile is created.
+#[test]
+fn a_function_profile_embeds_in_batches_as_its_creator() {
+    let cluster = Cluster::start("profiles-function", &[]);
+    let db = cluster.fresh_db("profiles_function");
+    let mut su = cluster.connect_to(&db);
+    su.batch_execute(
+        "CREATE ROLE embed_admin LOGIN; GRANT evolve_admin TO embed_admin;
+         CREATE ROLE searcher LOGIN; GRANT evolve_reader TO searcher;
+         CREATE SCHEMA app AUTHORIZATION embed_admin;",
+    )
+    .unwrap();
+    su.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type": "spot", "attributes": {"about": {"type": "string"}}}');
+           SELECT evolve.ingest('spot', jsonb_build_object('about', CASE WHEN i = 77 THEN 'poison' ELSE repeat('x', i) END),
+                                entity_key => 'k' || i)
+           FROM generate_series(1, 200) i;"#,
+    )
+    .unwrap();
+    su.batch_execute("CALL evolve.run_reembedding()").unwrap();
+
+    let mut admin = cluster.connect_as(&db, "embed_admin");
+    // Element 1: the text's length; element 2: 1 when running as embed_admin; element 3: 1.
+    admin
+        .batch_execute(
+            "CREATE SEQUENCE app.calls;
+             CREATE FUNCTION app.embed3(texts text[]) RETURNS vector[] LANGUAGE plpgsql AS $$
+             BEGIN
+                 PERFORM nextval('app.calls');
+                 IF EXISTS (SELECT FROM unnest(texts) t WHERE t LIKE '%poison%') THEN
+                     RAISE EXCEPTION 'poisoned text';
+                 END IF;
+                 RETURN (SELECT array_agg(format('[%s,%s,1]', length(t),
+                                                 (current_user = 'embed_admin')::int)::public.vector ORDER BY o)
+                         FROM unnest(texts) WITH ORDINALITY u(t, o));
+             END $$;
+             CREATE FUNCTION app.wrong(texts text[]) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;",
+        )
+        .unwrap();
+    // Refused: no such function, the wrong signature or result, a bad name, a temporary schema,
+    // and a function whose owner does not hold the creator's privileges.
+    for (sql, sqlstate) in [
+        (
+            "SELECT evolve.create_embedding_profile('p', 3, function => 'app.nope')",
+            "42883",
+        ),
+        (
+            "SELECT evolve.create_embedding_profile('p', 3, function => 'app.wrong')",
+            "42P13",
+        ),
+        (
+            "SELECT evolve.create_embedding_profile('p', 3, function => 'app.embed3; drop')",
+            "22023",
+        ),
+        (
+            "SELECT evolve.create_embedding_profile('p', 3, function => 'pg_temp.f')",
+            "42501",
+        ),
+        (
+            "SELECT evolve.create_embedding_profile('p', 3, 'minilm', function => 'app.embed3')",
+            "22023",
+        ),
+        (
+            "SELECT evolve.create_embedding_profile('p', 0, function => 'app.embed3')",
+            "22023",
+        ),
+    ] {
+        assert_eq!(state(&mut admin, sql), sqlstate, "{sql}");
+    }
+    su.batch_execute(
+        "CREATE ROLE stranger; CREATE FUNCTION app.foreign3(texts text[]) RETURNS vector[] \
+             LANGUAGE sql AS $$ SELECT NULL::vector[] $$; \
+         ALTER FUNCTION app.foreign3(text[]) OWNER TO stranger;",
+    )
+    .unwrap();
+    assert_eq!(
+        state(
+            &mut admin,
+            "SELECT evolve.create_embedding_profile('p', 3, function => 'app.foreign3')"
+        ),
+        "42501"
+    );
+
+    assert_eq!(
+        text(
+            &mut admin,
+            "SELECT evolve.create_embedding_profile('tiny', 3, function => 'app.embed3', max_batch => 50)"
+        )
+        .as_deref(),
+        Some("tiny")
+    );
+    let row = admin
+        .query_one(
+            "SELECT model, function::text, run_as::text FROM evolve.embedding_profiles WHERE name = 'tiny'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        ),
+        (
+            "function".to_string(),
+            "app.embed3(text[])".to_string(),
+            "embed_admin".to_string()
+        )
+    );
+    admin
+        .batch_execute("SELECT evolve.set_embedding_profile('spot', 'tiny')")
+        .unwrap();
+    su.batch_execute("SET evolve.max_embed_attempts = 1; SET evolve.embed_batch_size = 100")
+        .unwrap();
+    su.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    // 200 texts: 4 calls of 50, and for the chunk holding the bad text one call per text.
+    let calls = count(&mut su, "SELECT last_value FROM app.calls");
+    assert_eq!(calls, 4 + 50, "calls of the function");
+    let row = su
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE (x.embedding::real[])[2] = 1 AND vector_dims(x.embedding) = 3) \
+             FROM evolve.entity_embeddings x JOIN evolve.embedding_generations g USING (generation) \
+             WHERE g.state = 'current' AND g.entity_type = 'spot' AND x.profile = 'tiny'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (199, 199),
+        "every text but the bad one, embedded as embed_admin"
+    );
+    let error = text(
+        &mut su,
+        "SELECT q.last_error FROM evolve.embedding_queue q JOIN evolve.entities e USING (entity_id) \
+         WHERE e.entity_key = 'k77'",
+    )
+    .unwrap_or_default();
+    assert!(error.contains("poisoned text"), "{error}");
+    // A reader searches: the query is embedded by the same function, as embed_admin.
+    let mut reader = cluster.connect_as(&db, "searcher");
+    let r = reader
+        .query_one(
+            "SELECT entity_key, generation FROM evolve.semantic_search('spot', repeat('y', 150), 1)",
+            &[],
+        )
+        .unwrap();
+    assert!(
+        r.get::<_, i64>(1) > 0,
+        "answered from the function's generation"
+    );
+    let key: String = r.get(0);
+    assert!(key.starts_with('k'), "{key}");
+    assert_eq!(
+        count(
+            &mut reader,
+            "SELECT (evolve.embed('abcd', 'tiny')::real[])[1]::int8"
+        ),
+        4
+    );
+    // The function changes hands: the next call refuses to run it.
+    su.batch_execute("ALTER FUNCTION app.embed3(text[]) OWNER TO stranger")
+        .unwrap();
+    assert_eq!(
+        state(&mut reader, "SELECT evolve.embed('abcd', 'tiny')"),
+        "22000"
+    );
+}

@@ -13,6 +13,7 @@ const V030: &str = include_str!("fixtures/pg_evolve--0.3.0.sql");
 const V040: &str = include_str!("fixtures/pg_evolve--0.4.0.sql");
 const V050: &str = include_str!("fixtures/pg_evolve--0.5.0.sql");
 const V060: &str = include_str!("fixtures/pg_evolve--0.6.0.sql");
+const V070: &str = include_str!("fixtures/pg_evolve--0.7.0.sql");
 
 fn install_old_scripts() {
     let dir = crate::common::pg_config_dir("sharedir");
@@ -23,6 +24,7 @@ fn install_old_scripts() {
         ("0.4.0", V040),
         ("0.5.0", V050),
         ("0.6.0", V060),
+        ("0.7.0", V070),
     ] {
         let path = format!("{}/extension/pg_evolve--{version}.sql", dir.trim());
         std::fs::write(&path, script).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
@@ -232,11 +234,12 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     create_dbs(
         &cluster,
         &[
-            "from_010", "from_020", "from_030", "from_040", "from_050", "from_060", "fresh",
+            "from_010", "from_020", "from_030", "from_040", "from_050", "from_060", "from_070",
+            "fresh",
         ],
     );
 
-    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0 → 0.7.0.
+    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0 → 0.7.0 → 0.8.0.
     let mut old = cluster.connect_to("from_010");
     old.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.1.0';")
         .unwrap();
@@ -253,7 +256,8 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     update_keeps_data(&mut old, Some("0.4.0"), "0.4.0");
     update_keeps_data(&mut old, Some("0.5.0"), "0.5.0");
     update_keeps_data(&mut old, Some("0.6.0"), "0.6.0");
-    update_keeps_data(&mut old, None, "0.7.0");
+    update_keeps_data(&mut old, Some("0.7.0"), "0.7.0");
+    update_keeps_data(&mut old, None, "0.8.0");
 
     // 0.2.0 with its own data → 0.3.0.
     let mut old2 = cluster.connect_to("from_020");
@@ -263,7 +267,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     old2.batch_execute(DATA_020).unwrap();
     old2.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old2), "0.2.0");
-    update_keeps_data(&mut old2, None, "0.7.0");
+    update_keeps_data(&mut old2, None, "0.8.0");
 
     // 0.3.0 with data → 0.4.0: the aggregate tables become parts summed by views of the same
     // name and columns, which read back the same rows (update_keeps_data) and stay exact.
@@ -272,7 +276,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old3.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old3), "0.3.0");
-    update_keeps_data(&mut old3, None, "0.7.0");
+    update_keeps_data(&mut old3, None, "0.8.0");
     old3.batch_execute(DATA_010).unwrap();
     let mismatches: i64 = old3
         .query_one("SELECT count(*) FROM evolve.verify_aggregates()", &[])
@@ -290,7 +294,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old4.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old4), "0.4.0");
-    update_keeps_data(&mut old4, None, "0.7.0");
+    update_keeps_data(&mut old4, None, "0.8.0");
     let verdicts: i64 = old4
         .query_one(
             "SELECT count(*) FROM evolve.propose_schema('earthquake') p \
@@ -309,7 +313,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old5.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old5), "0.5.0");
-    update_keeps_data(&mut old5, None, "0.7.0");
+    update_keeps_data(&mut old5, None, "0.8.0");
     let unpathed: i64 = old5
         .query_one(
             "SELECT count(*) FROM evolve.schema_proposals \
@@ -348,7 +352,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     assert_eq!(version(&mut old6), "0.6.0");
     let embedded = crate::common::count(&mut old6, "SELECT count(*) FROM evolve.entity_embeddings");
     assert_eq!(embedded, 41);
-    update_keeps_data(&mut old6, None, "0.7.0");
+    update_keeps_data(&mut old6, Some("0.7.0"), "0.7.0");
     let found = crate::common::count(
         &mut old6,
         "SELECT count(*) FROM evolve.semantic_search('earthquake', 'p7', 5) WHERE generation = 0",
@@ -371,6 +375,41 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
          FROM evolve.semantic_search('earthquake', 'p7', 5)",
     );
     assert_eq!(current, 1005, "answered from the new generation");
+    update_keeps_data(&mut old6, None, "0.8.0");
+
+    // 0.7.0 with a type on a profile of its own → 0.8.0: the profile keeps working, and
+    // profiles may now name a batched function.
+    let mut old7 = cluster.connect_to("from_070");
+    old7.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.7.0';")
+        .unwrap();
+    old7.batch_execute(DATA_010).unwrap();
+    old7.batch_execute(
+        "SELECT evolve.create_embedding_profile('hashing_small', 256, 'hashing', 10); \
+         SELECT evolve.set_embedding_profile('earthquake', 'hashing_small');",
+    )
+    .unwrap();
+    old7.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    assert_eq!(version(&mut old7), "0.7.0");
+    update_keeps_data(&mut old7, None, "0.8.0");
+    let found = crate::common::count(
+        &mut old7,
+        "SELECT count(*) FROM evolve.semantic_search('earthquake', 'p7', 5) WHERE generation > 0",
+    );
+    assert_eq!(found, 5, "0.7.0's generation answers");
+    old7.batch_execute(
+        "CREATE FUNCTION public.embed_all(texts text[]) RETURNS vector[] LANGUAGE sql AS \
+             $$ SELECT array_agg(evolve.embed(t) ORDER BY o) FROM unnest(texts) WITH ORDINALITY u(t, o) $$; \
+         SELECT evolve.create_embedding_profile('batched', 256, function => 'public.embed_all'); \
+         SELECT evolve.set_embedding_profile('earthquake', 'batched');",
+    )
+    .unwrap();
+    old7.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    let found = crate::common::count(
+        &mut old7,
+        "SELECT count(*) FROM evolve.semantic_search('earthquake', 'p7', 5) s \
+         JOIN evolve.embedding_generations g USING (generation) WHERE g.profile = 'batched'",
+    );
+    assert_eq!(found, 5, "a function profile after the update");
 
     let mut new = cluster.connect_to("fresh");
     new.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
@@ -381,6 +420,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     assert_same_catalog(&mut old4, &mut new);
     assert_same_catalog(&mut old5, &mut new);
     assert_same_catalog(&mut old6, &mut new);
+    assert_same_catalog(&mut old7, &mut new);
 
     // The upgraded databases work, with 0.3.0's rules (and 0.4.0's aggregates).
     for (db, c) in [

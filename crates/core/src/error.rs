@@ -35,6 +35,8 @@ pub enum SqlState {
     UndefinedFile,
     /// 58030 io_error: the files of an in-process model cannot be read or are not that model's.
     IoError,
+    /// 53000 insufficient_resources: an in-process model's compute threads cannot be started.
+    InsufficientResources,
 }
 
 impl SqlState {
@@ -54,6 +56,7 @@ impl SqlState {
             SqlState::ReadOnlySqlTransaction => "25006",
             SqlState::UndefinedFile => "58P01",
             SqlState::IoError => "58030",
+            SqlState::InsufficientResources => "53000",
         }
     }
 }

@@ -16,6 +16,18 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
+/// A function name as users give it: `name` or `schema.name`, each part a valid name (a bare
+/// name means `pg_catalog`; no search_path is consulted).
+pub fn is_valid_function_name(name: &str) -> bool {
+    let mut parts = name.split('.');
+    let ok = |p: Option<&str>| p.is_some_and(is_valid_name);
+    match (parts.next(), parts.next(), parts.next()) {
+        (f, None, None) => ok(f),
+        (s, f, None) => ok(s) && ok(f),
+        _ => false,
+    }
+}
+
 /// Why a name is invalid, for error messages.
 pub fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
@@ -74,6 +86,25 @@ pub fn safe_name(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_names() {
+        for ok in ["lower", "app.embed_batch", "_s._f"] {
+            assert!(is_valid_function_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a.b.c",
+            "a b.c",
+            "a;drop.x",
+            "pg_temp.f\"x",
+        ] {
+            assert!(!is_valid_function_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn valid_names() {

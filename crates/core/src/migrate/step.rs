@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::cast::CastTarget;
 use crate::error::CoreError;
-use crate::ident::{is_valid_name, name_problem, MAX_IDENT_LEN};
+use crate::ident::{is_valid_function_name, is_valid_name, name_problem, MAX_IDENT_LEN};
 use crate::path::{Path, Segment};
 use crate::payload::MAX_PAYLOAD_DEPTH;
 use crate::validate::{check_name, escape, reject_unknown, required_string};
@@ -245,12 +245,6 @@ fn check_path(pointer: &str, text: &str, may_end_with_items: bool) -> Result<Pat
         ));
     }
     Ok(p)
-}
-
-/// Whether `name` is a function name `name` or `schema.name`, each part a valid name.
-fn is_valid_function_name(name: &str) -> bool {
-    let parts: Vec<&str> = name.split('.').collect();
-    parts.len() <= 2 && parts.iter().all(|p| is_valid_name(p))
 }
 
 fn parse_step(path: &str, v: &Value) -> Result<Step, CoreError> {

@@ -61,4 +61,5 @@ SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
     || E'| 25006 | a write (any function that writes, `CALL run_reembedding`, INSERT into `evolve.inbox`) on a hot standby: run it on the primary |\n'
     || E'| 58P01 | the minilm profile is used but its model files are not installed (the hint says how: `bash scripts/model.sh <dir>`, or `evolve.model_dir`) |\n'
     || E'| 58030 | the minilm profile''s model files cannot be read or are not all-MiniLM-L6-v2''s |\n'
-    || E'| 53000 | the minilm profile''s compute threads cannot be started (lower `evolve.model_threads`) |';
+    || E'| 53000 | the minilm profile''s compute threads cannot be started (lower `evolve.model_threads`) |\n'
+    || E'| 40001 | an entity was deleted by another transaction while a batch ingested into it: retry |';

@@ -93,3 +93,33 @@ LANGUAGE sql STABLE STRICT PARALLEL RESTRICTED
 AS $$ SELECT evolve._embed_profile($1, $2) $$;
 COMMENT ON FUNCTION evolve.embed(text, text) IS
     'A text''s embedding with an embedding profile (hashing: 256 dimensions; minilm: all-MiniLM-L6-v2 in the backend, 384 dimensions, unit length; a function profile: its function, called with one text, as the role that created the profile).';
+
+-- ---------------------------------------------------------------- ingest: no per-row key checks
+-- Observations and raw fragments are written only by pg_evolve's own functions, each of which
+-- locks the entities it writes to first (FOR NO KEY UPDATE, in id order): their foreign keys to
+-- evolve.entities checked each row again (one index probe and lock per row, a quarter of an
+-- inbox COPY). They go; the entities' triggers delete an entity's observations and fragments
+-- with it (the fragments' own triggers keep the aggregates exact, as the cascade did), and
+-- TRUNCATE empties them and the aggregate parts too.
+ALTER TABLE evolve.observations DROP CONSTRAINT observations_entity_id_fkey;
+ALTER TABLE evolve.raw_fragments DROP CONSTRAINT raw_fragments_entity_id_fkey;
+CREATE FUNCTION evolve._entities_cascade() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE evolve.raw_fragments, evolve.observations, evolve.raw_fragment_aggregate_parts,
+                 evolve.entity_count_parts;
+    ELSE
+        DELETE FROM evolve.raw_fragments f USING old_rows o WHERE f.entity_id = o.entity_id;
+        DELETE FROM evolve.observations x USING old_rows o WHERE x.entity_id = o.entity_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION evolve._entities_cascade() FROM PUBLIC;
+COMMENT ON FUNCTION evolve._entities_cascade() IS
+    'Trigger: deletes the observations and raw fragments of deleted entities (and empties them when evolve.entities is truncated).';
+CREATE TRIGGER entities_cascade AFTER DELETE ON evolve.entities
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION evolve._entities_cascade();
+CREATE TRIGGER entities_cascade_truncate AFTER TRUNCATE ON evolve.entities
+    FOR EACH STATEMENT EXECUTE FUNCTION evolve._entities_cascade();

@@ -25,6 +25,7 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::UndefinedFile => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
         SqlState::IoError => PgSqlErrorCode::ERRCODE_IO_ERROR,
         SqlState::InsufficientResources => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
+        SqlState::SerializationFailure => PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
     }
 }
 

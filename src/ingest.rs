@@ -374,7 +374,8 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         let several = distinct.len() > 1;
         Spi::connect_mut(|c| {
             // The rows the snapshots need, with "created by this batch".
-            let mut take = |r: pgrx::spi::SpiHeapTupleData<'_>| {
+            let mut take = |r: pgrx::spi::SpiHeapTupleData<'_>,
+                            distinct: &mut BTreeMap<EntityKey, i64>| {
                 let key = r.required::<String>(7);
                 let (id, state) = EntityState::from_row(&r);
                 if r.required::<bool>(8) {
@@ -396,30 +397,46 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                                last_computed_observation_id, entity_key, xmax = 0",
                     &[types.into(), users.into(), ks.into()],
                 ) {
-                    take(r);
+                    take(r, &mut distinct);
                 }
                 return;
             }
             // Several: first the missing entities are created, in key order, without waiting
             // on any existing row (an insert only waits for a concurrent insert of the same
-            // key, and every batch inserts in key order); then every entity of the batch is
+            // key, and every batch inserts in key order); then the entities that existed are
             // locked in id order, the order promotion and snapshot refresh use. So no batch
             // ever holds a row lock while it waits on another batch's insert, and lock waits
-            // among batches always go the same way.
-            let inserted: HashSet<i64> = crate::plans::execute(
+            // among batches always go the same way. The rows this batch inserted need no lock
+            // (no other transaction can lock them before it ends) and no second write.
+            for r in crate::plans::execute(
                 c,
                 "INSERT INTO evolve.entities (entity_type, user_id, entity_key) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3 \
                  ON CONFLICT ON CONSTRAINT entities_key DO NOTHING \
-                 RETURNING entity_id",
+                 RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                           last_computed_observation_id, entity_key, true",
                 &[
                     types.clone().into(),
                     users.clone().into(),
                     ks.clone().into(),
                 ],
-            )
-            .filter_map(|r| r.value::<i64>(1))
-            .collect();
+            ) {
+                take(r, &mut distinct);
+            }
+            // The entities that existed: those still without an id (`distinct` is in the
+            // order of the arrays).
+            let existing: Vec<usize> = distinct
+                .values()
+                .enumerate()
+                .filter(|(_, id)| **id == 0)
+                .map(|(n, _)| n)
+                .collect();
+            if existing.is_empty() {
+                return;
+            }
+            let types: Vec<String> = existing.iter().map(|&n| types[n].clone()).collect();
+            let users: Vec<Option<String>> = existing.iter().map(|&n| users[n].clone()).collect();
+            let ks: Vec<String> = existing.iter().map(|&n| ks[n].clone()).collect();
             let rows = crate::plans::execute(
                 c,
                 "WITH locked AS ( \
@@ -429,13 +446,23 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                      ORDER BY e.entity_id FOR NO KEY UPDATE OF e) \
                  UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
                  RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
-                           e.last_computed_observation_id, e.entity_key, e.entity_id = ANY ($4)",
-                &[types.into(), users.into(), ks.into(), inserted.into_iter().collect::<Vec<i64>>().into()],
+                           e.last_computed_observation_id, e.entity_key, false",
+                &[types.into(), users.into(), ks.into()],
             );
             for r in rows {
-                take(r);
+                take(r, &mut distinct);
             }
         });
+        // An entity deleted by another session between its insert and its lock has no row to
+        // write to (nothing references entities by constraint: the writers lock them first).
+        if distinct.values().any(|id| *id == 0) {
+            raise(
+                SqlState::SerializationFailure,
+                "an entity of this batch was deleted by another transaction while it was ingested",
+                None,
+                Some("Retry the statement.".into()),
+            );
+        }
     }
 
     // Split each accepted payload.
@@ -536,7 +563,7 @@ struct FragmentColumns {
     types: Vec<String>,
     users: Vec<Option<String>>,
     keys: Vec<String>,
-    values: Vec<JsonB>,
+    values: Vec<Value>,
     value_types: Vec<String>,
     sources: Vec<Option<String>>,
     frequencies: Vec<i32>,
@@ -548,7 +575,7 @@ impl FragmentColumns {
         self.types.push(f.entity_type);
         self.users.push(f.user_id);
         self.keys.push(f.key);
-        self.values.push(JsonB(f.value));
+        self.values.push(f.value);
         self.value_types.push(value_type.to_string());
         self.sources.push(f.source);
         self.frequencies.push(f.frequency);
@@ -560,7 +587,7 @@ impl FragmentColumns {
             self.types.into(),
             self.users.into(),
             self.keys.into(),
-            self.values.into(),
+            crate::jsonb::array(self.values.iter()),
             self.value_types.into(),
             self.sources.into(),
             self.frequencies.into(),
@@ -659,7 +686,8 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
         }
 
         // Fragments of entities this batch created cannot exist yet: a plain insert, without
-        // the speculative insertion of ON CONFLICT. The others are upserted.
+        // the speculative insertion of ON CONFLICT, in the order they come (by entity and key,
+        // from the map they were gathered in), so no sort. The others are upserted.
         let (mut fresh, mut seen) = (FragmentColumns::default(), FragmentColumns::default());
         for (f, vt) in fragments.into_iter().zip(value_types) {
             if created.contains(&f.entity_id) {
@@ -676,7 +704,7 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
                     "INSERT INTO evolve.raw_fragments \
                          (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
                      SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
-                                          $6::text[], $7::text[], $8::int[]) ORDER BY 1, 4",
+                                          $6::text[], $7::text[], $8::int[])",
                     &fresh.into_args(),
                 );
             }

@@ -154,3 +154,137 @@ unsafe impl SqlTranslatable for Json {
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
         Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
 }
+
+/// Builds a jsonb datum from a JSON value without going through text: the value is pushed into
+/// PostgreSQL's own jsonb builder (`pushJsonbValue`, as `jsonb_in` does after lexing), strings as
+/// they are, numbers through `numeric_in` with their exact digits (the values are read with
+/// arbitrary precision). The datum is palloc'd in the current memory context.
+pub fn datum(value: &serde_json::Value) -> pg_sys::Datum {
+    // SAFETY: every JsonbValue pushed points into `value`, which outlives the call, or at a
+    // numeric palloc'd here; JsonbValueToJsonb copies all of it into the new datum before
+    // returning, and pushJsonbValue only reads its argument.
+    unsafe {
+        if is_scalar(value) {
+            let mut v = scalar(value);
+            return pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(&mut v));
+        }
+        let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
+        let result = push(&mut state, value);
+        pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(result))
+    }
+}
+
+/// A `jsonb[]` argument built with [`datum`], one element per value (none NULL).
+pub fn array<'a>(
+    values: impl ExactSizeIterator<Item = &'a serde_json::Value>,
+) -> pgrx::datum::DatumWithOid<'static> {
+    let mut elems: Vec<pg_sys::Datum> = values.map(datum).collect();
+    // SAFETY: `elems` holds jsonb varlena datums; jsonb's storage is (-1, by reference, int
+    // alignment), and construct_array copies them into an array palloc'd in the current memory
+    // context.
+    unsafe {
+        let array = pg_sys::construct_array(
+            elems.as_mut_ptr(),
+            elems.len() as i32,
+            pg_sys::JSONBOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as std::ffi::c_char,
+        );
+        pgrx::datum::DatumWithOid::new(pg_sys::Datum::from(array), pg_sys::JSONBARRAYOID)
+    }
+}
+
+fn is_scalar(value: &serde_json::Value) -> bool {
+    !matches!(
+        value,
+        serde_json::Value::Array(_) | serde_json::Value::Object(_)
+    )
+}
+
+/// A scalar's JsonbValue; strings point into `value`.
+///
+/// # Safety
+/// `value` must be a scalar and outlive every use of the result.
+unsafe fn scalar(value: &serde_json::Value) -> pg_sys::JsonbValue {
+    use serde_json::Value;
+    // SAFETY: a zeroed JsonbValue is a valid jbvNull; the fields set match the type set.
+    unsafe {
+        let mut v: pg_sys::JsonbValue = std::mem::zeroed();
+        match value {
+            Value::Null => v.type_ = pg_sys::jbvType::jbvNull,
+            Value::Bool(b) => {
+                v.type_ = pg_sys::jbvType::jbvBool;
+                v.val.boolean = *b;
+            }
+            Value::Number(n) => {
+                let digits = std::ffi::CString::new(n.to_string()).expect("no NUL in a number");
+                let numeric = pgrx::fcinfo::direct_function_call_as_datum(
+                    pg_sys::numeric_in,
+                    &[
+                        Some(pg_sys::Datum::from(digits.as_ptr())),
+                        Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                        Some(pg_sys::Datum::from(-1i32)),
+                    ],
+                )
+                .expect("numeric_in returns a value");
+                v.type_ = pg_sys::jbvType::jbvNumeric;
+                v.val.numeric = numeric.cast_mut_ptr();
+            }
+            Value::String(s) => {
+                v.type_ = pg_sys::jbvType::jbvString;
+                v.val.string.len = s.len() as i32;
+                v.val.string.val = s.as_ptr() as *mut std::ffi::c_char;
+            }
+            Value::Array(_) | Value::Object(_) => unreachable!("containers are pushed"),
+        }
+        v
+    }
+}
+
+/// Pushes a container and its members; returns the built value once the outermost ends.
+///
+/// # Safety
+/// As for [`scalar`]: `value` outlives the conversion of the result.
+unsafe fn push(
+    state: &mut *mut pg_sys::JsonbParseState,
+    value: &serde_json::Value,
+) -> *mut pg_sys::JsonbValue {
+    use pg_sys::JsonbIteratorToken as T;
+    use serde_json::Value;
+    // SAFETY: per the contract; pushJsonbValue copies each JsonbValue struct it is given.
+    unsafe {
+        match value {
+            Value::Array(items) => {
+                pg_sys::pushJsonbValue(state, T::WJB_BEGIN_ARRAY, std::ptr::null_mut());
+                for item in items {
+                    if is_scalar(item) {
+                        let mut v = scalar(item);
+                        pg_sys::pushJsonbValue(state, T::WJB_ELEM, &mut v);
+                    } else {
+                        push(state, item);
+                    }
+                }
+                pg_sys::pushJsonbValue(state, T::WJB_END_ARRAY, std::ptr::null_mut())
+            }
+            Value::Object(members) => {
+                pg_sys::pushJsonbValue(state, T::WJB_BEGIN_OBJECT, std::ptr::null_mut());
+                for (key, member) in members {
+                    let mut k: pg_sys::JsonbValue = std::mem::zeroed();
+                    k.type_ = pg_sys::jbvType::jbvString;
+                    k.val.string.len = key.len() as i32;
+                    k.val.string.val = key.as_ptr() as *mut std::ffi::c_char;
+                    pg_sys::pushJsonbValue(state, T::WJB_KEY, &mut k);
+                    if is_scalar(member) {
+                        let mut v = scalar(member);
+                        pg_sys::pushJsonbValue(state, T::WJB_VALUE, &mut v);
+                    } else {
+                        push(state, member);
+                    }
+                }
+                pg_sys::pushJsonbValue(state, T::WJB_END_OBJECT, std::ptr::null_mut())
+            }
+            _ => unreachable!("scalars are not pushed alone"),
+        }
+    }
+}

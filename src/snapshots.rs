@@ -102,38 +102,52 @@ pub fn record_observations(
         let mut v = Vec::with_capacity(n);
         let mut s = Vec::with_capacity(n);
         let mut sv = Vec::with_capacity(n);
-        for o in observations {
+        for o in &observations {
             e.push(o.entity_id);
-            a.push(o.attribute);
-            v.push(JsonB(o.value));
-            s.push(o.source);
+            a.push(o.attribute.as_str());
+            v.push(&o.value);
+            s.push(o.source.as_deref());
             sv.push(o.schema_version);
         }
-        let mut inserted: Vec<(i64, i64, String, Observation)> = crate::plans::execute(
+        // The rows are inserted in input order (ORDER BY ord), so their ids, drawn from the
+        // sequence as they are, ascend in that order: only the ids come back, and the values
+        // are the ones in hand rather than read back from jsonb.
+        let mut ids: Vec<i64> = crate::plans::execute(
             client,
             "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version) \
              SELECT entity_id, attribute, value, source, schema_version \
              FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::int[]) WITH ORDINALITY \
                   AS u(entity_id, attribute, value, source, schema_version, ord) \
              ORDER BY ord \
-             RETURNING observation_id, entity_id, attribute, value, source",
-            &[e.into(), a.into(), v.into(), s.into(), sv.into()],
+             RETURNING observation_id",
+            &[
+                e.into(),
+                a.into(),
+                crate::jsonb::array(v.into_iter()),
+                s.into(),
+                sv.into(),
+            ],
         )
-        .map(|r| {
-                let id = r.required::<i64>(1);
+        .map(|r| r.required::<i64>(1))
+        .collect();
+        ids.sort_unstable();
+        debug_assert_eq!(ids.len(), observations.len());
+        let inserted: Vec<(i64, i64, String, Observation)> = ids
+            .into_iter()
+            .zip(observations)
+            .map(|(id, o)| {
                 (
                     id,
-                    r.required::<i64>(2),
-                    r.required::<String>(3),
+                    o.entity_id,
+                    o.attribute,
                     Observation {
                         id,
-                        value: r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
-                        source: r.value::<String>(5),
+                        value: o.value,
+                        source: o.source,
                     },
                 )
             })
             .collect();
-        inserted.sort_by_key(|o| o.0);
 
         let mut schemas: HashMap<(String, Option<String>), Option<Effective>> = HashMap::new();
         let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
@@ -210,10 +224,8 @@ fn write_snapshots(
     let mut lasts = Vec::with_capacity(states.len());
     for (id, st) in states {
         ids.push(*id);
-        snaps.push(JsonB(reduce::snapshot_values(&st.cells)));
-        cells.push(JsonB(
-            serde_json::to_value(&st.cells).expect("cells serialize"),
-        ));
+        snaps.push(reduce::snapshot_values(&st.cells));
+        cells.push(serde_json::to_value(&st.cells).expect("cells serialize"));
         hashes.push(defs.get(id).map(|d| d.1).unwrap_or(0));
         lasts.push(st.last_computed);
     }
@@ -223,7 +235,7 @@ fn write_snapshots(
         .zip(&snaps)
         .map(|(id, s)| {
             let st = &states[id];
-            (*id, st.entity_type.as_str(), st.user_id.as_deref(), &s.0)
+            (*id, st.entity_type.as_str(), st.user_id.as_deref(), s)
         })
         .collect();
     crate::projections::upkeep(client, &rows);
@@ -238,7 +250,7 @@ fn write_snapshots(
             entity_type: &states[id].entity_type,
             user_id: states[id].user_id.as_deref(),
             definition: defs.get(id).map(|d| &d.0).unwrap_or(&empty),
-            snapshot: &s.0,
+            snapshot: s,
         })
         .collect();
     crate::freshness::queue_changed(client, &written);
@@ -249,7 +261,13 @@ fn write_snapshots(
              last_computed_observation_id = u.l, updated_at = now() \
          FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
          WHERE e.entity_id = u.id",
-        &[ids.into(), snaps.into(), cells.into(), hashes.into(), lasts.into()],
+        &[
+            ids.into(),
+            crate::jsonb::array(snaps.iter()),
+            crate::jsonb::array(cells.iter()),
+            hashes.into(),
+            lasts.into(),
+        ],
     );
 }
 

@@ -519,3 +519,106 @@ fn nested_payloads_under_concurrent_writers_and_schema_changes() {
     assert!(ids > 0, "actor.id is observed once declared");
     assert!(urls > 0, "undeclared nested leaves are fragments by path");
 }
+
+/// What the pipeline writes keeps every digit and character of the payload (values are built
+/// as jsonb without a text round trip): fragments, observations and snapshots equal, as text,
+/// what jsonb reads from the same payload, through the inbox and `ingest()`. An entity's
+/// observations and fragments go with it, on DELETE and TRUNCATE, and the aggregates stay exact.
+#[test]
+fn values_are_exact_and_deleted_entities_take_their_rows() {
+    use crate::common::count;
+    let cluster = Cluster::start("ingest-exact", &[]);
+    let db = cluster.fresh_db("ingest_exact");
+    let mut c = cluster.connect_to(&db);
+    c.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type": "movie", "attributes": {
+               "title": {"type": "string"}, "n": {"type": "number"}, "tags": {"type": "array"}}}');
+           CREATE TABLE src (k text PRIMARY KEY, p jsonb NOT NULL);
+           INSERT INTO src VALUES
+             ('odd', '{"title": "é😀 \"q\" \\ \n\t", "n": 12345678901234567890.123456789012345678901234567890,
+                      "tags": [1, 2.50, -0, 1e400, null, true, {}, [], {"b": {"c": [{"d": "e"}]}}],
+                      "x": [0.1, 1E+2, -1.0E-5, 1e-300, ""], "s": "ü\u0001", "f": false, "z": null}');
+           INSERT INTO src SELECT 'g' || i, jsonb_build_object('title', 't' || i, 'n', i * 1.10,
+                                  'u' || (i % 5), repeat('é', i % 7), 'v', (i * 0.001)::numeric(10, 3))
+           FROM generate_series(1, 300) i;
+           INSERT INTO evolve.inbox (entity_type, payload, entity_key) SELECT 'movie', p, k FROM src;
+           INSERT INTO src SELECT k || '_one', p FROM src WHERE k IN ('odd', 'g7');
+           SELECT evolve.ingest('movie', p, entity_key => k) FROM src WHERE k LIKE '%\_one';"#,
+    )
+    .unwrap();
+    let fragments = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id) \
+         JOIN src ON src.k = e.entity_key",
+    );
+    assert!(fragments > 600, "{fragments} fragments");
+    let wrong = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.raw_fragments f JOIN evolve.entities e USING (entity_id) \
+         JOIN src ON src.k = e.entity_key \
+         WHERE f.value::text IS DISTINCT FROM (src.p #> string_to_array(f.fragment_key, '.'))::text",
+    );
+    assert_eq!(wrong, 0, "fragment values equal the payload's, as text");
+    let wrong = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.observations o JOIN evolve.entities e USING (entity_id) \
+         JOIN src ON src.k = e.entity_key \
+         WHERE o.value::text IS DISTINCT FROM (src.p -> o.attribute)::text",
+    );
+    assert_eq!(wrong, 0, "observation values equal the payload's, as text");
+    let wrong = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.entities e JOIN src ON src.k = e.entity_key \
+         WHERE (e.snapshot -> 'title')::text IS DISTINCT FROM (src.p -> 'title')::text \
+            OR (e.snapshot -> 'n')::text IS DISTINCT FROM (src.p -> 'n')::text \
+            OR (e.snapshot -> 'tags')::text IS DISTINCT FROM (src.p -> 'tags')::text",
+    );
+    assert_eq!(
+        wrong, 0,
+        "snapshots equal the payload's declared values, as text"
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+
+    // DELETE: the entities' observations and fragments go with them, the aggregates follow.
+    c.batch_execute("DELETE FROM evolve.entities WHERE entity_key LIKE 'g1%'")
+        .unwrap();
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT (SELECT count(*) FROM evolve.raw_fragments f WHERE NOT EXISTS \
+                        (SELECT FROM evolve.entities e WHERE e.entity_id = f.entity_id)) \
+                  + (SELECT count(*) FROM evolve.observations o WHERE NOT EXISTS \
+                        (SELECT FROM evolve.entities e WHERE e.entity_id = o.entity_id))"
+        ),
+        0,
+        "no observation or fragment outlives its entity"
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT entity_count FROM evolve.entity_counts WHERE entity_type = 'movie'"
+        ),
+        count(&mut c, "SELECT count(*) FROM evolve.entities")
+    );
+    // TRUNCATE (CASCADE: the embedding queue refers to the entities) empties them all.
+    c.batch_execute("TRUNCATE evolve.entities CASCADE").unwrap();
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT (SELECT count(*) FROM evolve.raw_fragments) + (SELECT count(*) FROM evolve.observations) \
+                  + (SELECT count(*) FROM evolve.raw_fragment_aggregates)"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+}

@@ -37,6 +37,9 @@ pub enum SqlState {
     IoError,
     /// 53000 insufficient_resources: an in-process model's compute threads cannot be started.
     InsufficientResources,
+    /// 40001 serialization_failure: a concurrent transaction deleted what this one writes to;
+    /// retry.
+    SerializationFailure,
 }
 
 impl SqlState {
@@ -57,6 +60,7 @@ impl SqlState {
             SqlState::UndefinedFile => "58P01",
             SqlState::IoError => "58030",
             SqlState::InsufficientResources => "53000",
+            SqlState::SerializationFailure => "40001",
         }
     }
 }

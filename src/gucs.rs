@@ -43,7 +43,7 @@ pub enum SearchDuringReembed {
 
 static SEARCH_DURING_REEMBED: GucSetting<SearchDuringReembed> =
     GucSetting::<SearchDuringReembed>::new(SearchDuringReembed::Warn);
-static INBOX_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
+static INBOX_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static EMBED_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(100);
 static INDEX_REBUILD_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static WORKER_NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(1000);

@@ -11,10 +11,16 @@
 -- one bad text fails (and is retried, then parked) alone.
 
 -- ---------------------------------------------------------------- function profiles
-ALTER TABLE evolve.embedding_profiles ADD COLUMN function regprocedure;
+-- The function is kept by OID and by its qualified signature (not as regprocedure, which
+-- pg_upgrade refuses in user tables: function OIDs are not kept across it). A profile whose
+-- OID no longer names that signature (after pg_upgrade or a restore) finds it by the signature.
+ALTER TABLE evolve.embedding_profiles ADD COLUMN function text;
+ALTER TABLE evolve.embedding_profiles ADD COLUMN function_oid oid;
 ALTER TABLE evolve.embedding_profiles ADD COLUMN run_as regrole;
 COMMENT ON COLUMN evolve.embedding_profiles.function IS
-    'The function of a profile whose model is function: schema.fn(text[]) returning vector[], resolved when the profile was created.';
+    'The function of a profile whose model is function, as its qualified signature: schema.fn(text[]) returning vector[], resolved when the profile was created.';
+COMMENT ON COLUMN evolve.embedding_profiles.function_oid IS
+    'The OID of that function when the profile was created.';
 COMMENT ON COLUMN evolve.embedding_profiles.run_as IS
     'The role that created a function profile: its function runs with this role''s rights.';
 ALTER TABLE evolve.embedding_profiles DROP CONSTRAINT embedding_profiles_model_check;
@@ -24,7 +30,7 @@ ALTER TABLE evolve.embedding_profiles ADD CONSTRAINT embedding_profiles_model_ch
 ALTER TABLE evolve.embedding_profiles ADD CONSTRAINT embedding_profiles_check
     CHECK ((model = 'hashing' AND dims = 256 AND function IS NULL)
         OR (model = 'minilm' AND dims = 384 AND function IS NULL)
-        OR (model = 'function' AND function IS NOT NULL AND run_as IS NOT NULL));
+        OR (model = 'function' AND function IS NOT NULL AND function_oid IS NOT NULL AND run_as IS NOT NULL));
 COMMENT ON TABLE evolve.embedding_profiles IS
     'Embedding profiles: a name, the dimensions and the model (hashing: the built-in feature-hashing embedder, or the function evolve.embedding_function names; minilm: all-MiniLM-L6-v2 in the backend; function: a batched SQL function text[] -> vector[] run as the role that created the profile), with the batch size the worker embeds in.';
 
@@ -73,8 +79,11 @@ BEGIN
     IF kind = 'function' THEN
         fn := evolve._resolve_embedding_function($5);
     END IF;
-    INSERT INTO evolve.embedding_profiles (name, dims, model, max_batch, function, run_as)
-    SELECT $1, $2, kind, $4, fn::regprocedure, CASE WHEN fn IS NOT NULL THEN r.oid::regrole END
+    INSERT INTO evolve.embedding_profiles (name, dims, model, max_batch, function, function_oid, run_as)
+    SELECT $1, $2, kind, $4,
+           (SELECT pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes))
+            FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = fn),
+           fn, CASE WHEN fn IS NOT NULL THEN r.oid::regrole END
     FROM pg_catalog.pg_roles r WHERE r.rolname = evolve._calling_role();
     RETURN $1;
 END
@@ -123,3 +132,22 @@ CREATE TRIGGER entities_cascade AFTER DELETE ON evolve.entities
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION evolve._entities_cascade();
 CREATE TRIGGER entities_cascade_truncate AFTER TRUNCATE ON evolve.entities
     FOR EACH STATEMENT EXECUTE FUNCTION evolve._entities_cascade();
+
+-- ---------------------------------------------------------------- user functions' search_path
+-- Every user-named function now runs with search_path = pg_catalog, pg_temp, whoever calls it
+-- (src/userfn.rs): a caller's search_path could otherwise decide what its unqualified names
+-- mean while it runs with another role's rights. Migration functions that set no search_path
+-- of their own are named here, once, so that their owners can qualify what they use.
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT DISTINCT p.oid::regprocedure AS fn
+             FROM evolve.migrations m CROSS JOIN LATERAL pg_catalog.unnest(m.function_oids) AS o(oid)
+             JOIN pg_catalog.pg_proc p ON p.oid = o.oid
+             WHERE NOT EXISTS (SELECT FROM pg_catalog.unnest(p.proconfig) c WHERE c LIKE 'search_path=%') LOOP
+        RAISE NOTICE 'migration function % sets no search_path: from pg_evolve 0.8.0 on it runs with search_path = pg_catalog, pg_temp', f.fn
+            USING HINT = 'Qualify the names it uses with their schema, or ALTER FUNCTION ... SET search_path = ...';
+    END LOOP;
+END
+$$;

@@ -28,15 +28,16 @@ pub fn embed_text(text: &str) -> Result<Vec<f32>, String> {
     match gucs::embedding_function() {
         None => Ok(embed::embed(text, DEFAULT_DIM)),
         Some(f) => {
+            let (vector, _) = vector_types();
             let (datum, returned) = crate::userfn::call_setting_with_text(
                 "evolve.embedding_function",
                 &f,
-                &["vector", "float4[]"],
+                &[vector, pg_sys::FLOAT4ARRAYOID],
                 text,
             )?;
-            // SAFETY: the datum is of the type the catalog says the function returns.
+            // SAFETY: the datum is of the type the catalog says the function returns (by OID).
             let v = unsafe {
-                if returned == "vector" {
+                if returned == vector {
                     read_vector(datum)
                 } else {
                     Vec::<f32>::from_datum(datum, false).unwrap_or_default()
@@ -58,15 +59,39 @@ pub fn embed_text(text: &str) -> Result<Vec<f32>, String> {
 /// # Safety
 /// `datum` must be a valid, possibly toasted, vector datum.
 unsafe fn read_vector(datum: pg_sys::Datum) -> Vec<f32> {
-    // SAFETY: per the contract; the detoasted copy is read within its bounds.
+    // SAFETY: per the contract; the detoasted copy is read within its bounds (the dimension
+    // it states is capped by its size).
     unsafe {
         let p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<u8>();
-        let dim = std::ptr::read_unaligned(p.add(4).cast::<i16>()).max(0) as usize;
+        let size = pgrx::varlena::varsize_any(p.cast());
+        let room = size.saturating_sub(8) / 4;
+        let dim = (std::ptr::read_unaligned(p.add(4).cast::<i16>()).max(0) as usize).min(room);
         let data = p.add(8).cast::<f32>();
         (0..dim)
             .map(|i| std::ptr::read_unaligned(data.add(i)))
             .collect()
     }
+}
+
+/// pgvector's `vector` type and its array type, by OID: those of the embedding column (an
+/// extension created again gets new ones), from the syscache.
+pub fn vector_types() -> (pg_sys::Oid, pg_sys::Oid) {
+    let rel = evolve_relation(c"entity_embeddings");
+    // SAFETY: syscache lookups by oid and attribute name; every oid is checked before use.
+    let (elem, array) = unsafe {
+        let attnum = pg_sys::get_attnum(rel, c"embedding".as_ptr());
+        let elem = pg_sys::get_atttype(rel, attnum);
+        (elem, pg_sys::get_array_type(elem))
+    };
+    if elem == pg_sys::InvalidOid || array == pg_sys::InvalidOid {
+        raise(
+            SqlState::UndefinedObject,
+            "evolve.entity_embeddings.embedding has no vector type",
+            None,
+            Some("Reinstall pg_evolve (its table definition is damaged).".into()),
+        );
+    }
+    (elem, array)
 }
 
 /// The identity of the embedder, part of every content hash: changing the embedder changes
@@ -126,9 +151,24 @@ pub fn profile(name: &str) -> Profile {
     }
     // SAFETY: a syscache lookup of an existing relation's attribute by name.
     let functions = unsafe { pg_sys::get_attnum(rel, c"function".as_ptr()) } > 0;
+    // The function by its OID while that still names the signature it was created with, else
+    // by the signature (after pg_upgrade or a restore: a scan of pg_proc, which needs no
+    // privilege on the function's schema, as the caller may have none); InvalidOid when
+    // neither exists.
     let sql = if functions {
-        "SELECT dims, model, max_batch, function::pg_catalog.oid, run_as::pg_catalog.oid \
-         FROM evolve.embedding_profiles WHERE name = $1"
+        "SELECT e.dims, e.model, e.max_batch, \
+                coalesce((SELECT p.oid FROM pg_catalog.pg_proc p \
+                          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                          WHERE p.oid = e.function_oid \
+                            AND pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, \
+                                pg_catalog.oidvectortypes(p.proargtypes)) = e.function), \
+                         (SELECT p.oid FROM pg_catalog.pg_proc p \
+                          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                          WHERE pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, \
+                                pg_catalog.oidvectortypes(p.proargtypes)) = e.function LIMIT 1), \
+                         0::pg_catalog.oid), \
+                e.run_as::pg_catalog.oid \
+         FROM evolve.embedding_profiles e WHERE e.name = $1"
     } else {
         "SELECT dims, model, max_batch, NULL::pg_catalog.oid, NULL::pg_catalog.oid \
          FROM evolve.embedding_profiles WHERE name = $1"
@@ -159,7 +199,11 @@ pub fn profile(name: &str) -> Profile {
     };
     let model = match (model.as_str(), function, run_as) {
         ("minilm", _, _) => Model::MiniLm,
-        ("function", Some(oid), Some(run_as)) => Model::Function(UserFn { oid, run_as }),
+        // A function that no longer exists fails each call with its own message.
+        ("function", oid, Some(run_as)) => Model::Function(UserFn {
+            oid: oid.unwrap_or(pg_sys::InvalidOid),
+            run_as,
+        }),
         _ => Model::Hashing,
     };
     Profile {
@@ -230,11 +274,12 @@ fn call_function(f: UserFn, profile: &Profile, texts: &[&str]) -> Result<Vec<Vec
     let attempt = move || -> Result<Vec<Vec<f32>>, String> {
         let n = texts.len();
         let arg = texts.into_datum().expect("an array is never NULL");
-        let Some(result) = crate::userfn::call(f, arg, &what)? else {
+        let (vector, vectors) = vector_types();
+        let Some(result) = crate::userfn::call(f, arg, &[vectors], &what)? else {
             return Err(format!("the {what} returned NULL"));
         };
-        // SAFETY: the function returns vector[] (checked by `call`, from the catalog).
-        let vectors = unsafe { read_vector_array(result) };
+        // SAFETY: the function returns vector[] (checked by `call`, by OID, from the catalog).
+        let vectors = unsafe { read_vector_array(result, vector) };
         if vectors.len() != n {
             return Err(format!(
                 "the {what} returned {} vectors for {n} texts",
@@ -259,16 +304,20 @@ fn call_function(f: UserFn, profile: &Profile, texts: &[&str]) -> Result<Vec<Vec
     }
 }
 
-/// The elements of a `vector[]` datum (NULL elements as `None`), in order.
+/// The elements of a `vector[]` datum (NULL elements as `None`), in order; nothing when its
+/// elements are not of the type `vector` (by OID).
 ///
 /// # Safety
-/// `datum` must be a valid, possibly toasted, array of pgvector vectors.
-unsafe fn read_vector_array(datum: pg_sys::Datum) -> Vec<Option<Vec<f32>>> {
+/// `datum` must be a valid, possibly toasted, array.
+unsafe fn read_vector_array(datum: pg_sys::Datum, vector: pg_sys::Oid) -> Vec<Option<Vec<f32>>> {
     // SAFETY: per the contract; deconstruct_array returns `n` datums and `n` null flags in
     // palloc'd arrays of the current memory context, read within their bounds.
     unsafe {
         let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
         let elem = (*array).elemtype;
+        if elem != vector {
+            return Vec::new();
+        }
         let (mut typlen, mut typbyval, mut typalign) = (0i16, false, 0 as std::ffi::c_char);
         pg_sys::get_typlenbyvalalign(elem, &mut typlen, &mut typbyval, &mut typalign);
         let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
@@ -312,7 +361,7 @@ fn resolve_embedding_function(name: &str) -> pg_sys::Oid {
     crate::userfn::resolve(
         name,
         "text[]",
-        &["vector[]"],
+        &[vector_types().1],
         crate::access::caller(),
         "embedding function",
     )

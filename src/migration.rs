@@ -127,7 +127,7 @@ pub fn path_steps(entity_type: &str, from: i32, to: i32) -> Result<Vec<PathStep>
 fn call_function(f: &Result<UserFn, String>, payload: Value) -> Result<Value, String> {
     let f = f.as_ref().map_err(Clone::clone)?;
     let arg = JsonB(payload).into_datum().expect("jsonb is never NULL");
-    match crate::userfn::call(*f, arg, "migration function")? {
+    match crate::userfn::call(*f, arg, &[pg_sys::JSONBOID], "migration function")? {
         None => Err("the function returned NULL".into()),
         // SAFETY: the function returns jsonb (checked when it was registered).
         Some(d) => unsafe { crate::jsonb::Json::from_result_datum(d) }.map(|j| j.0),
@@ -305,7 +305,14 @@ fn register_migration(entity_type: &str, from_version: i32, to_version: i32, ste
         .iter()
         .filter_map(|step| match step {
             Step::Function { name } => Some(
-                crate::userfn::resolve(name, "jsonb", &["jsonb"], run_as, "migration function").oid,
+                crate::userfn::resolve(
+                    name,
+                    "jsonb",
+                    &[pg_sys::JSONBOID],
+                    run_as,
+                    "migration function",
+                )
+                .oid,
             ),
             _ => None,
         })

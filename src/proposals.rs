@@ -340,9 +340,14 @@ fn rationale(draft: &Draft) -> String {
     };
     let input = format!("{}\n{}", draft.rationale, draft.evidence);
     match in_subtransaction(AssertUnwindSafe(|| {
-        crate::userfn::call_setting_with_text("evolve.rationale_function", &f, &["text"], &input)
-            // SAFETY: the function returns text (checked by the call).
-            .map(|(d, _)| unsafe { String::from_datum(d, false) }.unwrap_or_default())
+        crate::userfn::call_setting_with_text(
+            "evolve.rationale_function",
+            &f,
+            &[pg_sys::TEXTOID],
+            &input,
+        )
+        // SAFETY: the function returns text (checked by the call).
+        .map(|(d, _)| unsafe { String::from_datum(d, false) }.unwrap_or_default())
     })) {
         Ok(Ok(text)) if !text.trim().is_empty() => text,
         Ok(Err(e)) | Err((_, e)) => {

@@ -68,11 +68,17 @@ impl EntityState {
 /// `locked`: the states of the observations' entities when the caller already holds their row
 /// locks (read in the statement that took them); otherwise they are locked and read here.
 pub fn record_observations(
-    observations: Vec<NewObservation>,
+    mut observations: Vec<NewObservation>,
     locked: Option<BTreeMap<i64, EntityState>>,
 ) {
     if observations.is_empty() {
         return;
+    }
+    // The snapshots and their content hashes are computed from these values, in the form the
+    // stored jsonb has (a cast step's `1e3` is stored as 1000), so that a hash computed later
+    // from the stored snapshot is the same.
+    for o in &mut observations {
+        evolve_core::number::canonicalize(&mut o.value);
     }
     crate::args::writable_transaction();
     Spi::connect_mut(|client| {
@@ -84,15 +90,25 @@ pub fn record_observations(
                 let mut entity_ids: Vec<i64> = observations.iter().map(|o| o.entity_id).collect();
                 entity_ids.sort_unstable();
                 entity_ids.dedup();
-                crate::plans::execute(
+                let locked: BTreeMap<i64, EntityState> = crate::plans::execute(
                     client,
                     "SELECT entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
                             last_computed_observation_id \
                      FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR NO KEY UPDATE",
-                    &[entity_ids.into()],
+                    &[entity_ids.clone().into()],
                 )
                 .map(|r| EntityState::from_row(&r))
-                .collect()
+                .collect();
+                // An entity deleted by another transaction meanwhile has no row to write to.
+                if locked.len() != entity_ids.len() {
+                    crate::error::raise(
+                        SqlState::SerializationFailure,
+                        "an entity was deleted by another transaction while observations were recorded for it",
+                        None,
+                        Some("Retry the statement.".into()),
+                    );
+                }
+                locked
             }
         };
 

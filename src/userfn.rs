@@ -60,7 +60,9 @@ fn is_temp_schema(schema: &str) -> bool {
 /// What the catalog says about a function, from the point of view of `run_as`.
 struct Facts {
     temp: bool,
-    returns: String,
+    /// The result type, by OID (a type of the same name in another schema is another type).
+    returns: pg_sys::Oid,
+    returns_name: String,
     may_execute: bool,
     owner_trusted: bool,
     signature: String,
@@ -70,15 +72,13 @@ fn facts(oid: pg_sys::Oid, run_as: pg_sys::Oid) -> Option<Facts> {
     Spi::connect(|c| {
         let rows = c
             .select(
-                "SELECT n.nspname ~ '^pg_(toast_)?temp_', \
-                        CASE WHEN t.typcategory = 'A' THEN e.typname || '[]' ELSE t.typname END::pg_catalog.text, \
+                "SELECT n.nspname ~ '^pg_(toast_)?temp_', p.prorettype, \
+                        pg_catalog.format_type(p.prorettype, NULL), \
                         pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE'), \
                         pg_catalog.pg_has_role(p.proowner, $2, 'USAGE'), \
                         pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, \
                                           pg_catalog.pg_get_function_identity_arguments(p.oid)) \
                  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                 JOIN pg_catalog.pg_type t ON t.oid = p.prorettype \
-                 LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem \
                  WHERE p.oid = $1 AND p.prokind = 'f'",
                 Some(1),
                 &[oid.into(), run_as.into()],
@@ -90,10 +90,11 @@ fn facts(oid: pg_sys::Oid, run_as: pg_sys::Oid) -> Option<Facts> {
         let r = rows.first();
         Some(Facts {
             temp: r.value::<bool>(1).unwrap_or(true),
-            returns: r.value::<String>(2).unwrap_or_default(),
-            may_execute: r.value::<bool>(3).unwrap_or(false),
-            owner_trusted: r.value::<bool>(4).unwrap_or(false),
-            signature: r.value::<String>(5).unwrap_or_default(),
+            returns: r.value::<pg_sys::Oid>(2).unwrap_or(pg_sys::InvalidOid),
+            returns_name: r.value::<String>(3).unwrap_or_default(),
+            may_execute: r.value::<bool>(4).unwrap_or(false),
+            owner_trusted: r.value::<bool>(5).unwrap_or(false),
+            signature: r.value::<String>(6).unwrap_or_default(),
         })
     })
 }
@@ -115,7 +116,7 @@ fn temporary(what: &str, function: &str) -> Refusal {
 }
 
 /// Checks that `f` may run as `f.run_as` and returns the function's return type.
-fn check(f: UserFn, what: &str) -> Result<String, Refusal> {
+fn check(f: UserFn, what: &str) -> Result<(pg_sys::Oid, String), Refusal> {
     let Some(facts) = facts(f.oid, f.run_as) else {
         return Err((
             SqlState::UndefinedFunction,
@@ -156,16 +157,27 @@ fn check(f: UserFn, what: &str) -> Result<String, Refusal> {
             Some("A user-named function must be owned by the role it runs as, by a role that role is a member of, or by a superuser: ALTER FUNCTION … OWNER TO that role.".into()),
         ));
     }
-    Ok(facts.returns)
+    Ok((facts.returns, facts.returns_name))
+}
+
+/// A type's name as PostgreSQL prints it.
+fn type_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be handles any OID (unknown ones print as "???") and returns a
+    // palloc'd string, copied out at once.
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::format_type_be(oid))
+            .to_string_lossy()
+            .into_owned()
+    }
 }
 
 /// Resolves `name(arg_type)` for a function that will run as `run_as`, without any
 /// search_path (see the module documentation), and checks it may run so. `returns` lists the
-/// accepted result types (as `regtype` text). Raises with a SQLSTATE and a hint otherwise.
+/// accepted result types, by OID. Raises with a SQLSTATE and a hint otherwise.
 pub fn resolve(
     name: &str,
     arg_type: &str,
-    returns: &[&str],
+    returns: &[pg_sys::Oid],
     run_as: pg_sys::Oid,
     what: &str,
 ) -> UserFn {
@@ -177,10 +189,10 @@ pub fn resolve(
 fn resolve_quietly(
     name: &str,
     arg_type: &str,
-    returns: &[&str],
+    returns: &[pg_sys::Oid],
     run_as: pg_sys::Oid,
     what: &str,
-) -> Result<(UserFn, String), Refusal> {
+) -> Result<(UserFn, pg_sys::Oid), Refusal> {
     let (schema, function) = split(name);
     if is_temp_schema(&schema) {
         return Err(temporary(what, name));
@@ -198,13 +210,14 @@ fn resolve_quietly(
         )
     })?;
     let f = UserFn { oid, run_as };
-    let got = check(f, what)?;
-    if !returns.contains(&got.as_str()) {
+    let (got, got_name) = check(f, what)?;
+    if !returns.contains(&got) {
+        let expected: Vec<String> = returns.iter().map(|t| type_name(*t)).collect();
         return Err((
             SqlState::InvalidFunctionDefinition,
             format!(
-                "the {what} {schema}.{function}({arg_type}) returns {got}, expected {}",
-                returns.join(" or ")
+                "the {what} {schema}.{function}({arg_type}) returns {got_name}, expected {}",
+                expected.join(" or ")
             ),
             None,
         ));
@@ -216,7 +229,7 @@ thread_local! {
     /// Settings' functions: (value, calling role) → the function and its result type.
     /// Resolution does not depend on the session's search_path; every call checks the
     /// function again (`call`), and a failed check drops the entry so it is resolved anew.
-    static SETTINGS: RefCell<HashMap<(String, u32), (UserFn, String)>> = RefCell::new(HashMap::new());
+    static SETTINGS: RefCell<HashMap<(String, u32), (UserFn, pg_sys::Oid)>> = RefCell::new(HashMap::new());
 }
 
 /// The function a setting names, run as the calling role, with its result type (see the
@@ -224,14 +237,14 @@ thread_local! {
 fn for_setting(
     key: &(String, u32),
     arg_type: &str,
-    returns: &[&str],
+    returns: &[pg_sys::Oid],
     what: &str,
-) -> Result<(UserFn, String), Refusal> {
+) -> Result<(UserFn, pg_sys::Oid), Refusal> {
     if let Some(hit) = SETTINGS.with(|s| s.borrow().get(key).cloned()) {
         return Ok(hit);
     }
     let resolved = resolve_quietly(&key.0, arg_type, returns, pg_sys::Oid::from(key.1), what)?;
-    SETTINGS.with(|s| s.borrow_mut().insert(key.clone(), resolved.clone()));
+    SETTINGS.with(|s| s.borrow_mut().insert(key.clone(), resolved));
     Ok(resolved)
 }
 
@@ -264,11 +277,22 @@ impl Drop for UserSwitch {
     }
 }
 
-/// Calls `f` with one non-NULL argument, as `f.run_as`. `Ok(None)` when it returned NULL.
-/// Errors of the function itself propagate as PostgreSQL errors (callers that must survive
-/// them run this in a subtransaction).
-pub fn call(f: UserFn, arg: pg_sys::Datum, what: &str) -> Result<Option<pg_sys::Datum>, String> {
-    check(f, what).map_err(|(_, message, _)| message)?;
+/// Calls `f` with one non-NULL argument, as `f.run_as`, once it is checked again and returns
+/// one of `returns` (by OID). `Ok(None)` when it returned NULL. Errors of the function itself
+/// propagate as PostgreSQL errors (callers that must survive them run this in a
+/// subtransaction).
+pub fn call(
+    f: UserFn,
+    arg: pg_sys::Datum,
+    returns: &[pg_sys::Oid],
+    what: &str,
+) -> Result<Option<pg_sys::Datum>, String> {
+    let (got, got_name) = check(f, what).map_err(|(_, message, _)| message)?;
+    if !returns.contains(&got) {
+        return Err(format!(
+            "the {what} returns {got_name}, which cannot be read here"
+        ));
+    }
     let _switch = UserSwitch::to(f.run_as);
     // The pinned search_path, whoever calls: the caller's own could otherwise decide what the
     // function's unqualified names mean while it runs with another role's rights. As for a
@@ -322,19 +346,19 @@ pub fn call(f: UserFn, arg: pg_sys::Datum, what: &str) -> Result<Option<pg_sys::
 }
 
 /// Calls the function a setting names with one text argument, as the calling role; returns
-/// the result datum and the result type's name (one of `returns`).
+/// the result datum and its type (one of `returns`, by OID).
 pub fn call_setting_with_text(
     setting: &str,
     name: &str,
-    returns: &[&str],
+    returns: &[pg_sys::Oid],
     text: &str,
-) -> Result<(pg_sys::Datum, String), String> {
+) -> Result<(pg_sys::Datum, pg_sys::Oid), String> {
     let what = format!("function of {setting}");
     let key = (name.to_string(), crate::access::caller().to_u32());
     let arg = text.into_datum().expect("text is never NULL");
-    let attempt = || -> Result<(Option<pg_sys::Datum>, String), String> {
+    let attempt = || -> Result<(Option<pg_sys::Datum>, pg_sys::Oid), String> {
         let (f, returned) = for_setting(&key, "text", returns, &what).map_err(|(_, m, _)| m)?;
-        call(f, arg, &what).map(|d| (d, returned))
+        call(f, arg, returns, &what).map(|d| (d, returned))
     };
     // A cached resolution that fails its check (the function was dropped, re-created or
     // changed hands) is dropped and resolved once more.

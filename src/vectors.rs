@@ -51,21 +51,7 @@ fn enriched_text(entity_id: i64) -> Option<String> {
 /// through text, a `real[]` slice or a cast. The element type is the embedding column's own,
 /// looked up in the syscache at every batch (a recreated extension gets a new type oid).
 pub fn vector_array(vectors: &[&[f32]]) -> pgrx::datum::DatumWithOid<'static> {
-    let rel = evolve_relation(c"entity_embeddings");
-    // SAFETY: syscache lookups by oid and attribute name; every oid is checked before use.
-    let (elem, array) = unsafe {
-        let attnum = pg_sys::get_attnum(rel, c"embedding".as_ptr());
-        let elem = pg_sys::get_atttype(rel, attnum);
-        (elem, pg_sys::get_array_type(elem))
-    };
-    if elem == pg_sys::InvalidOid || array == pg_sys::InvalidOid {
-        raise(
-            SqlState::UndefinedObject,
-            "evolve.entity_embeddings.embedding has no vector type",
-            None,
-            Some("Reinstall pg_evolve (its table definition is damaged).".into()),
-        );
-    }
+    let (elem, array) = crate::embedders::vector_types();
     let mut elems: Vec<pg_sys::Datum> = vectors
         .iter()
         .map(|v| {

@@ -274,7 +274,10 @@ fn a_function_profile_embeds_in_batches_as_its_creator() {
                                                  (current_user = 'embed_admin')::int)::public.vector ORDER BY o)
                          FROM unnest(texts) WITH ORDINALITY u(t, o));
              END $$;
-             CREATE FUNCTION app.wrong(texts text[]) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;",
+             CREATE FUNCTION app.wrong(texts text[]) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;
+             CREATE DOMAIN app.vector AS text;
+             CREATE FUNCTION app.fake(texts text[]) RETURNS app.vector[] LANGUAGE sql
+                 AS $$ SELECT array_agg(t::app.vector) FROM unnest(texts) t $$;",
         )
         .unwrap();
     // Refused: no such function, the wrong signature or result, a bad name, a temporary schema,
@@ -286,6 +289,11 @@ fn a_function_profile_embeds_in_batches_as_its_creator() {
         ),
         (
             "SELECT evolve.create_embedding_profile('p', 3, function => 'app.wrong')",
+            "42P13",
+        ),
+        // A type of the same name in another schema is another type.
+        (
+            "SELECT evolve.create_embedding_profile('p', 3, function => 'app.fake')",
             "42P13",
         ),
         (
@@ -331,7 +339,7 @@ fn a_function_profile_embeds_in_batches_as_its_creator() {
     );
     let row = admin
         .query_one(
-            "SELECT model, function::text, run_as::text FROM evolve.embedding_profiles WHERE name = 'tiny'",
+            "SELECT model, function, run_as::text FROM evolve.embedding_profiles WHERE name = 'tiny'",
             &[],
         )
         .unwrap();
@@ -390,6 +398,59 @@ fn a_function_profile_embeds_in_batches_as_its_creator() {
     );
     let key: String = r.get(0);
     assert!(key.starts_with('k'), "{key}");
+    assert_eq!(
+        count(
+            &mut reader,
+            "SELECT ((evolve.embed('abcd', 'tiny')::real[])[1] * 10 \
+                    + (evolve.embed('abcd', 'tiny')::real[])[2])::int8"
+        ),
+        41,
+        "4 characters, embedded as embed_admin"
+    );
+    // The function runs with search_path = pg_catalog, pg_temp whoever calls: a caller's schema
+    // that shadows length() (with a search_path naming pg_catalog after it) changes nothing,
+    // and the caller's search_path is back after the call, and after a failed one.
+    su.batch_execute(
+        "CREATE SCHEMA evil; GRANT USAGE ON SCHEMA evil TO searcher; \
+         CREATE FUNCTION evil.length(text) RETURNS integer LANGUAGE sql AS 'SELECT 99'; \
+         CREATE FUNCTION app.plain3(texts text[]) RETURNS public.vector[] LANGUAGE sql \
+             AS $$ SELECT array_agg(format('[%s,0,1]', length(t))::public.vector) FROM unnest(texts) t $$; \
+         ALTER FUNCTION app.plain3(text[]) OWNER TO embed_admin;",
+    )
+    .unwrap();
+    admin
+        .batch_execute(
+            "SELECT evolve.create_embedding_profile('plain', 3, function => 'app.plain3')",
+        )
+        .unwrap();
+    reader
+        .batch_execute("SET search_path = evil, pg_catalog, public")
+        .unwrap();
+    assert_eq!(
+        count(
+            &mut reader,
+            "SELECT (evolve.embed('abcd', 'plain')::real[])[1]::int8"
+        ),
+        4,
+        "length() is pg_catalog's"
+    );
+    assert_eq!(
+        text(&mut reader, "SHOW search_path").as_deref(),
+        Some("evil, pg_catalog, public")
+    );
+    assert_eq!(
+        state(&mut reader, "SELECT evolve.embed('x', 'nope')"),
+        "42704"
+    );
+    assert_eq!(
+        text(&mut reader, "SHOW search_path").as_deref(),
+        Some("evil, pg_catalog, public")
+    );
+    reader.batch_execute("RESET search_path").unwrap();
+    // A stored OID that no longer names the function (as after pg_upgrade, which keeps no
+    // function OIDs): the function is found by its signature.
+    su.batch_execute("UPDATE evolve.embedding_profiles SET function_oid = 1 WHERE name = 'tiny'")
+        .unwrap();
     assert_eq!(
         count(
             &mut reader,

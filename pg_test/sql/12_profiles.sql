@@ -6,7 +6,7 @@
 \set SHOW_CONTEXT never
 \i sql/fresh_extension.psql
 
-SELECT name, dims, model, max_batch, function, run_as FROM evolve.embedding_profiles ORDER BY name;
+SELECT name, dims, model, max_batch, function, run_as IS NOT NULL AS run_as FROM evolve.embedding_profiles ORDER BY name;
 SELECT vector_dims(evolve.embed('a seismic event', 'hashing')) AS hashing,
        vector_dims(evolve.embed('a seismic event', 'minilm')) AS minilm,
        round(vector_norm(evolve.embed('a seismic event', 'minilm'))::numeric, 4) AS minilm_norm;
@@ -20,7 +20,8 @@ SET search_path = public AS $$
     FROM unnest(texts) WITH ORDINALITY u(t, o)
 $$;
 SELECT evolve.create_embedding_profile('lengths', 3, function => 'public.embed_lengths', max_batch => 4);
-SELECT name, dims, model, max_batch, function, run_as FROM evolve.embedding_profiles WHERE name = 'lengths';
+SELECT name, dims, model, max_batch, function, run_as = current_user::regrole AS run_as_creator
+FROM evolve.embedding_profiles WHERE name = 'lengths';
 SELECT evolve.embed('abcde', 'lengths');
 
 SELECT evolve.register_schema($${"entity_type": "earthquake", "description": "A seismic event",

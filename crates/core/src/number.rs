@@ -147,6 +147,125 @@ pub fn cmp(a: &Number, b: &Number) -> Ordering {
     }
 }
 
+/// The text PostgreSQL's `numeric` prints for a JSON number's text (what jsonb stores): the
+/// exponent applied, as many digits after the point as the text had minus its exponent (at
+/// least none), no leading zeros, no sign on zero. `None` when `text` is not a JSON number or
+/// its exponent is beyond what `numeric` takes (the database refuses those itself).
+pub fn canonical_text(text: &str) -> Option<String> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    if exponent.abs() > 1_000_000 {
+        return None;
+    }
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let scale = (frac.len() as i64 - exponent).max(0) as usize;
+    let digits = format!("{int}{frac}");
+    // The point sits `point` digits from the left of `digits`.
+    let point = int.len() as i64 + exponent;
+    let (whole, fraction) = if point <= 0 {
+        (String::new(), "0".repeat((-point) as usize) + &digits)
+    } else if point as usize >= digits.len() {
+        (
+            digits.clone() + &"0".repeat(point as usize - digits.len()),
+            String::new(),
+        )
+    } else {
+        let (w, f) = digits.split_at(point as usize);
+        (w.to_string(), f.to_string())
+    };
+    let mut fraction = fraction;
+    fraction.truncate(scale);
+    while fraction.len() < scale {
+        fraction.push('0');
+    }
+    let whole = whole.trim_start_matches('0');
+    let whole = if whole.is_empty() { "0" } else { whole };
+    let zero = whole == "0" && fraction.bytes().all(|b| b == b'0');
+    let mut out = String::with_capacity(whole.len() + fraction.len() + 2);
+    if negative && !zero {
+        out.push('-');
+    }
+    out.push_str(whole);
+    if !fraction.is_empty() {
+        out.push('.');
+        out.push_str(&fraction);
+    }
+    Some(out)
+}
+
+/// Puts a value in the form jsonb stores it in: numbers as [`canonical_text`], object members
+/// in jsonb's order (shorter keys first, then by bytes). Values read back from jsonb are in
+/// that form already; values made in memory (a cast step's numbers, a payload's member order)
+/// may not be. Returns whether anything changed.
+pub fn canonicalize(value: &mut Value) -> bool {
+    match value {
+        Value::Number(n) => {
+            let text = n.as_str();
+            if is_canonical(text) {
+                return false;
+            }
+            match canonical_text(text) {
+                Some(c) if c != text => match serde_json::from_str::<Number>(&c) {
+                    Ok(m) => {
+                        *n = m;
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            }
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |c, v| canonicalize(v) | c),
+        Value::Object(members) => {
+            let mut changed = members.values_mut().fold(false, |c, v| canonicalize(v) | c);
+            let ordered = members
+                .keys()
+                .zip(members.keys().skip(1))
+                .all(|(a, b)| jsonb_key_order(a, b) != Ordering::Greater);
+            if !ordered {
+                let mut entries: Vec<(String, Value)> =
+                    std::mem::take(members).into_iter().collect();
+                entries.sort_by(|a, b| jsonb_key_order(&a.0, &b.0));
+                members.extend(entries);
+                changed = true;
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+/// Whether a number's text is already [`canonical_text`]'s (most are): digits without leading
+/// zeros, an optional fraction, no exponent, no sign on zero. Allocates nothing.
+fn is_canonical(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match unsigned.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(int)
+        && (int == "0" || !int.starts_with('0'))
+        && frac.is_none_or(digits)
+        && (unsigned.len() == text.len() || unsigned.bytes().any(|b| (b'1'..=b'9').contains(&b)))
+}
+
+/// jsonb's order of object keys: by length, then bytewise.
+fn jsonb_key_order(a: &str, b: &str) -> Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +361,54 @@ mod tests {
                 let (x, y) = (n(&a.to_string()), n(&b.to_string()));
                 assert_eq!(cmp(&x, &y), a.partial_cmp(&b).unwrap(), "{a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn canonical_text_is_what_numeric_prints() {
+        for (input, expected) in [
+            ("0", "0"),
+            ("-0", "0"),
+            ("-0.0", "0.0"),
+            ("12", "12"),
+            ("-12.50", "-12.50"),
+            ("1e3", "1000"),
+            ("1E+2", "100"),
+            ("1.50e1", "15.0"),
+            ("1.5e-3", "0.0015"),
+            ("-1.0E-5", "-0.000010"),
+            ("0.1", "0.1"),
+            ("1e-2", "0.01"),
+            ("123.456e2", "12345.6"),
+            ("123.456e-1", "12.3456"),
+            ("5e0", "5"),
+            (
+                "12345678901234567890.123456789012345678901234567890",
+                "12345678901234567890.123456789012345678901234567890",
+            ),
+        ] {
+            assert_eq!(canonical_text(input).as_deref(), Some(expected), "{input}");
+        }
+        assert_eq!(canonical_text("1e400").unwrap().len(), 401);
+        assert_eq!(canonical_text("x"), None);
+        assert_eq!(canonical_text("1e99999999"), None);
+    }
+
+    #[test]
+    fn canonicalize_orders_members_as_jsonb_and_rewrites_numbers() {
+        let mut v =
+            parse_exact(r#"{"bb": 1E+2, "a": [1.50e1, {"zz": -0, "y": 2}], "c": "1e3"}"#).unwrap();
+        assert!(canonicalize(&mut v));
+        assert_eq!(
+            v.to_string(),
+            r#"{"a":[15.0,{"y":2,"zz":0}],"c":"1e3","bb":100}"#
+        );
+        assert!(!canonicalize(&mut v), "already canonical");
+        for text in ["0", "12", "-12.50", "0.0015", "-0.1"] {
+            assert!(is_canonical(text), "{text}");
+        }
+        for text in ["-0", "-0.00", "1e3", "007", "1.", ".5"] {
+            assert!(!is_canonical(text), "{text}");
         }
     }
 }

@@ -622,3 +622,65 @@ fn values_are_exact_and_deleted_entities_take_their_rows() {
         0
     );
 }
+
+/// An entity that another transaction deletes while a batch ingests into it: the batch finds
+/// it existing, then waits for its lock; once the delete commits there is no row to write to,
+/// and the batch fails with 40001 (retry), writing nothing: no observation or fragment without
+/// its entity.
+#[test]
+fn a_batch_whose_entity_is_deleted_meanwhile_fails_with_40001() {
+    use crate::common::count;
+    let cluster = Cluster::start("ingest-deleted", &[]);
+    let db = cluster.fresh_db("ingest_deleted");
+    let mut a = cluster.connect_to(&db);
+    a.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {"mag": {"type": "number"}}}');
+           SELECT evolve.ingest('quake', '{"mag": 1}', entity_key => 'old');"#,
+    )
+    .unwrap();
+    // A holds the entity's row lock.
+    a.batch_execute("BEGIN; SELECT FROM evolve.entities WHERE entity_key = 'old' FOR UPDATE")
+        .unwrap();
+    let batch = {
+        let mut b = cluster.connect_to(&db);
+        std::thread::spawn(move || {
+            b.batch_execute(
+                r#"INSERT INTO evolve.inbox (entity_type, payload, entity_key)
+                   VALUES ('quake', '{"mag": 2, "extra": 1}', 'old'), ('quake', '{"mag": 3}', 'new')"#,
+            )
+            .map_err(|e| e.as_db_error().map(|d| d.code().code().to_string()))
+        })
+    };
+    // B waits on A's lock.
+    let mut waited = false;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if count(
+            &mut cluster.connect_to(&db),
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO evolve.inbox%'",
+        ) > 0
+        {
+            waited = true;
+            break;
+        }
+    }
+    assert!(waited, "the batch waits for the entity's lock");
+    a.batch_execute("DELETE FROM evolve.entities WHERE entity_key = 'old'; COMMIT")
+        .unwrap();
+    let outcome = batch.join().unwrap();
+    assert_eq!(outcome, Err(Some("40001".to_string())));
+    let mut c = cluster.connect_to(&db);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT (SELECT count(*) FROM evolve.entities) + (SELECT count(*) FROM evolve.observations) \
+                  + (SELECT count(*) FROM evolve.raw_fragments)"
+        ),
+        0,
+        "nothing written"
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+}

@@ -33,6 +33,8 @@ pub struct Written<'a> {
     pub user_id: Option<&'a str>,
     pub definition: &'a Definition,
     pub snapshot: &'a Value,
+    /// Inserted by the statement writing it (no embedding or queue row can exist).
+    pub created: bool,
 }
 
 /// Whether this database has freshness (0.7.0 on): a database not yet updated keeps the
@@ -87,7 +89,7 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
     })
     .collect();
     let mut embedders: HashMap<String, String> = HashMap::new();
-    let mut hashes: HashMap<i64, (i64, &str)> = HashMap::with_capacity(written.len());
+    let mut hashes: HashMap<i64, (i64, &str, bool)> = HashMap::with_capacity(written.len());
     // Entities of a type without a schema are embedded with a definition naming only the type,
     // as the batch does.
     let mut bare: HashMap<&str, Definition> = HashMap::new();
@@ -109,38 +111,55 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
             (
                 text_and_hash(embedder, def, w.snapshot).1,
                 w.user_id.unwrap_or_default(),
+                w.created,
             ),
         );
     }
     if hashes.is_empty() {
         return 0;
     }
-    let mut ids = Vec::with_capacity(hashes.len());
-    let mut tenants = Vec::with_capacity(hashes.len());
-    let hashes: Vec<i64> = hashes
-        .into_iter()
-        .map(|(id, (hash, tenant))| {
+    // Entities this statement inserted are queued by a plain insert: no embedding or queue row
+    // of theirs can exist. The others are compared with their newest embedding first.
+    let (mut ids, mut tenants, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut new_ids, mut new_tenants) = (Vec::new(), Vec::new());
+    for (id, (hash, tenant, created)) in hashes {
+        if created {
+            new_ids.push(id);
+            new_tenants.push(tenant);
+        } else {
             ids.push(id);
             tenants.push(tenant);
-            hash
-        })
-        .collect();
+            sums.push(hash);
+        }
+    }
+    let mut n = 0;
+    if !new_ids.is_empty() {
+        n += new_ids.len();
+        crate::plans::execute(
+            client,
+            "INSERT INTO evolve.embedding_queue (entity_id, priority_rank, tenant) \
+             SELECT u.id, $2, u.t FROM unnest($1::bigint[], $3::text[]) AS u(id, t) ORDER BY u.id",
+            &[new_ids.into(), FRESH_RANK.into(), new_tenants.into()],
+        );
+    }
     // A parked fresh row (no job counts it) is queued again: new data may embed where the old
     // did not. A job's parked row stays parked for retry_failed, which keeps its counters.
-    let n = crate::plans::execute(
-        client,
-        "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank, tenant) \
-         SELECT u.id, $3, u.t FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS u(id, h, t) \
-         WHERE (SELECT x.content_hash FROM evolve.entity_embeddings x WHERE x.entity_id = u.id \
-                ORDER BY x.generation DESC LIMIT 1) IS DISTINCT FROM u.h \
-         ORDER BY u.id \
-         ON CONFLICT (entity_id) DO UPDATE SET state = 'queued', attempts = 0, next_attempt_at = now(), \
-             last_error = NULL, enqueued_at = now() \
-         WHERE q.state = 'failed' AND q.job_id IS NULL \
-         RETURNING 1",
-        &[ids.into(), hashes.into(), FRESH_RANK.into(), tenants.into()],
-    )
-    .len();
+    if !ids.is_empty() {
+        n += crate::plans::execute(
+            client,
+            "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank, tenant) \
+             SELECT u.id, $3, u.t FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS u(id, h, t) \
+             WHERE (SELECT x.content_hash FROM evolve.entity_embeddings x WHERE x.entity_id = u.id \
+                    ORDER BY x.generation DESC LIMIT 1) IS DISTINCT FROM u.h \
+             ORDER BY u.id \
+             ON CONFLICT (entity_id) DO UPDATE SET state = 'queued', attempts = 0, next_attempt_at = now(), \
+                 last_error = NULL, enqueued_at = now() \
+             WHERE q.state = 'failed' AND q.job_id IS NULL \
+             RETURNING 1",
+            &[ids.into(), sums.into(), FRESH_RANK.into(), tenants.into()],
+        )
+        .len();
+    }
     if n > 0 {
         crate::wakeup::wake_at_commit();
     }

@@ -377,9 +377,10 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             let mut take = |r: pgrx::spi::SpiHeapTupleData<'_>,
                             distinct: &mut BTreeMap<EntityKey, i64>| {
                 let key = r.required::<String>(7);
-                let (id, state) = EntityState::from_row(&r);
+                let (id, mut state) = EntityState::from_row(&r);
                 if r.required::<bool>(8) {
                     created.insert(id);
+                    state.created = true;
                 }
                 let (t, u) = state.scope();
                 distinct.insert((t.to_string(), u.map(str::to_string), key), id);

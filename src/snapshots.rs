@@ -36,6 +36,9 @@ pub struct EntityState {
     cells: Snapshot,
     schema_hash: i64,
     last_computed: i64,
+    /// Inserted by the statement writing it: nothing refers to it yet (no embedding, no queue
+    /// row).
+    pub created: bool,
 }
 
 impl EntityState {
@@ -58,6 +61,7 @@ impl EntityState {
                 cells,
                 schema_hash: r.required::<i64>(5),
                 last_computed: r.required::<i64>(6),
+                created: false,
             },
         )
     }
@@ -267,6 +271,7 @@ fn write_snapshots(
             user_id: states[id].user_id.as_deref(),
             definition: defs.get(id).map(|d| &d.0).unwrap_or(&empty),
             snapshot: s,
+            created: states[id].created,
         })
         .collect();
     crate::freshness::queue_changed(client, &written);
@@ -358,6 +363,7 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
                 cells,
                 schema_hash: hash,
                 last_computed: last,
+                created: false,
             },
         );
         let mut defs = HashMap::new();

@@ -236,32 +236,49 @@ pub fn embed_with(profile: &Profile, texts: &[&str]) -> Vec<Result<Vec<f32>, Str
             })
             .collect(),
         Model::MiniLm => crate::model::with_minilm(|model| {
-            let mut out = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(profile.max_batch) {
-                match model.embed_batch(chunk) {
-                    Ok(vectors) => out.extend(vectors.into_iter().map(Ok)),
-                    Err(_) => out.extend(
-                        chunk
-                            .iter()
-                            .map(|t| model.embed(t).map_err(|e| e.to_string())),
-                    ),
-                }
-            }
-            out
+            in_batches(texts, profile.max_batch, |chunk| {
+                model.embed_batch(chunk).map_err(|e| e.to_string())
+            })
         }),
-        Model::Function(f) => {
-            let mut out = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(profile.max_batch) {
-                match call_function(f, profile, chunk) {
-                    Ok(vectors) => out.extend(vectors.into_iter().map(Ok)),
-                    Err(e) if chunk.len() == 1 => out.push(Err(e)),
-                    Err(_) => out.extend(chunk.iter().map(|t| {
-                        call_function(f, profile, &[t]).map(|mut v| v.pop().unwrap_or_default())
-                    })),
-                }
-            }
-            out
+        Model::Function(f) => in_batches(texts, profile.max_batch, |chunk| {
+            call_function(f, profile, chunk)
+        }),
+    }
+}
+
+/// Embeds `texts` in batches of `max_batch` with `batch`; a batch that fails is embedded
+/// again text by text, so one bad text fails alone.
+fn in_batches(
+    texts: &[&str],
+    max_batch: usize,
+    mut batch: impl FnMut(&[&str]) -> Result<Vec<Vec<f32>>, String>,
+) -> Vec<Result<Vec<f32>, String>> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(max_batch) {
+        match batch(chunk) {
+            Ok(vectors) => out.extend(vectors.into_iter().map(Ok)),
+            Err(e) if chunk.len() == 1 => out.push(Err(e)),
+            Err(_) => out.extend(
+                chunk
+                    .iter()
+                    .map(|t| batch(&[t]).map(|mut v| v.pop().unwrap_or_default())),
+            ),
         }
+    }
+    out
+}
+
+/// One text's embedding with a profile, or 22000 naming `what` was embedded.
+pub fn embed_one(profile: &Profile, text: &str, what: &str) -> Vec<f32> {
+    match embed_with(profile, &[text]).pop() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => raise(
+            SqlState::DataException,
+            format!("cannot embed {what}: {e}"),
+            None,
+            None,
+        ),
+        None => Vec::new(),
     }
 }
 
@@ -372,15 +389,9 @@ fn resolve_embedding_function(name: &str) -> pg_sys::Oid {
 /// it to a vector).
 #[pg_extern(stable, strict, parallel_restricted, name = "_embed_profile")]
 fn embed_profile(text: &str, profile: &str) -> Vec<f32> {
-    let p = self::profile(profile);
-    match embed_with(&p, &[text]).pop() {
-        Some(Ok(v)) => v,
-        Some(Err(e)) => raise(
-            SqlState::DataException,
-            format!("cannot embed the text with profile \"{profile}\": {e}"),
-            None,
-            None,
-        ),
-        None => Vec::new(),
-    }
+    embed_one(
+        &self::profile(profile),
+        text,
+        &format!("the text with profile \"{profile}\""),
+    )
 }

@@ -16,9 +16,8 @@ pub struct RawJsonb(pub Box<[u8]>);
 impl RawJsonb {
     /// Encodes a JSON value as jsonb bytes.
     pub fn encode(value: serde_json::Value) -> RawJsonb {
-        let datum = JsonB(value).into_datum().expect("jsonb is never NULL");
-        let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
-        // SAFETY: `ptr` is the plain (untoasted) varlena jsonb_in just built in this context.
+        let ptr = datum(&value).cast_mut_ptr::<pg_sys::varlena>();
+        // SAFETY: `ptr` is the plain (untoasted) varlena `datum` just built in this context.
         let bytes = unsafe {
             let len = pgrx::varlena::varsize_any(ptr);
             std::slice::from_raw_parts(ptr as *const u8, len)

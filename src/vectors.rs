@@ -199,16 +199,7 @@ fn semantic_search(
     };
     let (generation, profile) = (generation.0, crate::embedders::profile(&generation.1));
     // The query is embedded as the generation's vectors were.
-    let q = match crate::embedders::embed_with(&profile, &[query]).pop() {
-        Some(Ok(v)) => v,
-        Some(Err(e)) => raise(
-            SqlState::DataException,
-            format!("cannot embed the query: {e}"),
-            None,
-            None,
-        ),
-        None => Vec::new(),
-    };
+    let q = crate::embedders::embed_one(&profile, query, "the query");
     let dims = profile.dims;
     // The generation as a value known when planning: the plan reads that one partition.
     let sql = if generations {

@@ -79,11 +79,13 @@ pub fn is_integer(n: &Number) -> bool {
 }
 
 /// A decimal in normal form: sign, significant digits without leading or trailing zeros, and
-/// the exponent of the first digit (value = 0.d1d2… × 10^exp).
+/// the exponent of the first digit (value = 0.d1d2… × 10^exp); with the scale its text gives
+/// (digits after the point minus the exponent), which `numeric` keeps.
 struct Decimal {
     negative: bool,
     digits: Vec<u8>,
     exp: i64,
+    scale: i64,
 }
 
 fn decimal(text: &str) -> Option<Decimal> {
@@ -118,6 +120,7 @@ fn decimal(text: &str) -> Option<Decimal> {
         negative: negative && !digits.is_empty(),
         digits,
         exp,
+        scale: (frac.len() as i64).checked_sub(exponent)?,
     })
 }
 
@@ -149,55 +152,32 @@ pub fn cmp(a: &Number, b: &Number) -> Ordering {
 
 /// The text PostgreSQL's `numeric` prints for a JSON number's text (what jsonb stores): the
 /// exponent applied, as many digits after the point as the text had minus its exponent (at
-/// least none), no leading zeros, no sign on zero. `None` when `text` is not a JSON number or
+/// least none), no leading zeros, no sign on zero. `None` when `text` is not a number or
 /// its exponent is beyond what `numeric` takes (the database refuses those itself).
 pub fn canonical_text(text: &str) -> Option<String> {
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text),
-    };
-    let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
-        None => (rest, 0),
-    };
-    if exponent.abs() > 1_000_000 {
+    let d = decimal(text)?;
+    if d.exp.abs() > 1_000_000 || d.scale > 1_000_000 {
         return None;
     }
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let scale = (frac.len() as i64 - exponent).max(0) as usize;
-    let digits = format!("{int}{frac}");
-    // The point sits `point` digits from the left of `digits`.
-    let point = int.len() as i64 + exponent;
-    let (whole, fraction) = if point <= 0 {
-        (String::new(), "0".repeat((-point) as usize) + &digits)
-    } else if point as usize >= digits.len() {
-        (
-            digits.clone() + &"0".repeat(point as usize - digits.len()),
-            String::new(),
-        )
-    } else {
-        let (w, f) = digits.split_at(point as usize);
-        (w.to_string(), f.to_string())
+    // Digit `i` of the value counted from its first significant one ('0' outside them).
+    let digit = |i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| d.digits.get(i))
+            .map_or('0', |n| char::from(b'0' + n))
     };
-    let mut fraction = fraction;
-    fraction.truncate(scale);
-    while fraction.len() < scale {
-        fraction.push('0');
-    }
-    let whole = whole.trim_start_matches('0');
-    let whole = if whole.is_empty() { "0" } else { whole };
-    let zero = whole == "0" && fraction.bytes().all(|b| b == b'0');
-    let mut out = String::with_capacity(whole.len() + fraction.len() + 2);
-    if negative && !zero {
+    let scale = d.scale.max(0);
+    let mut out = String::with_capacity((d.exp.max(1) + scale + 2) as usize);
+    if d.negative {
         out.push('-');
     }
-    out.push_str(whole);
-    if !fraction.is_empty() {
+    if d.exp <= 0 {
+        out.push('0');
+    }
+    out.extend((0..d.exp).map(digit));
+    if scale > 0 {
         out.push('.');
-        out.push_str(&fraction);
+        out.extend((d.exp..d.exp + scale).map(digit));
     }
     Some(out)
 }

@@ -229,27 +229,108 @@ measure_latency() {
     step "ingest 1/5: single-payload latency, evolve.ingest vs INSERT (pgbench, 1 client, ${ROUNDS} x ${ROUND_S} s each)"
     fresh_extension
     fresh_plain_payloads
+    single_floor
     for ((round = 1; round <= ROUNDS; round++)); do
         run_pgbench ingest_latency 1 "$WORK/ingest.sql"
         run_pgbench insert_latency 1 "$WORK/insert.sql"
+        run_pgbench floor_latency 1 "$WORK/floor.sql"
     done
     check_aggregates ingest_latency
+    check_single_floor
+}
+
+# The storage floor of one ingest() of the benchmark payload: the rows it writes (the entity,
+# 5 observations, 5 raw fragments, their 5 aggregate parts, the entity count part, the queue row,
+# the snapshot), written by one PL/pgSQL function of plain statements (plans kept, no logic, no
+# triggers) into tables of the same shape and indexes. The values are those evolve.ingest()
+# wrote for a probe payload. No implementation of ingest() through SQL statements undercuts it.
+single_floor() {
+    psql_q <<'SQL'
+SET client_min_messages = warning;
+SELECT FROM evolve.ingest('ev', '{"a": 42, "b": "bench", "c": 3.5, "d": true, "e": "payload", "u1": 7, "u2": "extra", "u3": 2.25, "u4": false, "u5": "more"}', entity_key => 'floor probe');
+DROP SCHEMA IF EXISTS bench_floor CASCADE;
+CREATE SCHEMA bench_floor;
+CREATE TABLE bench_floor.entities (LIKE evolve.entities INCLUDING ALL);
+CREATE TABLE bench_floor.observations (LIKE evolve.observations INCLUDING ALL);
+CREATE TABLE bench_floor.raw_fragments (LIKE evolve.raw_fragments INCLUDING ALL);
+CREATE TABLE bench_floor.parts (LIKE evolve.raw_fragment_aggregate_parts INCLUDING ALL);
+CREATE TABLE bench_floor.count_parts (LIKE evolve.entity_count_parts INCLUDING ALL);
+CREATE TABLE bench_floor.queue (LIKE evolve.embedding_queue INCLUDING ALL);
+-- The probe's rows, the floor's constants.
+CREATE TABLE bench_floor.probe AS
+SELECT e.snapshot, e.snapshot_cells, e.last_computed_observation_id,
+       (SELECT array_agg(attribute ORDER BY observation_id) FROM evolve.observations o WHERE o.entity_id = e.entity_id) AS attrs,
+       (SELECT array_agg(value ORDER BY observation_id) FROM evolve.observations o WHERE o.entity_id = e.entity_id) AS ovals,
+       (SELECT array_agg(fragment_key ORDER BY fragment_key) FROM evolve.raw_fragments f WHERE f.entity_id = e.entity_id) AS fkeys,
+       (SELECT array_agg(value ORDER BY fragment_key) FROM evolve.raw_fragments f WHERE f.entity_id = e.entity_id) AS fvals,
+       (SELECT array_agg(value_type ORDER BY fragment_key) FROM evolve.raw_fragments f WHERE f.entity_id = e.entity_id) AS ftypes,
+       (SELECT array_agg(type_counts ORDER BY fragment_key) FROM evolve.raw_fragment_aggregate_parts) AS tcounts,
+       (SELECT array_agg(sample_values ORDER BY fragment_key) FROM evolve.raw_fragment_aggregate_parts) AS samples
+FROM evolve.entities e WHERE e.entity_key = 'floor probe';
+DO $do$
+DECLARE p bench_floor.probe;
+BEGIN
+    SELECT * INTO STRICT p FROM bench_floor.probe;
+    EXECUTE format($fn$
+CREATE FUNCTION bench_floor.ingest(k text) RETURNS void LANGUAGE plpgsql AS $body$
+DECLARE eid bigint;
+BEGIN
+    INSERT INTO bench_floor.entities AS e (entity_type, user_id, entity_key) VALUES ('ev', NULL, k)
+        ON CONFLICT (entity_type, user_id, entity_key) DO UPDATE SET updated_at = EXCLUDED.updated_at
+        RETURNING entity_id INTO eid;
+    INSERT INTO bench_floor.observations (entity_id, attribute, value, schema_version)
+        SELECT eid, a, v, 1 FROM unnest(%L::text[], %L::jsonb[]) AS x(a, v);
+    INSERT INTO bench_floor.raw_fragments AS f (entity_id, entity_type, fragment_key, value, value_type)
+        SELECT eid, 'ev', fk, v, t FROM unnest(%L::text[], %L::jsonb[], %L::text[]) AS x(fk, v, t)
+        ON CONFLICT (entity_id, fragment_key) DO UPDATE
+        SET frequency = f.frequency + 1, value = EXCLUDED.value, last_seen_at = EXCLUDED.last_seen_at;
+    INSERT INTO bench_floor.parts AS a (entity_type, fragment_key, slot, sample_count, frequency_total,
+                                        type_counts, last_seen_at, sample_values)
+        SELECT 'ev', fk, evolve._backend_slot(), 1, 1, tc, now(), sv FROM unnest(%L::text[], %L::jsonb[], %L::jsonb[]) AS x(fk, tc, sv)
+        ON CONFLICT (entity_type, user_id, fragment_key, slot) DO UPDATE
+        SET sample_count = a.sample_count + 1, frequency_total = a.frequency_total + 1,
+            last_seen_at = EXCLUDED.last_seen_at;
+    INSERT INTO bench_floor.count_parts AS c (entity_type, slot, entity_count) VALUES ('ev', evolve._backend_slot(), 1)
+        ON CONFLICT (entity_type, user_id, slot) DO UPDATE SET entity_count = c.entity_count + 1;
+    INSERT INTO bench_floor.queue (entity_id, priority_rank) VALUES (eid, 1) ON CONFLICT DO NOTHING;
+    UPDATE bench_floor.entities SET snapshot = %L, snapshot_cells = %L, last_computed_observation_id = %s
+        WHERE entity_id = eid;
+END
+$body$
+$fn$, p.attrs, p.ovals, p.fkeys, p.fvals, p.ftypes, p.fkeys, p.tcounts, p.samples,
+      p.snapshot, p.snapshot_cells, p.last_computed_observation_id);
+END
+$do$;
+SQL
+}
+
+# The floor wrote what ingest() writes: 5 fragments per entity, 5 observations per call.
+check_single_floor() {
+    local got
+    got=$(psql_q -c "SELECT round((SELECT count(*) FROM bench_floor.raw_fragments) / greatest(count(*), 1)::numeric, 2)
+                            || '/' || (SELECT count(*) % 5 FROM bench_floor.observations)
+                     FROM bench_floor.entities")
+    note "floor: fragments per entity / observations modulo 5 = $got"
+    [ "$got" = 5.00/0 ] || fail "single floor: expected 5 fragments per entity and 5 observations per call, got $got"
 }
 
 # 2. Concurrency: the same ingest workload (every payload has the same undeclared keys, so all
-#    clients update the same fragment aggregates) with CLIENTS clients vs 1; plain INSERT too,
-#    for context; rounds of the four interleaved. Aggregates must stay exact and no transaction
-#    may fail.
+#    clients update the same fragment aggregates) with CLIENTS clients vs 1; plain INSERT and
+#    the single-payload storage floor too, for context; rounds of the six interleaved.
+#    Aggregates must stay exact and no transaction may fail.
 measure_concurrency() {
     local round
     step "ingest 2/5: concurrency, ${CLIENTS} clients vs 1 (pgbench, ${ROUNDS} x ${ROUND_S} s each)"
     fresh_extension
     fresh_plain_payloads
+    single_floor
     for ((round = 1; round <= ROUNDS; round++)); do
         run_pgbench ingest_c1 1 "$WORK/ingest.sql"
         run_pgbench ingest_cn "$CLIENTS" "$WORK/ingest.sql"
         run_pgbench insert_c1 1 "$WORK/insert.sql"
         run_pgbench insert_cn "$CLIENTS" "$WORK/insert.sql"
+        run_pgbench floor_c1 1 "$WORK/floor.sql"
+        run_pgbench floor_cn "$CLIENTS" "$WORK/floor.sql"
     done
     check_aggregates "ingest, ${CLIENTS} and 1 clients"
 }
@@ -275,18 +356,20 @@ measure_inbox() {
 }
 
 # 4. Storage floor of measure 3: the rows the inbox COPY wrote (entities, observations,
-#    raw_fragments), exported and COPYed into tables of the same shape and indexes but with no
+#    raw_fragments, the embedding queue and the aggregate and count parts), exported and COPYed
+#    into tables of the same shape and indexes but with no
 #    triggers, foreign keys or row-level security. LIKE copies no identity (that needs INCLUDING
 #    IDENTITY): the id columns are plain NOT NULL bigints and take the exported ids.
+FLOOR_TABLES="entities observations raw_fragments embedding_queue raw_fragment_aggregate_parts entity_count_parts"
 measure_floor() {
     local t total=0
     step "ingest 4/5: storage floor of the inbox COPY (its rows COPYed into bare tables)"
-    for t in entities observations raw_fragments; do
+    for t in $FLOOR_TABLES; do
         psql_q -c "COPY (SELECT * FROM evolve.$t) TO '$WORK/floor_$t.tsv'" \
                -c "DROP TABLE IF EXISTS floor_$t" \
                -c "CREATE TABLE floor_$t (LIKE evolve.$t INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)"
     done
-    for t in entities observations raw_fragments; do
+    for t in $FLOOR_TABLES; do
         R[floor_${t}_rows]=$(psql_q -c "SELECT count(*) FROM evolve.$t")
         R[floor_${t}_ms]=$(timed_ms "COPY floor_$t FROM '$WORK/floor_$t.tsv'")
         note "floor_$t: ${R[floor_${t}_rows]} rows in ${R[floor_${t}_ms]} ms"
@@ -345,12 +428,19 @@ report() {
         r=$(ratio "${R[ingest_latency_lat]:-0}" "${R[insert_latency_lat]:-0}")
         row "1 ingest latency / INSERT latency" "<= 4x" "$r" "$(verdict "$r" '<=' 4)" \
             "ingest ${R[ingest_latency_lat]:-?} ms, INSERT ${R[insert_latency_lat]:-?} ms (pgbench -M $PGBENCH_MODE, 1 client, best of ${ROUNDS} x ${ROUND_S} s)"
+        r=$(ratio "${R[floor_latency_lat]:-0}" "${R[insert_latency_lat]:-0}")
+        row "1a its storage floor / INSERT latency" "(context)" "$r" "-" \
+            "floor ${R[floor_latency_lat]:-?} ms: the rows of one ingest() by plain statements, no logic (single_floor)"
+        r=$(ratio "${R[ingest_latency_lat]:-0}" "${R[floor_latency_lat]:-0}")
+        row "1b ingest latency / its storage floor" "(context)" "$r" "-" \
+            "row 1's goal needs ingest() within $(ratio 4 "$(ratio "${R[floor_latency_lat]:-0}" "${R[insert_latency_lat]:-0}")")x of this floor"
     fi
     if want concurrency; then
         r=$(ratio "${R[ingest_cn_tps]:-0}" "${R[ingest_c1_tps]:-0}")
         row "2 ingest throughput, ${CLIENTS} clients / 1" ">= 1.7x" "$r" "$(verdict "$r" '>=' 1.7)" \
             "ingest ${R[ingest_cn_tps]:-?} tps vs ${R[ingest_c1_tps]:-?} tps (best of ${ROUNDS} x ${ROUND_S} s)" \
-            "plain INSERT, for context: ${R[insert_cn_tps]:-?} tps vs ${R[insert_c1_tps]:-?} tps ($(ratio "${R[insert_cn_tps]:-0}" "${R[insert_c1_tps]:-0}")x)"
+            "plain INSERT, for context: ${R[insert_cn_tps]:-?} tps vs ${R[insert_c1_tps]:-?} tps ($(ratio "${R[insert_cn_tps]:-0}" "${R[insert_c1_tps]:-0}")x)" \
+            "its storage floor, for context: ${R[floor_cn_tps]:-?} tps vs ${R[floor_c1_tps]:-?} tps ($(ratio "${R[floor_cn_tps]:-0}" "${R[floor_c1_tps]:-0}")x)"
     fi
     if want inbox; then
         r=$(ratio "${R[plain_copy_ms]:-0}" "${R[inbox_copy_ms]:-0}")
@@ -362,7 +452,9 @@ report() {
     if want inbox && want floor; then
         r=$(ratio "${R[floor_ms]:-0}" "${R[inbox_copy_ms]:-0}")
         row "4 inbox COPY vs storage floor (floor / inbox)" ">= 0.5x" "$r" "$(verdict "$r" '>=' 0.5)" \
-            "floor ${R[floor_ms]:-?} ms vs inbox ${R[inbox_copy_ms]:-?} ms; floor COPYs: entities ${R[floor_entities_rows]:-?} rows ${R[floor_entities_ms]:-?} ms, observations ${R[floor_observations_rows]:-?} rows ${R[floor_observations_ms]:-?} ms, raw_fragments ${R[floor_raw_fragments_rows]:-?} rows ${R[floor_raw_fragments_ms]:-?} ms"
+            "floor ${R[floor_ms]:-?} ms vs inbox ${R[inbox_copy_ms]:-?} ms; floor COPYs:" \
+            "$(for t in $FLOOR_TABLES; do printf '%s %s rows %s ms; ' "$t" "${R[floor_${t}_rows]:-?}" "${R[floor_${t}_ms]:-?}"; done)" \
+            "storage floor vs plain COPY, for context: $(ratio "${R[plain_copy_ms]:-0}" "${R[floor_ms]:-0}")x (the most row 3 could reach)"
     fi
     if want memory; then
         r=$(ratio "${R[${big}_peak_kb]:-0}" "${R[${small}_peak_kb]:-0}")
@@ -391,7 +483,8 @@ main() {
     printf '%s\n' '\set k random(1, 1000000)' \
         "SELECT evolve.ingest('ev', '$payload', entity_key => 'k' || :k);" >"$WORK/ingest.sql"
     printf '%s\n' "INSERT INTO plain_payloads (payload) VALUES ('$payload');" >"$WORK/insert.sql"
-    chmod a+r "$WORK/ingest.sql" "$WORK/insert.sql"
+    printf '%s\n' '\set k random(1, 1000000)' "SELECT bench_floor.ingest('k' || :k);" >"$WORK/floor.sql"
+    chmod a+r "$WORK/ingest.sql" "$WORK/insert.sql" "$WORK/floor.sql"
 
     if want latency; then measure_latency; fi
     if want concurrency; then measure_concurrency; fi

@@ -16,7 +16,8 @@ psql_q() {
     PGOPTIONS="-c client_min_messages=warning" bash "$ROOT/scripts/cluster.sh" psql -X -v ON_ERROR_STOP=1 -Atq "$@"
 }
 # a / b with two decimals ("n/a" when b is 0 or missing).
-ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# a / b, with 2 decimals (3 below 0.1, where 2 would round 0.035 to 0.04).
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b + 0 <= 0) print "n/a"; else if (a / b < 0.1) printf "%.3f", a / b; else printf "%.2f", a / b }'; }
 # "ok" when ratio $1 meets goal $3 under comparison $2 (<= or >=), "BELOW GOAL" otherwise.
 verdict() {
     awk -v r="$1" -v op="$2" -v g="$3" 'BEGIN {

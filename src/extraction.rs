@@ -128,7 +128,7 @@ pub fn approve(
         if !accepted.contains(&(m.user_id.clone(), key_text)) {
             continue;
         }
-        promoted.extend(m.fragment_ids);
+        promoted.extend(m.fragment_ids.iter().map(|&f| (m.entity_id, f)));
         observations.push(NewObservation {
             entity_id: m.entity_id,
             attribute: relationship.to_string(),

@@ -318,7 +318,7 @@ pub fn promote(
             .collect();
         candidates
     });
-    mark_promoted(rows.iter().map(|r| r.0).collect());
+    mark_promoted(rows.iter().map(|r| (r.1, r.0)).collect());
     let n = rows.len() as i64;
     let observations = rows
         .into_iter()
@@ -430,19 +430,25 @@ fn gather(entity_type: &str, parent_key: &str, user_id: Option<&str>, lock: bool
     by_entity.into_values().collect()
 }
 
-/// Marks fragments promoted (they expire after `evolve.promoted_fragment_retention`).
-pub fn mark_promoted(ids: Vec<i64>) {
+/// Marks fragments promoted (they expire after `evolve.promoted_fragment_retention`), given as
+/// (entity id, fragment id): found by their entities' key, fragment ids being unique.
+pub fn mark_promoted(ids: Vec<(i64, i64)>) {
     if ids.is_empty() {
         return;
     }
+    let (entities, fragments): (Vec<i64>, Vec<i64>) = ids.into_iter().unzip();
     Spi::connect_mut(|client| {
         client
             .update(
                 "UPDATE evolve.raw_fragments SET lifecycle_state = 'promoted', promoted_at = now(), \
-                     expires_at = now() + make_interval(secs => $2) \
-                 WHERE fragment_id = ANY($1)",
+                     expires_at = now() + make_interval(secs => $3) \
+                 WHERE entity_id = ANY($1) AND fragment_id = ANY($2)",
                 None,
-                &[ids.into(), (gucs::promoted_fragment_retention_secs() as f64).into()],
+                &[
+                    entities.into(),
+                    fragments.into(),
+                    (gucs::promoted_fragment_retention_secs() as f64).into(),
+                ],
             )
             .or_raise();
     });
@@ -472,7 +478,7 @@ pub fn promote_members(
         if !conforms_to(&map, &value) {
             continue;
         }
-        ids.extend(m.fragment_ids);
+        ids.extend(m.fragment_ids.iter().map(|&f| (m.entity_id, f)));
         observations.push(crate::snapshots::NewObservation {
             entity_id: m.entity_id,
             attribute: attribute.to_string(),
@@ -504,10 +510,10 @@ fn cleanup_expired_fragments(batch_size: default!(i32, 10000)) -> i64 {
     Spi::connect_mut(|client| {
         client
             .update(
-                "DELETE FROM evolve.raw_fragments WHERE fragment_id IN ( \
-                     SELECT fragment_id FROM evolve.raw_fragments \
+                "DELETE FROM evolve.raw_fragments WHERE ctid = ANY (ARRAY( \
+                     SELECT ctid FROM evolve.raw_fragments \
                      WHERE lifecycle_state IN ('promoted', 'pending_deletion') AND expires_at <= now() \
-                     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)",
+                     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))",
                 None,
                 &[batch_size.into()],
             )
@@ -528,10 +534,10 @@ fn archive_stale_fragments(
         client
             .update(
                 "UPDATE evolve.raw_fragments SET lifecycle_state = 'archived', archived_at = now() \
-                 WHERE fragment_id IN ( \
-                     SELECT fragment_id FROM evolve.raw_fragments \
+                 WHERE ctid = ANY (ARRAY( \
+                     SELECT ctid FROM evolve.raw_fragments \
                      WHERE lifecycle_state = 'active' AND last_seen_at < now() - $1 AND frequency < $2 \
-                     ORDER BY fragment_id FOR UPDATE SKIP LOCKED)",
+                     ORDER BY entity_id, fragment_key FOR UPDATE SKIP LOCKED))",
                 None,
                 &[inactive_for.into(), min_frequency.into()],
             )

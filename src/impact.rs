@@ -257,11 +257,14 @@ fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
             .or_raise()
             .filter_map(|r| Some((r.value::<i64>(1)?, r.value::<bool>(2).unwrap_or(false))))
             .collect();
-        // Each row with its entity's tenant (since 0.7.0; the queue had no tenant before).
+        // Each row with its entity's tenant (since 0.7.0; the queue had no tenant before). The
+        // entities are locked against a concurrent delete (the queue has no foreign key to
+        // them since 0.9.0: a row queued for an entity deleted meanwhile would stay behind).
         let sql = if crate::generations::installed() {
             "INSERT INTO evolve.embedding_queue (entity_id, job_id, priority_rank, tenant) \
              SELECT e.entity_id, $2, $3, coalesce(e.user_id, '') \
              FROM unnest($1::bigint[]) AS id JOIN evolve.entities e ON e.entity_id = id ORDER BY id \
+             FOR KEY SHARE OF e \
              ON CONFLICT (entity_id) DO UPDATE SET job_id = EXCLUDED.job_id, \
                  priority_rank = greatest(evolve.embedding_queue.priority_rank, EXCLUDED.priority_rank), \
                  state = 'queued', attempts = 0, next_attempt_at = now(), last_error = NULL, enqueued_at = now()"

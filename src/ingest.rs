@@ -21,9 +21,11 @@ use crate::error::{raise, OrRaise};
 use crate::gucs::{self, MigrationStrategy};
 use crate::migration;
 use crate::plans::Row;
-use crate::snapshots::{record_observations, EntityState, NewObservation};
+use crate::snapshots::{record_observations, Born, EntityState, NewObservation};
 use crate::store::effective_definition;
 use evolve_core::migrate;
+use evolve_core::reduce::{self, Observation, Snapshot};
+use evolve_core::schema::Definition;
 
 /// One payload to ingest.
 #[derive(Default)]
@@ -349,127 +351,22 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         }
     }
 
-    // Entities: one upsert of the distinct keys, sorted.
-    let mut distinct: BTreeMap<EntityKey, i64> = BTreeMap::new();
-    let mut states: BTreeMap<i64, EntityState> = BTreeMap::new();
-    // Entities this batch created: they have no fragments yet.
-    let mut created: HashSet<i64> = HashSet::new();
+    // The distinct entity keys, sorted; each has an ordinal (its rank) until its entity's id is
+    // known.
+    let mut distinct: BTreeMap<EntityKey, usize> = BTreeMap::new();
     for (c, k) in checked.iter().zip(&keys) {
         if let (Ok(((t, u), _)), Some(k)) = (c, k) {
             distinct.insert((t.clone(), u.clone(), k.clone()), 0);
         }
     }
-    if !distinct.is_empty() {
-        let (types, users, ks): (Vec<String>, Vec<Option<String>>, Vec<String>) = {
-            let mut t = Vec::with_capacity(distinct.len());
-            let mut u = Vec::with_capacity(distinct.len());
-            let mut k = Vec::with_capacity(distinct.len());
-            for (ty, us, ke) in distinct.keys() {
-                t.push(ty.clone());
-                u.push(us.clone());
-                k.push(ke.clone());
-            }
-            (t, u, k)
-        };
-        let several = distinct.len() > 1;
-        Spi::connect_mut(|c| {
-            // The rows the snapshots need, with "created by this batch".
-            let mut take = |r: pgrx::spi::SpiHeapTupleData<'_>,
-                            distinct: &mut BTreeMap<EntityKey, i64>| {
-                let key = r.required::<String>(7);
-                let (id, mut state) = EntityState::from_row(&r);
-                if r.required::<bool>(8) {
-                    created.insert(id);
-                    state.created = true;
-                }
-                let (t, u) = state.scope();
-                distinct.insert((t.to_string(), u.map(str::to_string), key), id);
-                states.insert(id, state);
-            };
-            if !several {
-                // One entity needs no order: one upsert. (`EXCLUDED.updated_at` is the insert's
-                // default, now(): no function call is evaluated in the conflict action.)
-                for r in crate::plans::execute(
-                    c,
-                    "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
-                     ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = EXCLUDED.updated_at \
-                     RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
-                               last_computed_observation_id, entity_key, xmax = 0",
-                    &[types.into(), users.into(), ks.into()],
-                ) {
-                    take(r, &mut distinct);
-                }
-                return;
-            }
-            // Several: first the missing entities are created, in key order, without waiting
-            // on any existing row (an insert only waits for a concurrent insert of the same
-            // key, and every batch inserts in key order); then the entities that existed are
-            // locked in id order, the order promotion and snapshot refresh use. So no batch
-            // ever holds a row lock while it waits on another batch's insert, and lock waits
-            // among batches always go the same way. The rows this batch inserted need no lock
-            // (no other transaction can lock them before it ends) and no second write.
-            for r in crate::plans::execute(
-                c,
-                "INSERT INTO evolve.entities (entity_type, user_id, entity_key) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3 \
-                 ON CONFLICT ON CONSTRAINT entities_key DO NOTHING \
-                 RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
-                           last_computed_observation_id, entity_key, true",
-                &[
-                    types.clone().into(),
-                    users.clone().into(),
-                    ks.clone().into(),
-                ],
-            ) {
-                take(r, &mut distinct);
-            }
-            // The entities that existed: those still without an id (`distinct` is in the
-            // order of the arrays).
-            let existing: Vec<usize> = distinct
-                .values()
-                .enumerate()
-                .filter(|(_, id)| **id == 0)
-                .map(|(n, _)| n)
-                .collect();
-            if existing.is_empty() {
-                return;
-            }
-            let types: Vec<String> = existing.iter().map(|&n| types[n].clone()).collect();
-            let users: Vec<Option<String>> = existing.iter().map(|&n| users[n].clone()).collect();
-            let ks: Vec<String> = existing.iter().map(|&n| ks[n].clone()).collect();
-            let rows = crate::plans::execute(
-                c,
-                "WITH locked AS ( \
-                     SELECT e.entity_id FROM evolve.entities e \
-                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
-                       ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
-                     ORDER BY e.entity_id FOR NO KEY UPDATE OF e) \
-                 UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
-                 RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
-                           e.last_computed_observation_id, e.entity_key, false",
-                &[types.into(), users.into(), ks.into()],
-            );
-            for r in rows {
-                take(r, &mut distinct);
-            }
-        });
-        // An entity deleted by another session between its insert and its lock has no row to
-        // write to (nothing references entities by constraint: the writers lock them first).
-        if distinct.values().any(|id| *id == 0) {
-            raise(
-                SqlState::SerializationFailure,
-                "an entity of this batch was deleted by another transaction while it was ingested",
-                None,
-                Some("Retry the statement.".into()),
-            );
-        }
+    for (n, ordinal) in distinct.values_mut().enumerate() {
+        *ordinal = n;
     }
 
-    // Split each accepted payload.
-    let mut observations = Vec::new();
-    let mut fragments: BTreeMap<(i64, String), Fragment> = BTreeMap::new();
-    let mut results = Vec::with_capacity(inputs.len());
+    // Each accepted payload split into observations and fragments, by entity ordinal.
+    let mut observations: Vec<(usize, NewObservation)> = Vec::new();
+    let mut fragments: BTreeMap<(usize, String), Fragment> = BTreeMap::new();
+    let mut results: Vec<Result<usize, Reject>> = Vec::with_capacity(inputs.len());
     for (index, (((c, k), input), transformed)) in checked
         .iter_mut()
         .zip(&keys)
@@ -487,24 +384,30 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             )),
             Ok(((t, u), _)) => {
                 let k = k.clone().unwrap_or_default();
-                let entity_id = distinct[&(t.clone(), u.clone(), k)];
+                let ordinal = distinct[&(t.clone(), u.clone(), k)];
                 let version = schemas[&(input.entity_type.clone().unwrap_or_default(), u.clone())]
                     .as_ref()
                     .expect("validated")
                     .version;
                 let parts = splits[index].take().expect("split above");
-                for (attribute, value) in parts.observations {
-                    observations.push(NewObservation {
-                        entity_id,
-                        attribute,
-                        value,
-                        source: input.source.clone(),
-                        schema_version: Some(if transformed.is_some() {
-                            version
-                        } else {
-                            input.schema_version.unwrap_or(version)
-                        }),
-                    });
+                for (attribute, mut value) in parts.observations {
+                    // In the form the stored jsonb has (a cast step's `1e3` is stored as 1000):
+                    // snapshots and content hashes are computed from these values.
+                    evolve_core::number::canonicalize(&mut value);
+                    observations.push((
+                        ordinal,
+                        NewObservation {
+                            entity_id: 0,
+                            attribute,
+                            value,
+                            source: input.source.clone(),
+                            schema_version: Some(if transformed.is_some() {
+                                version
+                            } else {
+                                input.schema_version.unwrap_or(version)
+                            }),
+                        },
+                    ));
                 }
                 // Embedded related entities were ingested first (above); one their type refused
                 // stays with this entity as a fragment under the relationship's name.
@@ -521,40 +424,283 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
                     .chain(parts.mismatches.into_iter().map(|(k, v, _)| (k, v)))
                     .chain(refused);
                 for (key, value) in extra {
-                    let f = fragments
-                        .entry((entity_id, key.clone()))
-                        .or_insert(Fragment {
-                            entity_id,
-                            entity_type: t.clone(),
-                            user_id: u.clone(),
-                            key,
-                            value: Value::Null,
-                            source: None,
-                            frequency: 0,
-                        });
+                    let f = fragments.entry((ordinal, key.clone())).or_insert(Fragment {
+                        entity_id: 0,
+                        entity_type: t.clone(),
+                        user_id: u.clone(),
+                        key,
+                        value: Value::Null,
+                        source: None,
+                        frequency: 0,
+                    });
                     f.value = value;
                     f.source = input.source.clone();
                     f.frequency += 1;
                 }
-                Ok(entity_id)
+                Ok(ordinal)
             }
         };
         results.push(result);
     }
-    // The snapshots of the entities that got observations (all locked by the upsert above).
-    let observed: std::collections::BTreeSet<i64> =
-        observations.iter().map(|o| o.entity_id).collect();
+
+    // The entities: ids by ordinal, the states of those that existed (locked), and the ones
+    // this batch created, written whole.
+    let mut ids: Vec<i64> = vec![0; distinct.len()];
+    let mut states: BTreeMap<i64, EntityState> = BTreeMap::new();
+    let mut created: HashSet<i64> = HashSet::new();
+    let mut born: Vec<Born> = Vec::new();
+    let mut drawn: Vec<i64> = Vec::new();
+    if distinct.len() == 1 {
+        // One entity needs no order: one upsert, its snapshot merged afterwards. (`EXCLUDED.
+        // updated_at` is the insert's default, now(): no function call is evaluated in the
+        // conflict action.)
+        let (t, u, k) = distinct.keys().next().expect("one").clone();
+        Spi::connect_mut(|c| {
+            for r in crate::plans::execute(
+                c,
+                "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+                 ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = EXCLUDED.updated_at \
+                 RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                           last_computed_observation_id, entity_key, xmax = 0",
+                &[vec![t].into(), vec![u].into(), vec![k].into()],
+            ) {
+                let (id, mut state) = EntityState::from_row(&r);
+                if r.required::<bool>(8) {
+                    created.insert(id);
+                    state.created = true;
+                }
+                ids[0] = id;
+                states.insert(id, state);
+            }
+        });
+    } else if !distinct.is_empty() {
+        (born, drawn) = create_entities(&distinct, &observations, &mut ids);
+        created.extend(born.iter().map(|b| b.entity_id));
+        lock_existing(&distinct, &mut ids, &mut states);
+    }
+    // An entity deleted by another session between its insert and its lock has no row to write
+    // to (nothing references entities by constraint: the writers lock them first).
+    if ids.contains(&0) {
+        raise(
+            SqlState::SerializationFailure,
+            "an entity of this batch was deleted by another transaction while it was ingested",
+            None,
+            Some("Retry the statement.".into()),
+        );
+    }
+
+    // Observations: those of the entities created whole have their ids (drawn for them); the
+    // others get theirs now, merged into their entities' snapshots.
+    let is_born: HashSet<usize> = born.iter().map(|b| b.ordinal).collect();
+    let mut first: Vec<(i64, NewObservation)> = Vec::new();
+    let mut later = Vec::with_capacity(observations.len());
+    for (n, (ordinal, mut o)) in observations.into_iter().enumerate() {
+        o.entity_id = ids[ordinal];
+        if is_born.contains(&ordinal) {
+            first.push((drawn[n], o));
+        } else {
+            later.push(o);
+        }
+    }
+    crate::snapshots::record_born(first, &born);
+    let observed: std::collections::BTreeSet<i64> = later.iter().map(|o| o.entity_id).collect();
     states.retain(|id, _| observed.contains(id));
-    record_observations(observations, Some(states));
-    let fragments: Vec<Fragment> = fragments.into_values().collect();
+    record_observations(later, Some(states));
+
+    let mut fragments: Vec<Fragment> = fragments
+        .into_iter()
+        .map(|((ordinal, _), mut f)| {
+            f.entity_id = ids[ordinal];
+            f
+        })
+        .collect();
+    fragments.sort_by(|a, b| (a.entity_id, &a.key).cmp(&(b.entity_id, &b.key)));
     crate::metrics::add_at_commit(
         crate::metrics::Counter::FragmentsWritten,
         fragments.len() as u64,
     );
     upsert_fragments(fragments, &created);
+    let results: Vec<Result<i64, Reject>> = results
+        .into_iter()
+        .map(|r| r.map(|ordinal| ids[ordinal]))
+        .collect();
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     crate::metrics::add_at_commit(crate::metrics::Counter::PayloadsIngested, accepted as u64);
     results
+}
+
+/// The effective definition and hash of each scope (None: the scope has no schema).
+type ScopeSchemas<'a> = HashMap<(&'a str, Option<&'a str>), Option<(Definition, i64)>>;
+
+/// Creates the batch's new entities, each written whole: with the snapshot its observations
+/// make, computed first, with observation ids drawn for every observation of the batch (those
+/// of entities that turn out to exist go unused: theirs are drawn once the entities are locked,
+/// in the order their snapshots absorb them). The keys are inserted in their order (the one
+/// every batch uses), without waiting on any existing row: an insert only waits for a
+/// concurrent insert of the same key. Sets the ids of the entities created; returns them, and
+/// the ids drawn, by observation.
+fn create_entities(
+    distinct: &BTreeMap<EntityKey, usize>,
+    observations: &[(usize, NewObservation)],
+    ids: &mut [i64],
+) -> (Vec<Born>, Vec<i64>) {
+    let drawn: Vec<i64> = if observations.is_empty() {
+        Vec::new()
+    } else {
+        Spi::connect_mut(|c| {
+            let mut drawn: Vec<i64> = crate::plans::execute(
+                c,
+                "WITH s AS MATERIALIZED ( \
+                     SELECT pg_catalog.pg_get_serial_sequence('evolve.observations', 'observation_id')::regclass AS seq) \
+                 SELECT pg_catalog.nextval(s.seq) FROM s, generate_series(1, $1)",
+                &[(observations.len() as i64).into()],
+            )
+            .map(|r| r.required::<i64>(1))
+            .collect();
+            drawn.sort_unstable();
+            drawn
+        })
+    };
+    let mut by_ordinal: Vec<Vec<usize>> = vec![Vec::new(); distinct.len()];
+    for (n, (ordinal, _)) in observations.iter().enumerate() {
+        by_ordinal[*ordinal].push(n);
+    }
+    let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
+    let mut schemas: ScopeSchemas<'_> = HashMap::new();
+    let n = distinct.len();
+    let (mut types, mut users, mut keys) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut snapshots, mut cells, mut hashes, mut lasts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((t, u, k), &ordinal) in distinct {
+        types.push(t.as_str());
+        users.push(u.as_deref());
+        keys.push(k.as_str());
+        let mut snapshot = Snapshot::new();
+        let (mut hash, mut last) = (0, 0);
+        if !by_ordinal[ordinal].is_empty() {
+            let (def, h) = schemas
+                .entry((t.as_str(), u.as_deref()))
+                .or_insert_with(|| {
+                    effective_definition(t, u.as_deref()).map(|e| (e.definition, e.hash))
+                })
+                .as_ref()
+                .map_or((&empty, 0), |(d, h)| (d, *h));
+            hash = h;
+            for &i in &by_ordinal[ordinal] {
+                let o = &observations[i].1;
+                let obs = Observation {
+                    id: drawn[i],
+                    value: o.value.clone(),
+                    source: o.source.clone(),
+                };
+                reduce::apply(def, &mut snapshot, &o.attribute, &obs);
+                last = drawn[i];
+            }
+        }
+        snapshots.push(reduce::snapshot_values(&snapshot));
+        cells.push(serde_json::to_value(&snapshot).expect("cells serialize"));
+        hashes.push(hash);
+        lasts.push(last);
+    }
+    let mut values: Vec<Option<Value>> = snapshots.into_iter().map(Some).collect();
+    let born = Spi::connect_mut(|c| {
+        let rows: Vec<(i64, String, Option<String>, String)> = crate::plans::execute(
+            c,
+            "INSERT INTO evolve.entities \
+                 (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
+                  last_computed_observation_id) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], \
+                                  $6::bigint[], $7::bigint[]) \
+             ON CONFLICT ON CONSTRAINT entities_key DO NOTHING \
+             RETURNING entity_id, entity_type, user_id, entity_key",
+            &[
+                types.into(),
+                users.into(),
+                keys.into(),
+                crate::jsonb::array(values.iter().map(|v| v.as_ref().expect("present"))),
+                crate::jsonb::array(cells.iter()),
+                hashes.into(),
+                lasts.into(),
+            ],
+        )
+        .map(|r| {
+            (
+                r.required::<i64>(1),
+                r.required::<String>(2),
+                r.value::<String>(3),
+                r.required::<String>(4),
+            )
+        })
+        .collect();
+        rows
+    });
+    let born = born
+        .into_iter()
+        .map(|(entity_id, entity_type, user_id, key)| {
+            let ordinal = distinct[&(entity_type.clone(), user_id.clone(), key)];
+            ids[ordinal] = entity_id;
+            Born {
+                ordinal,
+                entity_id,
+                entity_type,
+                user_id,
+                snapshot: values[ordinal].take().expect("one row per key"),
+                observed: !by_ordinal[ordinal].is_empty(),
+            }
+        })
+        .collect();
+    (born, drawn)
+}
+
+/// Locks the batch's entities that existed (those without an id yet), in id order, the order
+/// promotion and snapshot refresh use, and reads their states. The rows this batch inserted
+/// need no lock (no other transaction can lock them before it ends) and no second write.
+fn lock_existing(
+    distinct: &BTreeMap<EntityKey, usize>,
+    ids: &mut [i64],
+    states: &mut BTreeMap<i64, EntityState>,
+) {
+    let existing: Vec<&EntityKey> = distinct
+        .iter()
+        .filter(|(_, &ordinal)| ids[ordinal] == 0)
+        .map(|(key, _)| key)
+        .collect();
+    if existing.is_empty() {
+        return;
+    }
+    let types: Vec<&str> = existing.iter().map(|k| k.0.as_str()).collect();
+    let users: Vec<Option<&str>> = existing.iter().map(|k| k.1.as_deref()).collect();
+    let keys: Vec<&str> = existing.iter().map(|k| k.2.as_str()).collect();
+    Spi::connect_mut(|c| {
+        let rows = crate::plans::execute(
+            c,
+            "WITH locked AS ( \
+                 SELECT e.entity_id FROM evolve.entities e \
+                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
+                   ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
+                 ORDER BY e.entity_id FOR NO KEY UPDATE OF e) \
+             UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
+             RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
+                       e.last_computed_observation_id, e.entity_key",
+            &[types.into(), users.into(), keys.into()],
+        );
+        for r in rows {
+            let key = r.required::<String>(7);
+            let (id, state) = EntityState::from_row(&r);
+            let (t, u) = state.scope();
+            ids[distinct[&(t.to_string(), u.map(str::to_string), key)]] = id;
+            states.insert(id, state);
+        }
+    });
 }
 
 /// The columns of fragment rows, as the arrays an `unnest` insert takes.

@@ -205,6 +205,13 @@ extension_sql_file!(
     name = "v0_8_0",
     requires = ["v0_7_0", embedders::resolve_embedding_function]
 );
+// 0.9.0: the keys of observations and raw fragments lead with entity_id (see the file's
+// header). The end of a fresh install too.
+extension_sql_file!(
+    "../sql/pg_evolve--0.8.0--0.9.0.sql",
+    name = "v0_9_0",
+    requires = ["v0_8_0"]
+);
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]

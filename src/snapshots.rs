@@ -249,18 +249,6 @@ fn write_snapshots(
         hashes.push(defs.get(id).map(|d| d.1).unwrap_or(0));
         lasts.push(st.last_computed);
     }
-    // Typed projections follow the snapshots, in the same transaction.
-    let rows: Vec<(i64, &str, Option<&str>, &serde_json::Value)> = ids
-        .iter()
-        .zip(&snaps)
-        .map(|(id, s)| {
-            let st = &states[id];
-            (*id, st.entity_type.as_str(), st.user_id.as_deref(), s)
-        })
-        .collect();
-    crate::projections::upkeep(client, &rows);
-    drop(rows);
-    // Embeddings follow: the entities whose enriched text changed are queued.
     let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
     let written: Vec<crate::freshness::Written<'_>> = ids
         .iter()
@@ -274,7 +262,7 @@ fn write_snapshots(
             created: states[id].created,
         })
         .collect();
-    crate::freshness::queue_changed(client, &written);
+    follow(client, &written);
     drop(written);
     crate::plans::execute(
         client,
@@ -290,6 +278,93 @@ fn write_snapshots(
             lasts.into(),
         ],
     );
+}
+
+/// What follows written snapshots, in the same transaction: typed projections, and the
+/// embedding queue for the entities whose enriched text changed.
+fn follow(client: &mut pgrx::spi::SpiClient<'_>, written: &[crate::freshness::Written<'_>]) {
+    let rows: Vec<(i64, &str, Option<&str>, &Value)> = written
+        .iter()
+        .map(|w| (w.entity_id, w.entity_type, w.user_id, w.snapshot))
+        .collect();
+    crate::projections::upkeep(client, &rows);
+    crate::freshness::queue_changed(client, written);
+}
+
+/// An entity a batch created whole: inserted with the snapshot its observations make, their
+/// ids drawn beforehand (src/ingest.rs).
+pub struct Born {
+    /// The entity's rank among the batch's keys.
+    pub ordinal: usize,
+    pub entity_id: i64,
+    pub entity_type: String,
+    pub user_id: Option<String>,
+    pub snapshot: Value,
+    /// Whether it has observations (an entity without any has its empty snapshot only).
+    pub observed: bool,
+}
+
+/// Records the observations of entities created whole, with the ids drawn for them (their
+/// snapshots were written with the entities), and what follows their snapshots.
+pub fn record_born(observations: Vec<(i64, NewObservation)>, born: &[Born]) {
+    if observations.is_empty() {
+        return;
+    }
+    let n = observations.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut e = Vec::with_capacity(n);
+    let mut a = Vec::with_capacity(n);
+    let mut v = Vec::with_capacity(n);
+    let mut s = Vec::with_capacity(n);
+    let mut sv = Vec::with_capacity(n);
+    for (id, o) in &observations {
+        ids.push(*id);
+        e.push(o.entity_id);
+        a.push(o.attribute.as_str());
+        v.push(&o.value);
+        s.push(o.source.as_deref());
+        sv.push(o.schema_version);
+    }
+    let mut definitions: HashMap<(&str, Option<&str>), Definition> = HashMap::new();
+    for b in born.iter().filter(|b| b.observed) {
+        definitions
+            .entry((b.entity_type.as_str(), b.user_id.as_deref()))
+            .or_insert_with(|| {
+                effective_definition(&b.entity_type, b.user_id.as_deref()).map_or_else(
+                    || Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid"),
+                    |e| e.definition,
+                )
+            });
+    }
+    Spi::connect_mut(|client| {
+        crate::plans::execute(
+            client,
+            "INSERT INTO evolve.observations \
+                 (observation_id, entity_id, attribute, value, source, schema_version) OVERRIDING SYSTEM VALUE \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[])",
+            &[
+                ids.into(),
+                e.into(),
+                a.into(),
+                crate::jsonb::array(v.into_iter()),
+                s.into(),
+                sv.into(),
+            ],
+        );
+        let written: Vec<crate::freshness::Written<'_>> = born
+            .iter()
+            .filter(|b| b.observed)
+            .map(|b| crate::freshness::Written {
+                entity_id: b.entity_id,
+                entity_type: &b.entity_type,
+                user_id: b.user_id.as_deref(),
+                definition: &definitions[&(b.entity_type.as_str(), b.user_id.as_deref())],
+                snapshot: &b.snapshot,
+                created: true,
+            })
+            .collect();
+        follow(client, &written);
+    });
 }
 
 /// The entity's snapshot: its attributes' values reduced with their merge policies.

@@ -582,7 +582,14 @@ fn values_are_exact_and_deleted_entities_take_their_rows() {
         0
     );
 
-    // DELETE: the entities' observations and fragments go with them, the aggregates follow.
+    // DELETE: the entities' observations, fragments and queue rows go with them, the
+    // aggregates follow.
+    let queued = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.embedding_queue q JOIN evolve.entities e USING (entity_id) \
+         WHERE e.entity_key LIKE 'g1%'",
+    );
+    assert!(queued > 0, "the new entities are queued for embedding");
     c.batch_execute("DELETE FROM evolve.entities WHERE entity_key LIKE 'g1%'")
         .unwrap();
     assert_eq!(
@@ -591,10 +598,12 @@ fn values_are_exact_and_deleted_entities_take_their_rows() {
             "SELECT (SELECT count(*) FROM evolve.raw_fragments f WHERE NOT EXISTS \
                         (SELECT FROM evolve.entities e WHERE e.entity_id = f.entity_id)) \
                   + (SELECT count(*) FROM evolve.observations o WHERE NOT EXISTS \
-                        (SELECT FROM evolve.entities e WHERE e.entity_id = o.entity_id))"
+                        (SELECT FROM evolve.entities e WHERE e.entity_id = o.entity_id)) \
+                  + (SELECT count(*) FROM evolve.embedding_queue q WHERE NOT EXISTS \
+                        (SELECT FROM evolve.entities e WHERE e.entity_id = q.entity_id))"
         ),
         0,
-        "no observation or fragment outlives its entity"
+        "no observation, fragment or queue row outlives its entity"
     );
     assert_eq!(
         count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
@@ -607,13 +616,14 @@ fn values_are_exact_and_deleted_entities_take_their_rows() {
         ),
         count(&mut c, "SELECT count(*) FROM evolve.entities")
     );
-    // TRUNCATE (CASCADE: the embedding queue refers to the entities) empties them all.
+    // TRUNCATE (CASCADE: the embeddings refer to the entities) empties them all.
     c.batch_execute("TRUNCATE evolve.entities CASCADE").unwrap();
     assert_eq!(
         count(
             &mut c,
             "SELECT (SELECT count(*) FROM evolve.raw_fragments) + (SELECT count(*) FROM evolve.observations) \
-                  + (SELECT count(*) FROM evolve.raw_fragment_aggregates)"
+                  + (SELECT count(*) FROM evolve.raw_fragment_aggregates) \
+                  + (SELECT count(*) FROM evolve.embedding_queue)"
         ),
         0
     );

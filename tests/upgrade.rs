@@ -14,6 +14,7 @@ const V040: &str = include_str!("fixtures/pg_evolve--0.4.0.sql");
 const V050: &str = include_str!("fixtures/pg_evolve--0.5.0.sql");
 const V060: &str = include_str!("fixtures/pg_evolve--0.6.0.sql");
 const V070: &str = include_str!("fixtures/pg_evolve--0.7.0.sql");
+const V080: &str = include_str!("fixtures/pg_evolve--0.8.0.sql");
 
 fn install_old_scripts() {
     let dir = crate::common::pg_config_dir("sharedir");
@@ -25,6 +26,7 @@ fn install_old_scripts() {
         ("0.5.0", V050),
         ("0.6.0", V060),
         ("0.7.0", V070),
+        ("0.8.0", V080),
     ] {
         let path = format!("{}/extension/pg_evolve--{version}.sql", dir.trim());
         std::fs::write(&path, script).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
@@ -235,11 +237,11 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         &cluster,
         &[
             "from_010", "from_020", "from_030", "from_040", "from_050", "from_060", "from_070",
-            "fresh",
+            "from_080", "fresh",
         ],
     );
 
-    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0 → 0.7.0 → 0.8.0.
+    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0 → 0.7.0 → 0.8.0 → 0.9.0.
     let mut old = cluster.connect_to("from_010");
     old.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.1.0';")
         .unwrap();
@@ -257,7 +259,8 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     update_keeps_data(&mut old, Some("0.5.0"), "0.5.0");
     update_keeps_data(&mut old, Some("0.6.0"), "0.6.0");
     update_keeps_data(&mut old, Some("0.7.0"), "0.7.0");
-    update_keeps_data(&mut old, None, "0.8.0");
+    update_keeps_data(&mut old, Some("0.8.0"), "0.8.0");
+    update_keeps_data(&mut old, None, "0.9.0");
 
     // 0.2.0 with its own data → 0.3.0.
     let mut old2 = cluster.connect_to("from_020");
@@ -267,7 +270,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     old2.batch_execute(DATA_020).unwrap();
     old2.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old2), "0.2.0");
-    update_keeps_data(&mut old2, None, "0.8.0");
+    update_keeps_data(&mut old2, None, "0.9.0");
 
     // 0.3.0 with data → 0.4.0: the aggregate tables become parts summed by views of the same
     // name and columns, which read back the same rows (update_keeps_data) and stay exact.
@@ -276,7 +279,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old3.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old3), "0.3.0");
-    update_keeps_data(&mut old3, None, "0.8.0");
+    update_keeps_data(&mut old3, None, "0.9.0");
     old3.batch_execute(DATA_010).unwrap();
     let mismatches: i64 = old3
         .query_one("SELECT count(*) FROM evolve.verify_aggregates()", &[])
@@ -294,7 +297,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old4.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old4), "0.4.0");
-    update_keeps_data(&mut old4, None, "0.8.0");
+    update_keeps_data(&mut old4, None, "0.9.0");
     let verdicts: i64 = old4
         .query_one(
             "SELECT count(*) FROM evolve.propose_schema('earthquake') p \
@@ -313,7 +316,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old5.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old5), "0.5.0");
-    update_keeps_data(&mut old5, None, "0.8.0");
+    update_keeps_data(&mut old5, None, "0.9.0");
     let unpathed: i64 = old5
         .query_one(
             "SELECT count(*) FROM evolve.schema_proposals \
@@ -375,7 +378,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
          FROM evolve.semantic_search('earthquake', 'p7', 5)",
     );
     assert_eq!(current, 1005, "answered from the new generation");
-    update_keeps_data(&mut old6, None, "0.8.0");
+    update_keeps_data(&mut old6, None, "0.9.0");
 
     // 0.7.0 with a type on a profile of its own → 0.8.0: the profile keeps working, and
     // profiles may now name a batched function.
@@ -390,7 +393,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     .unwrap();
     old7.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old7), "0.7.0");
-    update_keeps_data(&mut old7, None, "0.8.0");
+    update_keeps_data(&mut old7, None, "0.9.0");
     let found = crate::common::count(
         &mut old7,
         "SELECT count(*) FROM evolve.semantic_search('earthquake', 'p7', 5) WHERE generation > 0",
@@ -411,6 +414,68 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     );
     assert_eq!(found, 5, "a function profile after the update");
 
+    // 0.8.0 with fragments → 0.9.0: observations and fragments are keyed by entity first;
+    // promotion, expiry, archiving and ingestion work on the new keys.
+    let mut old8 = cluster.connect_to("from_080");
+    old8.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.8.0';")
+        .unwrap();
+    old8.batch_execute(DATA_010).unwrap();
+    assert_eq!(version(&mut old8), "0.8.0");
+    update_keeps_data(&mut old8, None, "0.9.0");
+    old8.batch_execute(
+        r#"SET evolve.promoted_fragment_retention = 0;
+           SELECT evolve.update_schema_incremental('earthquake', '{"attributes": {"sig": {"type": "integer"}}}');
+           SELECT evolve.ingest('earthquake', '{"mag": 7, "tsunami": 1, "fresh": true}', entity_key => 'k1');"#,
+    )
+    .unwrap();
+    let states = |c: &mut Client| -> Vec<(String, String, i64)> {
+        c.query(
+            "SELECT fragment_key, lifecycle_state, count(*) FROM evolve.raw_fragments \
+             WHERE user_id IS NULL GROUP BY 1, 2 ORDER BY 1, 2",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+    };
+    let row = |k: &str, s: &str, n: i64| (k.to_string(), s.to_string(), n);
+    assert_eq!(
+        states(&mut old8),
+        [
+            row("fresh", "active", 1),
+            row("sig", "promoted", 40),
+            row("tsunami", "active", 40)
+        ]
+    );
+    let observed = crate::common::count(
+        &mut old8,
+        "SELECT count(*) FROM evolve.entities WHERE user_id IS NULL AND snapshot ? 'sig'",
+    );
+    assert_eq!(observed, 40, "the promoted fragments became observations");
+    let deleted = crate::common::count(&mut old8, "SELECT evolve.cleanup_expired_fragments()");
+    assert_eq!(deleted, 40);
+    let active = crate::common::count(
+        &mut old8,
+        "SELECT count(*) FROM evolve.raw_fragments WHERE lifecycle_state = 'active'",
+    );
+    let archived = crate::common::count(
+        &mut old8,
+        "SELECT evolve.archive_stale_fragments('0 seconds', 100)",
+    );
+    assert_eq!(
+        archived, active,
+        "every active fragment was seen fewer than 100 times"
+    );
+    assert!(archived >= 41);
+    assert_eq!(
+        states(&mut old8),
+        [row("fresh", "archived", 1), row("tsunami", "archived", 40)]
+    );
+    let mismatches =
+        crate::common::count(&mut old8, "SELECT count(*) FROM evolve.verify_aggregates()");
+    assert_eq!(mismatches, 0);
+
     let mut new = cluster.connect_to("fresh");
     new.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
         .unwrap();
@@ -421,6 +486,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     assert_same_catalog(&mut old5, &mut new);
     assert_same_catalog(&mut old6, &mut new);
     assert_same_catalog(&mut old7, &mut new);
+    assert_same_catalog(&mut old8, &mut new);
 
     // The upgraded databases work, with 0.3.0's rules (and 0.4.0's aggregates).
     for (db, c) in [

@@ -342,11 +342,19 @@ measure_inbox() {
     note "writing ${INBOX_ROWS} payloads to $WORK/movies.tsv"
     write_movies "$INBOX_ROWS" "$WORK/movies.tsv"
     note "file: $(du -h "$WORK/movies.tsv" | cut -f1)"
-    psql_q -c "DROP TABLE IF EXISTS plain_inbox" \
-           -c "CREATE TABLE plain_inbox (id bigserial PRIMARY KEY, entity_type text NOT NULL,
-                                          payload jsonb NOT NULL, entity_key text)"
-    R[plain_copy_ms]=$(timed_ms "COPY plain_inbox (entity_type, payload, entity_key) FROM '$WORK/movies.tsv'")
-    note "plain COPY: ${R[plain_copy_ms]} ms"
+    # The plain COPY takes well under a second, and moves by a third between single runs: the
+    # best of three is the baseline (the one that makes the ratio smallest).
+    local round ms
+    for ((round = 1; round <= 3; round++)); do
+        psql_q -c "DROP TABLE IF EXISTS plain_inbox" \
+               -c "CREATE TABLE plain_inbox (id bigserial PRIMARY KEY, entity_type text NOT NULL,
+                                              payload jsonb NOT NULL, entity_key text)"
+        ms=$(timed_ms "COPY plain_inbox (entity_type, payload, entity_key) FROM '$WORK/movies.tsv'")
+        note "plain COPY, round $round: $ms ms"
+        if [ -z "${R[plain_copy_ms]:-}" ] || awk -v a="$ms" -v b="${R[plain_copy_ms]}" 'BEGIN { exit !(a < b) }'; then
+            R[plain_copy_ms]=$ms
+        fi
+    done
     fresh_extension
     note "inbox COPY (at 3k payloads/s: $((INBOX_ROWS / 3000 + 1)) s)"
     R[inbox_copy_ms]=$(timed_ms "COPY evolve.inbox (entity_type, payload, entity_key) FROM '$WORK/movies.tsv'")
@@ -447,7 +455,7 @@ report() {
         v=$(verdict "$r" '>=' 0.05)
         [ "$(verdict "$r" '>=' 0.1)" != ok ] || v="$v (stretch too)"
         row "3 inbox COPY / plain COPY throughput" ">= 0.05x (0.1x)" "$r" "$v" \
-            "${INBOX_ROWS} payloads: inbox $(ms_rate "${R[inbox_copy_ms]:-}" "$INBOX_ROWS"), plain table $(ms_rate "${R[plain_copy_ms]:-}" "$INBOX_ROWS")"
+            "${INBOX_ROWS} payloads: inbox $(ms_rate "${R[inbox_copy_ms]:-}" "$INBOX_ROWS"), plain table $(ms_rate "${R[plain_copy_ms]:-}" "$INBOX_ROWS") (best of 3)"
     fi
     if want inbox && want floor; then
         r=$(ratio "${R[floor_ms]:-0}" "${R[inbox_copy_ms]:-0}")

@@ -106,13 +106,15 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
             bare.entry(w.entity_type)
                 .or_insert_with(|| bare_definition(w.entity_type))
         };
+        // (An entity this statement inserted is queued whatever its text: no hash needed.)
+        let hash = if w.created {
+            0
+        } else {
+            text_and_hash(embedder, def, w.snapshot).1
+        };
         hashes.insert(
             w.entity_id,
-            (
-                text_and_hash(embedder, def, w.snapshot).1,
-                w.user_id.unwrap_or_default(),
-                w.created,
-            ),
+            (hash, w.user_id.unwrap_or_default(), w.created),
         );
     }
     if hashes.is_empty() {

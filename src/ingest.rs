@@ -475,7 +475,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             }
         });
     } else if !distinct.is_empty() {
-        (born, drawn) = create_entities(&distinct, &observations, &mut ids);
+        (born, drawn) = create_entities(&distinct, &mut observations, &mut ids);
         created.extend(born.iter().map(|b| b.entity_id));
         lock_existing(&distinct, &mut ids, &mut states);
     }
@@ -542,7 +542,7 @@ type ScopeSchemas<'a> = HashMap<(&'a str, Option<&'a str>), Option<(Definition, 
 /// the ids drawn, by observation.
 fn create_entities(
     distinct: &BTreeMap<EntityKey, usize>,
-    observations: &[(usize, NewObservation)],
+    observations: &mut [(usize, NewObservation)],
     ids: &mut [i64],
 ) -> (Vec<Born>, Vec<i64>) {
     let drawn: Vec<i64> = if observations.is_empty() {
@@ -596,13 +596,15 @@ fn create_entities(
                 .map_or((&empty, 0), |(d, h)| (d, *h));
             hash = h;
             for &i in &by_ordinal[ordinal] {
-                let o = &observations[i].1;
+                // The value is lent to the reduction, not copied.
+                let o = &mut observations[i].1;
                 let obs = Observation {
                     id: drawn[i],
-                    value: o.value.clone(),
-                    source: o.source.clone(),
+                    value: std::mem::take(&mut o.value),
+                    source: o.source.take(),
                 };
                 reduce::apply(def, &mut snapshot, &o.attribute, &obs);
+                (o.value, o.source) = (obs.value, obs.source);
                 last = drawn[i];
             }
         }

@@ -48,3 +48,16 @@ END
 $$;
 COMMENT ON FUNCTION evolve._entities_cascade() IS
     'Trigger: deletes the observations, raw fragments and queue rows of deleted entities (and empties them when evolve.entities is truncated).';
+
+-- ---------------------------------------------------------------- aggregate triggers
+-- Ingestion adds the aggregate deltas of its own fragment writes (src/ingest.rs): the statement
+-- triggers of its inserts and upserts are not called at all (they returned at once, after a
+-- PL/pgSQL call per statement). Every other write still fires them.
+DROP TRIGGER raw_fragments_aggregate_insert ON evolve.raw_fragments;
+DROP TRIGGER raw_fragments_aggregate_update ON evolve.raw_fragments;
+CREATE TRIGGER raw_fragments_aggregate_insert AFTER INSERT ON evolve.raw_fragments
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    WHEN (NOT evolve._aggregates_by_caller()) EXECUTE FUNCTION evolve._fragments_aggregate();
+CREATE TRIGGER raw_fragments_aggregate_update AFTER UPDATE ON evolve.raw_fragments
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    WHEN (NOT evolve._aggregates_by_caller()) EXECUTE FUNCTION evolve._fragments_aggregate();

@@ -210,7 +210,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/pg_evolve--0.8.0--0.9.0.sql",
     name = "v0_9_0",
-    requires = ["v0_8_0"]
+    requires = ["v0_8_0", fragments::aggregates_by_caller]
 );
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 

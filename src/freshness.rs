@@ -53,9 +53,14 @@ pub fn text_and_hash(embedder: &str, definition: &Definition, snapshot: &Value) 
 
 /// The definition an entity of a type without a schema is embedded with.
 pub fn bare_definition(entity_type: &str) -> Definition {
-    Definition::parse(&serde_json::json!({ "entity_type": entity_type })).unwrap_or_else(|_| {
-        Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid")
-    })
+    Definition::parse(&serde_json::json!({ "entity_type": entity_type }))
+        .unwrap_or_else(|_| empty_definition())
+}
+
+/// A definition declaring nothing: what entities of a scope without a schema are reduced and
+/// embedded with.
+pub fn empty_definition() -> Definition {
+    Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid")
 }
 
 /// Queues the written entities whose enriched text changed, unless their type's policy is

@@ -18,10 +18,11 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::error::{raise, OrRaise};
+use crate::freshness::empty_definition;
 use crate::gucs::{self, MigrationStrategy};
 use crate::migration;
 use crate::plans::Row;
-use crate::snapshots::{record_observations, Born, EntityState, NewObservation};
+use crate::snapshots::{record_canonical, Born, EntityState, NewObservation};
 use crate::store::effective_definition;
 use evolve_core::migrate;
 use evolve_core::reduce::{self, Observation, Snapshot};
@@ -448,8 +449,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     let mut ids: Vec<i64> = vec![0; distinct.len()];
     let mut states: BTreeMap<i64, EntityState> = BTreeMap::new();
     let mut created: HashSet<i64> = HashSet::new();
-    let mut born: Vec<Born> = Vec::new();
-    let mut drawn: Vec<i64> = Vec::new();
+    let (mut born, mut drawn, mut definitions) = (Vec::new(), Vec::new(), Vec::new());
     if distinct.len() == 1 {
         // One entity needs no order: one upsert, its snapshot merged afterwards. (`EXCLUDED.
         // updated_at` is the insert's default, now(): no function call is evaluated in the
@@ -475,7 +475,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             }
         });
     } else if !distinct.is_empty() {
-        (born, drawn) = create_entities(&distinct, &mut observations, &mut ids);
+        (born, drawn, definitions) = create_entities(&distinct, &mut observations, &mut ids);
         created.extend(born.iter().map(|b| b.entity_id));
         lock_existing(&distinct, &mut ids, &mut states);
     }
@@ -492,21 +492,24 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
 
     // Observations: those of the entities created whole have their ids (drawn for them); the
     // others get theirs now, merged into their entities' snapshots.
-    let is_born: HashSet<usize> = born.iter().map(|b| b.ordinal).collect();
+    let mut is_born = vec![false; ids.len()];
+    for b in &born {
+        is_born[b.ordinal] = true;
+    }
     let mut first: Vec<(i64, NewObservation)> = Vec::new();
     let mut later = Vec::with_capacity(observations.len());
     for (n, (ordinal, mut o)) in observations.into_iter().enumerate() {
         o.entity_id = ids[ordinal];
-        if is_born.contains(&ordinal) {
+        if is_born[ordinal] {
             first.push((drawn[n], o));
         } else {
             later.push(o);
         }
     }
-    crate::snapshots::record_born(first, &born);
+    crate::snapshots::record_born(first, &born, &definitions);
     let observed: std::collections::BTreeSet<i64> = later.iter().map(|o| o.entity_id).collect();
     states.retain(|id, _| observed.contains(id));
-    record_observations(later, Some(states));
+    record_canonical(later, Some(states));
 
     let mut fragments: Vec<Fragment> = fragments
         .into_iter()
@@ -530,21 +533,18 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     results
 }
 
-/// The effective definition and hash of each scope (None: the scope has no schema).
-type ScopeSchemas<'a> = HashMap<(&'a str, Option<&'a str>), Option<(Definition, i64)>>;
-
 /// Creates the batch's new entities, each written whole: with the snapshot its observations
 /// make, computed first, with observation ids drawn for every observation of the batch (those
 /// of entities that turn out to exist go unused: theirs are drawn once the entities are locked,
 /// in the order their snapshots absorb them). The keys are inserted in their order (the one
 /// every batch uses), without waiting on any existing row: an insert only waits for a
-/// concurrent insert of the same key. Sets the ids of the entities created; returns them, and
-/// the ids drawn, by observation.
+/// concurrent insert of the same key. Sets the ids of the entities created; returns them, the
+/// ids drawn (by observation) and the definitions the snapshots were reduced with.
 fn create_entities(
     distinct: &BTreeMap<EntityKey, usize>,
     observations: &mut [(usize, NewObservation)],
     ids: &mut [i64],
-) -> (Vec<Born>, Vec<i64>) {
+) -> (Vec<Born>, Vec<i64>, Vec<Definition>) {
     let drawn: Vec<i64> = if observations.is_empty() {
         Vec::new()
     } else {
@@ -566,8 +566,11 @@ fn create_entities(
     for (n, (ordinal, _)) in observations.iter().enumerate() {
         by_ordinal[*ordinal].push(n);
     }
-    let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
-    let mut schemas: ScopeSchemas<'_> = HashMap::new();
+    // Each scope's effective definition and schema hash, resolved once: `definitions[d]` for
+    // the index `d` a scope maps to.
+    let mut scopes: HashMap<(&str, Option<&str>), usize> = HashMap::new();
+    let mut definitions: Vec<(Definition, i64)> = Vec::new();
+    let mut definition_of = vec![None; distinct.len()];
     let n = distinct.len();
     let (mut types, mut users, mut keys) = (
         Vec::with_capacity(n),
@@ -587,14 +590,16 @@ fn create_entities(
         let mut snapshot = Snapshot::new();
         let (mut hash, mut last) = (0, 0);
         if !by_ordinal[ordinal].is_empty() {
-            let (def, h) = schemas
-                .entry((t.as_str(), u.as_deref()))
-                .or_insert_with(|| {
-                    effective_definition(t, u.as_deref()).map(|e| (e.definition, e.hash))
-                })
-                .as_ref()
-                .map_or((&empty, 0), |(d, h)| (d, *h));
-            hash = h;
+            let d = *scopes.entry((t.as_str(), u.as_deref())).or_insert_with(|| {
+                definitions.push(
+                    effective_definition(t, u.as_deref())
+                        .map_or_else(|| (empty_definition(), 0), |e| (e.definition, e.hash)),
+                );
+                definitions.len() - 1
+            });
+            definition_of[ordinal] = Some(d);
+            let (def, h) = &definitions[d];
+            hash = *h;
             for &i in &by_ordinal[ordinal] {
                 // The value is lent to the reduction, not copied.
                 let o = &mut observations[i].1;
@@ -613,9 +618,8 @@ fn create_entities(
         hashes.push(hash);
         lasts.push(last);
     }
-    let mut values: Vec<Option<Value>> = snapshots.into_iter().map(Some).collect();
-    let born = Spi::connect_mut(|c| {
-        let rows: Vec<(i64, String, Option<String>, String)> = crate::plans::execute(
+    let created: Vec<(i64, String, Option<String>, String)> = Spi::connect_mut(|c| {
+        crate::plans::execute(
             c,
             "INSERT INTO evolve.entities \
                  (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
@@ -628,7 +632,7 @@ fn create_entities(
                 types.into(),
                 users.into(),
                 keys.into(),
-                crate::jsonb::array(values.iter().map(|v| v.as_ref().expect("present"))),
+                crate::jsonb::array(snapshots.iter()),
                 crate::jsonb::array(cells.iter()),
                 hashes.into(),
                 lasts.into(),
@@ -642,10 +646,9 @@ fn create_entities(
                 r.required::<String>(4),
             )
         })
-        .collect();
-        rows
+        .collect()
     });
-    let born = born
+    let born = created
         .into_iter()
         .map(|(entity_id, entity_type, user_id, key)| {
             let ordinal = distinct[&(entity_type.clone(), user_id.clone(), key)];
@@ -655,12 +658,16 @@ fn create_entities(
                 entity_id,
                 entity_type,
                 user_id,
-                snapshot: values[ordinal].take().expect("one row per key"),
-                observed: !by_ordinal[ordinal].is_empty(),
+                snapshot: std::mem::take(&mut snapshots[ordinal]),
+                definition: definition_of[ordinal],
             }
         })
         .collect();
-    (born, drawn)
+    (
+        born,
+        drawn,
+        definitions.into_iter().map(|(d, _)| d).collect(),
+    )
 }
 
 /// Locks the batch's entities that existed (those without an id yet), in id order, the order

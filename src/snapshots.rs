@@ -15,6 +15,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::error::{raise, OrRaise};
+use crate::freshness::empty_definition;
 use crate::plans::Row;
 use crate::store::effective_definition;
 
@@ -75,14 +76,23 @@ pub fn record_observations(
     mut observations: Vec<NewObservation>,
     locked: Option<BTreeMap<i64, EntityState>>,
 ) {
-    if observations.is_empty() {
-        return;
-    }
     // The snapshots and their content hashes are computed from these values, in the form the
     // stored jsonb has (a cast step's `1e3` is stored as 1000), so that a hash computed later
     // from the stored snapshot is the same.
     for o in &mut observations {
         evolve_core::number::canonicalize(&mut o.value);
+    }
+    record_canonical(observations, locked);
+}
+
+/// [`record_observations`] of values already in stored form
+/// (`evolve_core::number::canonicalize`).
+pub fn record_canonical(
+    observations: Vec<NewObservation>,
+    locked: Option<BTreeMap<i64, EntityState>>,
+) {
+    if observations.is_empty() {
+        return;
     }
     crate::args::writable_transaction();
     Spi::connect_mut(|client| {
@@ -116,19 +126,6 @@ pub fn record_observations(
             }
         };
 
-        let n = observations.len();
-        let mut e = Vec::with_capacity(n);
-        let mut a = Vec::with_capacity(n);
-        let mut v = Vec::with_capacity(n);
-        let mut s = Vec::with_capacity(n);
-        let mut sv = Vec::with_capacity(n);
-        for o in &observations {
-            e.push(o.entity_id);
-            a.push(o.attribute.as_str());
-            v.push(&o.value);
-            s.push(o.source.as_deref());
-            sv.push(o.schema_version);
-        }
         // The rows are inserted in input order (ORDER BY ord), so their ids, drawn from the
         // sequence as they are, ascend in that order: only the ids come back, and the values
         // are the ones in hand rather than read back from jsonb.
@@ -140,13 +137,7 @@ pub fn record_observations(
                   AS u(entity_id, attribute, value, source, schema_version, ord) \
              ORDER BY ord \
              RETURNING observation_id",
-            &[
-                e.into(),
-                a.into(),
-                crate::jsonb::array(v.into_iter()),
-                s.into(),
-                sv.into(),
-            ],
+            &observation_columns(observations.iter()),
         )
         .map(|r| r.required::<i64>(1))
         .collect();
@@ -170,7 +161,7 @@ pub fn record_observations(
             .collect();
 
         let mut schemas: HashMap<(String, Option<String>), Option<Effective>> = HashMap::new();
-        let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
+        let empty = empty_definition();
         let mut schema_of = |st: &EntityState| {
             schemas
                 .entry((st.entity_type.clone(), st.user_id.clone()))
@@ -249,7 +240,7 @@ fn write_snapshots(
         hashes.push(defs.get(id).map(|d| d.1).unwrap_or(0));
         lasts.push(st.last_computed);
     }
-    let empty = Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid");
+    let empty = empty_definition();
     let written: Vec<crate::freshness::Written<'_>> = ids
         .iter()
         .zip(&snaps)
@@ -291,6 +282,33 @@ fn follow(client: &mut pgrx::spi::SpiClient<'_>, written: &[crate::freshness::Wr
     crate::freshness::queue_changed(client, written);
 }
 
+/// The columns of observation rows (entity, attribute, value, source, schema version), as the
+/// arrays an `unnest` insert takes.
+fn observation_columns<'a>(
+    observations: impl ExactSizeIterator<Item = &'a NewObservation>,
+) -> [pgrx::datum::DatumWithOid<'static>; 5] {
+    let n = observations.len();
+    let mut e = Vec::with_capacity(n);
+    let mut a = Vec::with_capacity(n);
+    let mut v = Vec::with_capacity(n);
+    let mut s = Vec::with_capacity(n);
+    let mut sv = Vec::with_capacity(n);
+    for o in observations {
+        e.push(o.entity_id);
+        a.push(o.attribute.as_str());
+        v.push(&o.value);
+        s.push(o.source.as_deref());
+        sv.push(o.schema_version);
+    }
+    [
+        e.into(),
+        a.into(),
+        crate::jsonb::array(v.into_iter()),
+        s.into(),
+        sv.into(),
+    ]
+}
+
 /// An entity a batch created whole: inserted with the snapshot its observations make, their
 /// ids drawn beforehand (src/ingest.rs).
 pub struct Born {
@@ -300,67 +318,43 @@ pub struct Born {
     pub entity_type: String,
     pub user_id: Option<String>,
     pub snapshot: Value,
-    /// Whether it has observations (an entity without any has its empty snapshot only).
-    pub observed: bool,
+    /// The definition its observations were reduced with (an index into the batch's), or None
+    /// when it has none (its snapshot is empty: nothing follows it).
+    pub definition: Option<usize>,
 }
 
 /// Records the observations of entities created whole, with the ids drawn for them (their
-/// snapshots were written with the entities), and what follows their snapshots.
-pub fn record_born(observations: Vec<(i64, NewObservation)>, born: &[Born]) {
+/// snapshots were written with the entities, reduced with `definitions`), and what follows
+/// their snapshots. The values are in stored form already.
+pub fn record_born(
+    observations: Vec<(i64, NewObservation)>,
+    born: &[Born],
+    definitions: &[Definition],
+) {
     if observations.is_empty() {
         return;
     }
-    let n = observations.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut e = Vec::with_capacity(n);
-    let mut a = Vec::with_capacity(n);
-    let mut v = Vec::with_capacity(n);
-    let mut s = Vec::with_capacity(n);
-    let mut sv = Vec::with_capacity(n);
-    for (id, o) in &observations {
-        ids.push(*id);
-        e.push(o.entity_id);
-        a.push(o.attribute.as_str());
-        v.push(&o.value);
-        s.push(o.source.as_deref());
-        sv.push(o.schema_version);
-    }
-    let mut definitions: HashMap<(&str, Option<&str>), Definition> = HashMap::new();
-    for b in born.iter().filter(|b| b.observed) {
-        definitions
-            .entry((b.entity_type.as_str(), b.user_id.as_deref()))
-            .or_insert_with(|| {
-                effective_definition(&b.entity_type, b.user_id.as_deref()).map_or_else(
-                    || Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid"),
-                    |e| e.definition,
-                )
-            });
-    }
+    let ids: Vec<i64> = observations.iter().map(|(id, _)| *id).collect();
+    let [e, a, v, s, sv] = observation_columns(observations.iter().map(|(_, o)| o));
     Spi::connect_mut(|client| {
         crate::plans::execute(
             client,
             "INSERT INTO evolve.observations \
                  (observation_id, entity_id, attribute, value, source, schema_version) OVERRIDING SYSTEM VALUE \
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[])",
-            &[
-                ids.into(),
-                e.into(),
-                a.into(),
-                crate::jsonb::array(v.into_iter()),
-                s.into(),
-                sv.into(),
-            ],
+            &[ids.into(), e, a, v, s, sv],
         );
         let written: Vec<crate::freshness::Written<'_>> = born
             .iter()
-            .filter(|b| b.observed)
-            .map(|b| crate::freshness::Written {
-                entity_id: b.entity_id,
-                entity_type: &b.entity_type,
-                user_id: b.user_id.as_deref(),
-                definition: &definitions[&(b.entity_type.as_str(), b.user_id.as_deref())],
-                snapshot: &b.snapshot,
-                created: true,
+            .filter_map(|b| {
+                Some(crate::freshness::Written {
+                    entity_id: b.entity_id,
+                    entity_type: &b.entity_type,
+                    user_id: b.user_id.as_deref(),
+                    definition: &definitions[b.definition?],
+                    snapshot: &b.snapshot,
+                    created: true,
+                })
             })
             .collect();
         follow(client, &written);
@@ -404,12 +398,7 @@ fn refresh_snapshot(entity_id: i64) -> JsonB {
         };
         let (def, hash) = effective_definition(&t, u.as_deref())
             .map(|e| (e.definition, e.hash))
-            .unwrap_or_else(|| {
-                (
-                    Definition::parse(&serde_json::json!({"entity_type": "_"})).expect("valid"),
-                    0,
-                )
-            });
+            .unwrap_or_else(|| (empty_definition(), 0));
         let mut cells = Snapshot::new();
         let mut last = 0;
         let history = client

@@ -26,6 +26,7 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::IoError => PgSqlErrorCode::ERRCODE_IO_ERROR,
         SqlState::InsufficientResources => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
         SqlState::SerializationFailure => PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+        SqlState::UniqueViolation => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::fragments::CallerAggregates;
 use crate::jsonb::Json;
 use evolve_core::aggregate::{FragmentRow, KeyDelta};
+use evolve_core::hash::derived_entity_id;
 use evolve_core::infer::value_type;
 use evolve_core::payload::{check_payload, split_with, Split, MAX_KEY_BYTES};
 use evolve_core::SqlState;
@@ -447,6 +448,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     // The entities: ids by ordinal, the states of those that existed (locked), and the ones
     // this batch created, written whole.
     let mut ids: Vec<i64> = vec![0; distinct.len()];
+    let derived = derived_ids();
     let mut states: BTreeMap<i64, EntityState> = BTreeMap::new();
     let mut created: HashSet<i64> = HashSet::new();
     let (mut born, mut drawn, mut definitions) = (Vec::new(), Vec::new(), Vec::new());
@@ -456,16 +458,35 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         // conflict action.)
         let (t, u, k) = distinct.keys().next().expect("one").clone();
         Spi::connect_mut(|c| {
-            for r in crate::plans::execute(
-                c,
-                "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
-                 ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = EXCLUDED.updated_at \
-                 RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
-                           last_computed_observation_id, entity_key, xmax = 0",
-                &[vec![t].into(), vec![u].into(), vec![k].into()],
-            ) {
+            let rows = if derived {
+                // One row by its id: a single-shard statement where entities are distributed.
+                let id = derived_entity_id(&t, u.as_deref(), &k);
+                crate::plans::execute(
+                    c,
+                    "INSERT INTO evolve.entities AS e (entity_id, entity_type, user_id, entity_key) \
+                     OVERRIDING SYSTEM VALUE VALUES ($4, $1, $2, $3) \
+                     ON CONFLICT (entity_id) DO UPDATE SET updated_at = EXCLUDED.updated_at \
+                     RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                               last_computed_observation_id, entity_key, xmax = 0",
+                    &[t.as_str().into(), u.as_deref().into(), k.as_str().into(), id.into()],
+                )
+            } else {
+                crate::plans::execute(
+                    c,
+                    "INSERT INTO evolve.entities AS e (entity_type, user_id, entity_key) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+                     ON CONFLICT ON CONSTRAINT entities_key DO UPDATE SET updated_at = EXCLUDED.updated_at \
+                     RETURNING entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                               last_computed_observation_id, entity_key, xmax = 0",
+                    &[vec![t.clone()].into(), vec![u.clone()].into(), vec![k.clone()].into()],
+                )
+            };
+            for r in rows {
+                let key = r.required::<String>(7);
                 let (id, mut state) = EntityState::from_row(&r);
+                if state.scope() != (t.as_str(), u.as_deref()) || key != k {
+                    collision(&t, &k);
+                }
                 if r.required::<bool>(8) {
                     created.insert(id);
                     state.created = true;
@@ -475,9 +496,10 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             }
         });
     } else if !distinct.is_empty() {
-        (born, drawn, definitions) = create_entities(&distinct, &mut observations, &mut ids);
+        (born, drawn, definitions) =
+            create_entities(&distinct, &mut observations, &mut ids, derived);
         created.extend(born.iter().map(|b| b.entity_id));
-        lock_existing(&distinct, &mut ids, &mut states);
+        lock_existing(&distinct, &mut ids, &mut states, derived);
     }
     // An entity deleted by another session between its insert and its lock has no row to write
     // to (nothing references entities by constraint: the writers lock them first).
@@ -544,6 +566,7 @@ fn create_entities(
     distinct: &BTreeMap<EntityKey, usize>,
     observations: &mut [(usize, NewObservation)],
     ids: &mut [i64],
+    derived: bool,
 ) -> (Vec<Born>, Vec<i64>, Vec<Definition>) {
     let drawn: Vec<i64> = if observations.is_empty() {
         Vec::new()
@@ -618,16 +641,36 @@ fn create_entities(
         hashes.push(hash);
         lasts.push(last);
     }
+    let derived_ids: Vec<i64> = if derived {
+        distinct
+            .keys()
+            .map(|(t, u, k)| derived_entity_id(t, u.as_deref(), k))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let created: Vec<(i64, String, Option<String>, String)> = Spi::connect_mut(|c| {
         crate::plans::execute(
             c,
-            "INSERT INTO evolve.entities \
-                 (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
-                  last_computed_observation_id) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], \
-                                  $6::bigint[], $7::bigint[]) \
-             ON CONFLICT ON CONSTRAINT entities_key DO NOTHING \
-             RETURNING entity_id, entity_type, user_id, entity_key",
+            if derived {
+                // A key whose id is taken (by itself, or by another key) is left to
+                // lock_existing, which tells the two apart.
+                "INSERT INTO evolve.entities \
+                     (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
+                      last_computed_observation_id, entity_id) OVERRIDING SYSTEM VALUE \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], \
+                                      $6::bigint[], $7::bigint[], $8::bigint[]) \
+                 ON CONFLICT (entity_id) DO NOTHING \
+                 RETURNING entity_id, entity_type, user_id, entity_key"
+            } else {
+                "INSERT INTO evolve.entities \
+                     (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
+                      last_computed_observation_id) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], \
+                                      $6::bigint[], $7::bigint[]) \
+                 ON CONFLICT ON CONSTRAINT entities_key DO NOTHING \
+                 RETURNING entity_id, entity_type, user_id, entity_key"
+            },
             &[
                 types.into(),
                 users.into(),
@@ -636,6 +679,7 @@ fn create_entities(
                 crate::jsonb::array(cells.iter()),
                 hashes.into(),
                 lasts.into(),
+                derived_ids.into(),
             ],
         )
         .map(|r| {
@@ -677,6 +721,7 @@ fn lock_existing(
     distinct: &BTreeMap<EntityKey, usize>,
     ids: &mut [i64],
     states: &mut BTreeMap<i64, EntityState>,
+    derived: bool,
 ) {
     let existing: Vec<&EntityKey> = distinct
         .iter()
@@ -689,27 +734,82 @@ fn lock_existing(
     let types: Vec<&str> = existing.iter().map(|k| k.0.as_str()).collect();
     let users: Vec<Option<&str>> = existing.iter().map(|k| k.1.as_deref()).collect();
     let keys: Vec<&str> = existing.iter().map(|k| k.2.as_str()).collect();
+    let derived_ids: Vec<i64> = if derived {
+        existing
+            .iter()
+            .map(|(t, u, k)| derived_entity_id(t, u.as_deref(), k))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Spi::connect_mut(|c| {
         let rows = crate::plans::execute(
             c,
-            "WITH locked AS ( \
-                 SELECT e.entity_id FROM evolve.entities e \
-                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
-                   ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
-                 ORDER BY e.entity_id FOR NO KEY UPDATE OF e) \
-             UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
-             RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
-                       e.last_computed_observation_id, e.entity_key",
-            &[types.into(), users.into(), keys.into()],
+            if derived {
+                "WITH locked AS ( \
+                     SELECT e.entity_id FROM evolve.entities e WHERE e.entity_id = ANY ($4::bigint[]) \
+                     ORDER BY e.entity_id FOR NO KEY UPDATE OF e) \
+                 UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
+                 RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
+                           e.last_computed_observation_id, e.entity_key"
+            } else {
+                "WITH locked AS ( \
+                     SELECT e.entity_id FROM evolve.entities e \
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
+                       ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
+                     ORDER BY e.entity_id FOR NO KEY UPDATE OF e) \
+                 UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
+                 RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
+                           e.last_computed_observation_id, e.entity_key"
+            },
+            &[
+                types.into(),
+                users.into(),
+                keys.into(),
+                derived_ids.clone().into(),
+            ],
         );
         for r in rows {
             let key = r.required::<String>(7);
             let (id, state) = EntityState::from_row(&r);
             let (t, u) = state.scope();
-            ids[distinct[&(t.to_string(), u.map(str::to_string), key)]] = id;
+            let scope = (t.to_string(), u.map(str::to_string), key);
+            match distinct.get(&scope) {
+                Some(&ordinal) => ids[ordinal] = id,
+                // Derived ids only: the row holding a key's id has another key.
+                None => {
+                    let (t, _, k) =
+                        existing[derived_ids.iter().position(|&d| d == id).unwrap_or(0)];
+                    collision(t, k)
+                }
+            }
             states.insert(id, state);
         }
     });
+}
+
+/// Whether entity ids are derived from their keys (`derived_entity_id`): on a database whose
+/// entities are distributed, where `evolve.distribute()` dropped `entities_key` (no index keeps
+/// a key unique across nodes) and an upsert by key must reach the one shard that holds it.
+/// Elsewhere ids come from the sequence and `entities_key` keeps keys unique.
+pub fn derived_ids() -> bool {
+    crate::plans::evolve_relation(c"entities_key") == pg_sys::InvalidOid
+}
+
+/// Two keys with one derived id: the second is refused (its row would be another entity's).
+fn collision(entity_type: &str, key: &str) -> ! {
+    raise(
+        SqlState::UniqueViolation,
+        format!(
+            "the entity id derived from key \"{key}\" of entity type \"{entity_type}\" belongs to another entity"
+        ),
+        None,
+        Some(
+            "Entity ids of a distributed database are hashes of (entity_type, user_id, entity_key), and these two \
+             collide (odds of about n²/2⁶⁴ with n entities). Ingest the payload under another entity_key."
+                .into(),
+        ),
+    )
 }
 
 /// The columns of fragment rows, as the arrays an `unnest` insert takes.

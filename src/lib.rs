@@ -212,6 +212,13 @@ extension_sql_file!(
     name = "v0_9_0",
     requires = ["v0_8_0", fragments::aggregates_by_caller]
 );
+// 0.10.0: a layout Citus can distribute as installed (see the file's header). The end of a
+// fresh install too.
+extension_sql_file!(
+    "../sql/pg_evolve--0.9.0--0.10.0.sql",
+    name = "v0_10_0",
+    requires = ["v0_9_0"]
+);
 extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]

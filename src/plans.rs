@@ -50,6 +50,22 @@ pub fn evolve_relation(name: &std::ffi::CStr) -> pg_sys::Oid {
     }
 }
 
+/// Whether the relation `rel` of schema `evolve` has a column `column`, from the syscache.
+pub fn evolve_column(rel: &std::ffi::CStr, column: &std::ffi::CStr) -> bool {
+    let relid = evolve_relation(rel);
+    // SAFETY: a syscache lookup by relation oid and name; a missing column gives
+    // InvalidAttrNumber.
+    relid != pg_sys::InvalidOid
+        && unsafe { pg_sys::get_attnum(relid, column.as_ptr()) } != pg_sys::InvalidAttrNumber as i16
+}
+
+/// Whether observations, embeddings and a proposal's history carry their rows' scope
+/// (`user_id`, since 0.10.0). Until `ALTER EXTENSION pg_evolve UPDATE`, their writers leave
+/// it out.
+pub fn rows_carry_scope() -> bool {
+    evolve_column(c"observations", c"user_id")
+}
+
 pub fn text_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<String> {
     Spi::connect(|c| {
         c.select(sql, None, args)

@@ -549,16 +549,25 @@ fn propose_schema(entity_type: Option<String>, user_id: Option<String>) -> Vec<i
     // Pending proposals of these scopes the evidence no longer supports (their key was
     // declared another way, their index created…) are closed.
     // One statement closes them and writes their history rows.
+    // (History rows carry their proposal's scope since 0.10.0.)
+    let history = if crate::plans::rows_carry_scope() {
+        "INSERT INTO evolve.schema_evolution_history (proposal_id, action, success, user_id, proposal_kind) \
+         SELECT id, 'supersede', true, user_id, kind FROM closed ORDER BY id"
+    } else {
+        "INSERT INTO evolve.schema_evolution_history (proposal_id, action, success) \
+         SELECT id, 'supersede', true FROM closed ORDER BY id"
+    };
     Spi::run_with_args(
-        "WITH closed AS ( \
-             UPDATE evolve.schema_proposals SET status = 'rejected', rejected_measure = measure, \
-                 review_notes = 'superseded: no longer supported by the evidence', reviewed_by = 'pg_evolve', \
-                 reviewed_at = now(), updated_at = now() \
-             WHERE status = 'pending' AND user_id IS NOT DISTINCT FROM $2 AND entity_type = ANY ($1) \
-               AND kind IN ('attribute', 'temporal', 'relationship', 'index', 'table') AND NOT id = ANY ($3) \
-             RETURNING id) \
-         INSERT INTO evolve.schema_evolution_history (proposal_id, action, success) \
-         SELECT id, 'supersede', true FROM closed ORDER BY id",
+        &format!(
+            "WITH closed AS ( \
+                 UPDATE evolve.schema_proposals SET status = 'rejected', rejected_measure = measure, \
+                     review_notes = 'superseded: no longer supported by the evidence', reviewed_by = 'pg_evolve', \
+                     reviewed_at = now(), updated_at = now() \
+                 WHERE status = 'pending' AND user_id IS NOT DISTINCT FROM $2 AND entity_type = ANY ($1) \
+                   AND kind IN ('attribute', 'temporal', 'relationship', 'index', 'table') AND NOT id = ANY ($3) \
+                 RETURNING id, user_id, kind) \
+             {history}"
+        ),
         &[scopes.clone().into(), user_id.into(), ids.clone().into()],
     )
     .or_raise();

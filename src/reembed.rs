@@ -492,6 +492,7 @@ struct Done {
 }
 
 fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], generations: bool) {
+    let scoped = generations && crate::plans::rows_carry_scope();
     use crate::metrics::{add_at_commit, Counter};
     add_at_commit(
         Counter::EmbeddingsWritten,
@@ -535,7 +536,17 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
             ),
             (
                 added,
-                if generations {
+                // The row carries its entity's scope (since 0.10.0), for row-level security.
+                if scoped {
+                    "INSERT INTO evolve.entity_embeddings AS x \
+                         (entity_id, embedding, schema_version, content_hash, job_id, generation, profile, user_id) \
+                     SELECT u.id, u.v, u.ver, u.h, u.j, u.g, u.p, \
+                            (SELECT e.user_id FROM evolve.entities e WHERE e.entity_id = u.id) \
+                     FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) ORDER BY u.id \
+                     ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                         schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
+                         job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile"
+                } else if generations {
                     "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id, generation, profile) \
                      SELECT u.id, u.v, u.ver, u.h, u.j, u.g, u.p \
                      FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) ORDER BY u.id \
@@ -581,20 +592,40 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
         if !copied.is_empty() {
             crate::plans::execute(
                 client,
-                "INSERT INTO evolve.entity_embeddings AS x \
-                     (entity_id, embedding, schema_version, content_hash, job_id, generation, profile) \
-                 SELECT y.entity_id, y.embedding, u.ver, y.content_hash, u.j, u.g, y.profile \
-                 FROM unnest($1, $2, $3, $4, $5) AS u(id, ver, j, g, src) \
-                 JOIN evolve.entity_embeddings y ON y.entity_id = u.id AND y.generation = u.src \
-                 ORDER BY u.id \
-                 ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
-                     schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                     job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile",
+                if scoped {
+                    "INSERT INTO evolve.entity_embeddings AS x \
+                         (entity_id, embedding, schema_version, content_hash, job_id, generation, profile, user_id) \
+                     SELECT y.entity_id, y.embedding, u.ver, y.content_hash, u.j, u.g, y.profile, y.user_id \
+                     FROM unnest($1, $2, $3, $4, $5) AS u(id, ver, j, g, src) \
+                     JOIN evolve.entity_embeddings y ON y.entity_id = u.id AND y.generation = u.src \
+                     ORDER BY u.id \
+                     ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                         schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
+                         job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile"
+                } else {
+                    "INSERT INTO evolve.entity_embeddings AS x \
+                         (entity_id, embedding, schema_version, content_hash, job_id, generation, profile) \
+                     SELECT y.entity_id, y.embedding, u.ver, y.content_hash, u.j, u.g, y.profile \
+                     FROM unnest($1, $2, $3, $4, $5) AS u(id, ver, j, g, src) \
+                     JOIN evolve.entity_embeddings y ON y.entity_id = u.id AND y.generation = u.src \
+                     ORDER BY u.id \
+                     ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                         schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
+                         job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile"
+                },
                 &[
-                    copied.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
+                    copied
+                        .iter()
+                        .map(|d| d.entity_id)
+                        .collect::<Vec<_>>()
+                        .into(),
                     copied.iter().map(|d| d.version).collect::<Vec<_>>().into(),
                     copied.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
-                    copied.iter().map(|d| d.generation).collect::<Vec<_>>().into(),
+                    copied
+                        .iter()
+                        .map(|d| d.generation)
+                        .collect::<Vec<_>>()
+                        .into(),
                     copied
                         .iter()
                         .map(|d| d.copy_from.unwrap_or_default())

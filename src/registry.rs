@@ -394,7 +394,10 @@ fn resolve_conflict(id: i64, action: &str) -> String {
             ("entity_type", _) => {
                 client
                     .update(
-                        "DELETE FROM evolve.schemas WHERE entity_type = $1 AND status = 'pending_review'",
+                        // Its history goes with it (no foreign key since 0.10.0).
+                        "WITH gone AS (DELETE FROM evolve.schemas \
+                             WHERE entity_type = $1 AND status = 'pending_review' RETURNING schema_id) \
+                         DELETE FROM evolve.schema_history h USING gone WHERE h.schema_id = gone.schema_id",
                         None,
                         &[new_name.as_str().into()],
                     )

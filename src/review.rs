@@ -82,10 +82,20 @@ fn history(
     details: Value,
 ) -> i64 {
     Spi::connect_mut(|c| {
-        c.update(
+        // The row carries its proposal's scope (since 0.10.0) for row-level security.
+        let sql = if crate::plans::rows_carry_scope() {
+            "INSERT INTO evolve.schema_evolution_history \
+                 (proposal_id, action, executed_sql, rollback_sql, success, sqlstate, error, details, \
+                  user_id, proposal_kind) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, p.user_id, p.kind \
+             FROM evolve.schema_proposals p WHERE p.id = $1 RETURNING id"
+        } else {
             "INSERT INTO evolve.schema_evolution_history \
                  (proposal_id, action, executed_sql, rollback_sql, success, sqlstate, error, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"
+        };
+        c.update(
+            sql,
             None,
             &[
                 proposal.into(),
@@ -125,11 +135,26 @@ fn record_object(p: &Proposal, kind: &str, name: &str, columns: Value, sql: &str
         "evolve"
     };
     Spi::connect_mut(|c| {
-        c.update(
+        let insert = if crate::plans::rows_carry_scope() {
+            "INSERT INTO evolve.dynamic_tables (proposal_id, kind, schema_name, object_name, entity_type, columns, \
+                 created_sql, user_id, proposal_kind) \
+             SELECT $1, $2, $7, $3, $4, $5, $6, p.user_id, p.kind FROM evolve.schema_proposals p WHERE p.id = $1"
+        } else {
             "INSERT INTO evolve.dynamic_tables (proposal_id, kind, schema_name, object_name, entity_type, columns, created_sql) \
-             VALUES ($1, $2, $7, $3, $4, $5, $6)",
+             VALUES ($1, $2, $7, $3, $4, $5, $6)"
+        };
+        c.update(
+            insert,
             None,
-            &[p.id.into(), kind.into(), name.into(), p.entity_type.as_str().into(), JsonB(columns).into(), sql.into(), schema.into()],
+            &[
+                p.id.into(),
+                kind.into(),
+                name.into(),
+                p.entity_type.as_str().into(),
+                JsonB(columns).into(),
+                sql.into(),
+                schema.into(),
+            ],
         )
         .or_raise();
     });

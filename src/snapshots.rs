@@ -129,15 +129,27 @@ pub fn record_canonical(
         // The rows are inserted in input order (ORDER BY ord), so their ids, drawn from the
         // sequence as they are, ascend in that order: only the ids come back, and the values
         // are the ones in hand rather than read back from jsonb.
+        let columns = observation_columns(observations.iter(), |id| {
+            states.get(&id).and_then(|s| s.user_id.as_deref())
+        });
         let mut ids: Vec<i64> = crate::plans::execute(
             client,
-            "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version) \
-             SELECT entity_id, attribute, value, source, schema_version \
-             FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::int[]) WITH ORDINALITY \
-                  AS u(entity_id, attribute, value, source, schema_version, ord) \
-             ORDER BY ord \
-             RETURNING observation_id",
-            &observation_columns(observations.iter()),
+            if columns.len() == 6 {
+                "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version, user_id) \
+                 SELECT entity_id, attribute, value, source, schema_version, user_id \
+                 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::int[], $6::text[]) \
+                      WITH ORDINALITY AS u(entity_id, attribute, value, source, schema_version, user_id, ord) \
+                 ORDER BY ord \
+                 RETURNING observation_id"
+            } else {
+                "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version) \
+                 SELECT entity_id, attribute, value, source, schema_version \
+                 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::text[], $5::int[]) WITH ORDINALITY \
+                      AS u(entity_id, attribute, value, source, schema_version, ord) \
+                 ORDER BY ord \
+                 RETURNING observation_id"
+            },
+            &columns,
         )
         .map(|r| r.required::<i64>(1))
         .collect();
@@ -282,31 +294,42 @@ fn follow(client: &mut pgrx::spi::SpiClient<'_>, written: &[crate::freshness::Wr
     crate::freshness::queue_changed(client, written);
 }
 
-/// The columns of observation rows (entity, attribute, value, source, schema version), as the
-/// arrays an `unnest` insert takes.
-fn observation_columns<'a>(
+/// The columns of observation rows (entity, attribute, value, source, schema version, and
+/// the entity's user scope where the rows carry it: `rows_carry_scope`), as the arrays an
+/// `unnest` insert takes.
+fn observation_columns<'a, 'u>(
     observations: impl ExactSizeIterator<Item = &'a NewObservation>,
-) -> [pgrx::datum::DatumWithOid<'static>; 5] {
+    user_of: impl Fn(i64) -> Option<&'u str>,
+) -> Vec<pgrx::datum::DatumWithOid<'static>> {
     let n = observations.len();
+    let scoped = crate::plans::rows_carry_scope();
     let mut e = Vec::with_capacity(n);
     let mut a = Vec::with_capacity(n);
     let mut v = Vec::with_capacity(n);
     let mut s = Vec::with_capacity(n);
     let mut sv = Vec::with_capacity(n);
+    let mut u = Vec::with_capacity(if scoped { n } else { 0 });
     for o in observations {
         e.push(o.entity_id);
         a.push(o.attribute.as_str());
         v.push(&o.value);
         s.push(o.source.as_deref());
         sv.push(o.schema_version);
+        if scoped {
+            u.push(user_of(o.entity_id));
+        }
     }
-    [
+    let mut columns = vec![
         e.into(),
         a.into(),
         crate::jsonb::array(v.into_iter()),
         s.into(),
         sv.into(),
-    ]
+    ];
+    if scoped {
+        columns.push(u.into());
+    }
+    columns
 }
 
 /// An entity a batch created whole: inserted with the snapshot its observations make, their
@@ -335,14 +358,30 @@ pub fn record_born(
         return;
     }
     let ids: Vec<i64> = observations.iter().map(|(id, _)| *id).collect();
-    let [e, a, v, s, sv] = observation_columns(observations.iter().map(|(_, o)| o));
+    let users: HashMap<i64, Option<&str>> = born
+        .iter()
+        .map(|b| (b.entity_id, b.user_id.as_deref()))
+        .collect();
+    let mut columns = vec![ids.into()];
+    columns.extend(observation_columns(
+        observations.iter().map(|(_, o)| o),
+        |id| users.get(&id).copied().flatten(),
+    ));
     Spi::connect_mut(|client| {
         crate::plans::execute(
             client,
-            "INSERT INTO evolve.observations \
-                 (observation_id, entity_id, attribute, value, source, schema_version) OVERRIDING SYSTEM VALUE \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[])",
-            &[ids.into(), e, a, v, s, sv],
+            if columns.len() == 7 {
+                "INSERT INTO evolve.observations \
+                     (observation_id, entity_id, attribute, value, source, schema_version, user_id) \
+                 OVERRIDING SYSTEM VALUE \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], \
+                                      $6::int[], $7::text[])"
+            } else {
+                "INSERT INTO evolve.observations \
+                     (observation_id, entity_id, attribute, value, source, schema_version) OVERRIDING SYSTEM VALUE \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[])"
+            },
+            &columns,
         );
         let written: Vec<crate::freshness::Written<'_>> = born
             .iter()

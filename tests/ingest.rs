@@ -694,3 +694,104 @@ fn a_batch_whose_entity_is_deleted_meanwhile_fails_with_40001() {
         0
     );
 }
+
+/// Where `entities_key` is gone (`evolve.distribute()` drops it: no index keeps a key unique
+/// across nodes), entity ids derive from the keys: single and batch ingests find an entity by
+/// the id its key hashes to, and a key whose id another entity holds is refused (23505).
+#[test]
+fn entity_ids_derive_from_keys_where_entities_key_is_gone() {
+    use crate::common::count;
+    let cluster = Cluster::start("ingest-derived", &[]);
+    let db = cluster.fresh_db("ingest_derived");
+    let mut c = cluster.connect_to(&db);
+    // The derivation computed independently: SHA-256 over the length-prefixed parts.
+    c.batch_execute(
+        r#"CREATE FUNCTION public.part(x text) RETURNS bytea LANGUAGE sql IMMUTABLE AS
+               $$ SELECT CASE WHEN x IS NULL THEN '\x00'::bytea
+                              ELSE '\x01'::bytea || int8send(octet_length(x)::bigint) || convert_to(x, 'UTF8') END $$;
+           CREATE FUNCTION public.derived(t text, u text, k text) RETURNS bigint LANGUAGE sql IMMUTABLE AS
+               $$ SELECT greatest(1, (('x' || left(encode(sha256(part(t) || part(u) || part(k)), 'hex'), 16))::bit(64) >> 1)::bigint) $$;
+           SELECT evolve.register_schema('{"entity_type": "quake", "attributes": {"mag": {"type": "number", "merge_policy": "max"}}}');
+           ALTER TABLE evolve.entities DROP CONSTRAINT entities_key;"#,
+    )
+    .unwrap();
+    let one =
+        |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
+    let a = one(
+        &mut c,
+        r#"SELECT evolve.ingest('quake', '{"mag": 1, "x": 1}', entity_key => 'a')"#,
+    );
+    assert_eq!(a, one(&mut c, "SELECT derived('quake', NULL, 'a')"));
+    let again = one(
+        &mut c,
+        r#"SELECT evolve.ingest('quake', '{"mag": 4}', entity_key => 'a')"#,
+    );
+    assert_eq!(again, a, "the same key, the same entity");
+    let ana = one(
+        &mut c,
+        r#"SELECT evolve.ingest('quake', '{"mag": 2}', 'ana', entity_key => 'a')"#,
+    );
+    assert_eq!(ana, one(&mut c, "SELECT derived('quake', 'ana', 'a')"));
+    assert_ne!(ana, a);
+    // A batch over existing and new keys of two scopes, with repeats.
+    c.batch_execute(
+        r#"INSERT INTO evolve.inbox (entity_type, payload, entity_key, user_id)
+           SELECT 'quake', jsonb_build_object('mag', i, 'y', i), 'k' || (i % 7), CASE WHEN i % 2 = 0 THEN 'ana' END
+           FROM generate_series(1, 40) i
+           UNION ALL SELECT 'quake', '{"mag": 9}', 'a', NULL"#,
+    )
+    .unwrap();
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.entities WHERE entity_id <> derived(entity_type, user_id, entity_key)"),
+        0,
+        "every id is its key's"
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.entities"),
+        2 + 14
+    );
+    assert_eq!(
+        count(&mut c, "SELECT (snapshot->>'mag')::bigint FROM evolve.entities WHERE entity_key = 'a' AND user_id IS NULL"),
+        9
+    );
+    assert_eq!(
+        count(&mut c, "SELECT (snapshot->>'mag')::bigint FROM evolve.entities WHERE entity_key = 'k3' AND user_id = 'ana'"),
+        38
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.inbox_rejects"),
+        0
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+    // Another entity holding the id of key 'victim' (as a hash collision would).
+    c.batch_execute(
+        "INSERT INTO evolve.entities (entity_id, entity_type, entity_key) OVERRIDING SYSTEM VALUE \
+         VALUES (derived('quake', NULL, 'victim'), 'quake', 'squatter')",
+    )
+    .unwrap();
+    for sql in [
+        r#"SELECT evolve.ingest('quake', '{"mag": 1}', entity_key => 'victim')"#,
+        r#"INSERT INTO evolve.inbox (entity_type, payload, entity_key)
+           VALUES ('quake', '{"mag": 1}', 'victim'), ('quake', '{"mag": 1}', 'other')"#,
+    ] {
+        let e = c.batch_execute(sql).unwrap_err();
+        let e = e.as_db_error().unwrap();
+        assert_eq!(e.code().code(), "23505", "{}", e.message());
+        assert!(e.message().contains("\"victim\""), "{}", e.message());
+        assert!(
+            !e.message().contains("squatter"),
+            "the other key is not told"
+        );
+    }
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM evolve.entities WHERE entity_key IN ('victim', 'other')"
+        ),
+        0,
+        "nothing of the refused statements stays"
+    );
+}

@@ -15,6 +15,7 @@ const V050: &str = include_str!("fixtures/pg_evolve--0.5.0.sql");
 const V060: &str = include_str!("fixtures/pg_evolve--0.6.0.sql");
 const V070: &str = include_str!("fixtures/pg_evolve--0.7.0.sql");
 const V080: &str = include_str!("fixtures/pg_evolve--0.8.0.sql");
+const V090: &str = include_str!("fixtures/pg_evolve--0.9.0.sql");
 
 fn install_old_scripts() {
     let dir = crate::common::pg_config_dir("sharedir");
@@ -27,6 +28,7 @@ fn install_old_scripts() {
         ("0.6.0", V060),
         ("0.7.0", V070),
         ("0.8.0", V080),
+        ("0.9.0", V090),
     ] {
         let path = format!("{}/extension/pg_evolve--{version}.sql", dir.trim());
         std::fs::write(&path, script).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
@@ -237,11 +239,11 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         &cluster,
         &[
             "from_010", "from_020", "from_030", "from_040", "from_050", "from_060", "from_070",
-            "from_080", "fresh",
+            "from_080", "from_090", "fresh",
         ],
     );
 
-    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0 → 0.7.0 → 0.8.0 → 0.9.0.
+    // 0.1.0 → 0.2.0 → 0.3.0 → 0.4.0 → 0.5.0 → 0.6.0 → 0.7.0 → 0.8.0 → 0.9.0 → 0.10.0.
     let mut old = cluster.connect_to("from_010");
     old.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.1.0';")
         .unwrap();
@@ -260,7 +262,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     update_keeps_data(&mut old, Some("0.6.0"), "0.6.0");
     update_keeps_data(&mut old, Some("0.7.0"), "0.7.0");
     update_keeps_data(&mut old, Some("0.8.0"), "0.8.0");
-    update_keeps_data(&mut old, None, "0.9.0");
+    update_keeps_data(&mut old, None, "0.10.0");
 
     // 0.2.0 with its own data → 0.3.0.
     let mut old2 = cluster.connect_to("from_020");
@@ -270,7 +272,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     old2.batch_execute(DATA_020).unwrap();
     old2.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old2), "0.2.0");
-    update_keeps_data(&mut old2, None, "0.9.0");
+    update_keeps_data(&mut old2, None, "0.10.0");
 
     // 0.3.0 with data → 0.4.0: the aggregate tables become parts summed by views of the same
     // name and columns, which read back the same rows (update_keeps_data) and stay exact.
@@ -279,7 +281,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old3.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old3), "0.3.0");
-    update_keeps_data(&mut old3, None, "0.9.0");
+    update_keeps_data(&mut old3, None, "0.10.0");
     old3.batch_execute(DATA_010).unwrap();
     let mismatches: i64 = old3
         .query_one("SELECT count(*) FROM evolve.verify_aggregates()", &[])
@@ -297,7 +299,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old4.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old4), "0.4.0");
-    update_keeps_data(&mut old4, None, "0.9.0");
+    update_keeps_data(&mut old4, None, "0.10.0");
     let verdicts: i64 = old4
         .query_one(
             "SELECT count(*) FROM evolve.propose_schema('earthquake') p \
@@ -316,7 +318,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old5.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old5), "0.5.0");
-    update_keeps_data(&mut old5, None, "0.9.0");
+    update_keeps_data(&mut old5, None, "0.10.0");
     let unpathed: i64 = old5
         .query_one(
             "SELECT count(*) FROM evolve.schema_proposals \
@@ -378,7 +380,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
          FROM evolve.semantic_search('earthquake', 'p7', 5)",
     );
     assert_eq!(current, 1005, "answered from the new generation");
-    update_keeps_data(&mut old6, None, "0.9.0");
+    update_keeps_data(&mut old6, None, "0.10.0");
 
     // 0.7.0 with a type on a profile of its own → 0.8.0: the profile keeps working, and
     // profiles may now name a batched function.
@@ -393,7 +395,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     .unwrap();
     old7.batch_execute("CALL evolve.run_reembedding()").unwrap();
     assert_eq!(version(&mut old7), "0.7.0");
-    update_keeps_data(&mut old7, None, "0.9.0");
+    update_keeps_data(&mut old7, None, "0.10.0");
     let found = crate::common::count(
         &mut old7,
         "SELECT count(*) FROM evolve.semantic_search('earthquake', 'p7', 5) WHERE generation > 0",
@@ -421,7 +423,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         .unwrap();
     old8.batch_execute(DATA_010).unwrap();
     assert_eq!(version(&mut old8), "0.8.0");
-    update_keeps_data(&mut old8, None, "0.9.0");
+    update_keeps_data(&mut old8, None, "0.10.0");
     old8.batch_execute(
         r#"SET evolve.promoted_fragment_retention = 0;
            SELECT evolve.update_schema_incremental('earthquake', '{"attributes": {"sig": {"type": "integer"}}}');
@@ -476,6 +478,73 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
         crate::common::count(&mut old8, "SELECT count(*) FROM evolve.verify_aggregates()");
     assert_eq!(mismatches, 0);
 
+    // 0.9.0 with a tenant's data → 0.10.0: observations, embeddings and proposal history carry
+    // their scope, and the policies read it instead of joining.
+    let mut old9 = cluster.connect_to("from_090");
+    old9.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve VERSION '0.9.0';")
+        .unwrap();
+    old9.batch_execute(DATA_010).unwrap();
+    old9.batch_execute(
+        r#"SELECT evolve.ingest('earthquake', '{"mag": 3, "felt": 9}', 'ana', entity_key => 'a2')"#,
+    )
+    .unwrap();
+    old9.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    assert_eq!(version(&mut old9), "0.9.0");
+    update_keeps_data(&mut old9, None, "0.10.0");
+    let unscoped = crate::common::count(
+        &mut old9,
+        "SELECT (SELECT count(*) FROM evolve.observations o JOIN evolve.entities e USING (entity_id) \
+                 WHERE o.user_id IS DISTINCT FROM e.user_id) \
+              + (SELECT count(*) FROM evolve.entity_embeddings x JOIN evolve.entities e USING (entity_id) \
+                 WHERE x.user_id IS DISTINCT FROM e.user_id) \
+              + (SELECT count(*) FROM evolve.schema_evolution_history h JOIN evolve.schema_proposals p \
+                 ON p.id = h.proposal_id WHERE h.user_id IS DISTINCT FROM p.user_id OR h.proposal_kind <> p.kind)",
+    );
+    assert_eq!(
+        unscoped, 0,
+        "every row has its entity's or proposal's scope"
+    );
+    let scoped = crate::common::count(
+        &mut old9,
+        "SELECT (SELECT count(*) FROM evolve.observations WHERE user_id = 'ana') \
+              * (SELECT count(*) FROM evolve.entity_embeddings WHERE user_id = 'ana')",
+    );
+    assert!(scoped > 0, "ana's observations and embeddings are hers");
+    old9.batch_execute(
+        r#"SELECT evolve.ingest('earthquake', '{"mag": 4, "felt": 1}', 'ana', entity_key => 'a3')"#,
+    )
+    .unwrap();
+    old9.batch_execute("CALL evolve.run_reembedding()").unwrap();
+    old9.batch_execute(
+        r#"SELECT evolve.ingest('earthquake', '{"mag": 5}', 'ana', entity_key => 'a4');
+           CREATE ROLE reader_090 LOGIN; GRANT evolve_reader TO reader_090;"#,
+    )
+    .unwrap();
+    let mut reader = cluster.connect_as("from_090", "reader_090");
+    let seen = |r: &mut Client, tenant: &str| -> (i64, i64, i64) {
+        r.batch_execute(&format!("SET evolve.current_user_id = '{tenant}'"))
+            .unwrap();
+        let row = r
+            .query_one(
+                "SELECT (SELECT count(*) FROM evolve.observations WHERE user_id = 'ana'), \
+                        (SELECT count(*) FROM evolve.entity_embeddings WHERE user_id = 'ana'), \
+                        (SELECT count(*) FROM evolve.embedding_queue WHERE tenant = 'ana')",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    let (observations, embeddings, queued) = seen(&mut reader, "ana");
+    assert!(
+        observations >= 7 && embeddings >= 3 && queued == 1,
+        "{observations} {embeddings} {queued}"
+    );
+    assert_eq!(
+        seen(&mut reader, "bob"),
+        (0, 0, 0),
+        "another tenant sees none of it"
+    );
+
     let mut new = cluster.connect_to("fresh");
     new.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
         .unwrap();
@@ -487,6 +556,7 @@ fn upgrades_keep_data_and_equal_a_fresh_install() {
     assert_same_catalog(&mut old6, &mut new);
     assert_same_catalog(&mut old7, &mut new);
     assert_same_catalog(&mut old8, &mut new);
+    assert_same_catalog(&mut old9, &mut new);
 
     // The upgraded databases work, with 0.3.0's rules (and 0.4.0's aggregates).
     for (db, c) in [

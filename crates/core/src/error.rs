@@ -40,6 +40,8 @@ pub enum SqlState {
     /// 40001 serialization_failure: a concurrent transaction deleted what this one writes to;
     /// retry.
     SerializationFailure,
+    /// 23505 unique_violation: two keys of a distributed database derive the same entity id.
+    UniqueViolation,
 }
 
 impl SqlState {
@@ -61,6 +63,7 @@ impl SqlState {
             SqlState::IoError => "58030",
             SqlState::InsufficientResources => "53000",
             SqlState::SerializationFailure => "40001",
+            SqlState::UniqueViolation => "23505",
         }
     }
 }

@@ -29,9 +29,63 @@ pub fn fnv1a_joined(parts: &[&str]) -> u64 {
     fnv1a64(&bytes)
 }
 
+/// The id of an entity on a database whose entities are distributed (where no index keeps
+/// `(entity_type, user_id, entity_key)` unique across nodes): the first 63 bits of the SHA-256
+/// of the three, each length-prefixed and the user scope flagged when global, so that an
+/// upsert by key reaches the one shard holding it. Never 0 or negative. Stored, so it must not
+/// change. Two keys sharing an id are told apart by their rows (the ingest refuses the second):
+/// with n entities the odds of any such pair are about n²/2⁶⁴ (one in 1,800 at 10⁸).
+pub fn derived_entity_id(entity_type: &str, user_id: Option<&str>, key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [Some(entity_type), user_id, Some(key)] {
+        match part {
+            Some(p) => {
+                h.update([1u8]);
+                h.update((p.len() as u64).to_be_bytes());
+                h.update(p.as_bytes());
+            }
+            None => h.update([0u8]),
+        }
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let id = (u64::from_be_bytes(first) >> 1) as i64;
+    id.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_entity_ids() {
+        let id = derived_entity_id("earthquake", None, "k1");
+        assert!(id > 0);
+        // Stable: the same inputs, the same id, in every build.
+        assert_eq!(id, derived_entity_id("earthquake", None, "k1"));
+        // (The same computed outside: Python's hashlib over the same bytes.)
+        assert_eq!(id, 8_541_449_557_044_584_862);
+        // Every part counts, and where one ends.
+        let others = [
+            derived_entity_id("earthquake", Some(""), "k1"),
+            derived_entity_id("earthquake", Some("ana"), "k1"),
+            derived_entity_id("earthquake", None, "k2"),
+            derived_entity_id("earthquak", None, "ek1"),
+            derived_entity_id("earthquake", Some("k1"), ""),
+        ];
+        for (i, o) in others.iter().enumerate() {
+            assert!(*o > 0);
+            assert_ne!(*o, id, "{i}");
+        }
+        let mut ids: Vec<i64> = (0..10_000)
+            .map(|i| derived_entity_id("t", None, &i.to_string()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 10_000);
+    }
 
     #[test]
     fn reference_values() {

@@ -86,6 +86,323 @@ COMMENT ON COLUMN evolve.dynamic_tables.proposal_kind IS
 DROP POLICY tenant ON evolve.dynamic_tables;
 CREATE POLICY tenant ON evolve.dynamic_tables USING (evolve._proposal_visible(user_id, proposal_kind));
 
+-- ---------------------------------------------------------------- triggers on Citus
+-- Citus runs a distributed table's triggers on its shards, where each shard lives (tables named
+-- after the shard, such as raw_fragments_102008), and a reference table's on each node's copy.
+-- There, the aggregate, count and cascade triggers of entities and raw fragments would write the
+-- node's own copies of tables that are not the distributed ones: on a shard they do nothing. On
+-- a distributed database ingestion adds the aggregate and count deltas itself, and foreign keys
+-- between the colocated tables (added by evolve.distribute()) cascade an entity's delete to its
+-- rows. Notifications are sent by the coordinator only (a worker's copy cannot take part in the
+-- two-phase commit of a NOTIFY). A single node has no shards: nothing changes there.
+CREATE OR REPLACE FUNCTION evolve._fragments_aggregate() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    -- The statement's signed rows, column by column.
+    types text[]; users text[]; fkeys text[]; vtypes text[]; srcs text[]; signs integer[];
+    freqs bigint[]; seens timestamptz[]; vals jsonb[];
+    -- The keys whose last sighting must be read again (they lost a row, or it moved back).
+    stypes text[]; susers text[]; skeys text[];
+BEGIN
+    -- A shard of a distributed table (its own name): see the section's header.
+    IF TG_TABLE_NAME <> 'raw_fragments' THEN
+        RETURN NULL;
+    END IF;
+    -- Ingestion adds the deltas of its own fragment upserts (src/ingest.rs).
+    IF evolve._aggregates_by_caller() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(entity_type), array_agg(user_id), array_agg(fragment_key), array_agg(value_type),
+               array_agg(source), array_agg(1), array_agg(frequency), array_agg(last_seen_at), array_agg(value)
+        INTO types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals
+        FROM new_rows;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(entity_type), array_agg(user_id), array_agg(fragment_key), array_agg(value_type),
+               array_agg(source), array_agg(-1), array_agg(frequency), array_agg(last_seen_at), array_agg(value)
+        INTO types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals
+        FROM old_rows;
+        stypes := types; susers := users; skeys := fkeys;
+    ELSE
+        -- Only rows whose aggregated columns changed count, each as it left and as it came back
+        -- (a lifecycle change moves nothing).
+        SELECT array_agg(d.t), array_agg(d.u), array_agg(d.k), array_agg(d.vt), array_agg(d.src),
+               array_agg(d.sign), array_agg(d.freq), array_agg(d.seen), array_agg(d.val)
+        INTO types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals
+        FROM new_rows n JOIN old_rows o USING (fragment_id)
+        CROSS JOIN LATERAL (VALUES
+            (o.entity_type, o.user_id, o.fragment_key, o.value_type, o.source, -1, o.frequency, o.last_seen_at, o.value),
+            (n.entity_type, n.user_id, n.fragment_key, n.value_type, n.source, 1, n.frequency, n.last_seen_at, n.value))
+            AS d(t, u, k, vt, src, sign, freq, seen, val)
+        WHERE (n.entity_type, n.user_id, n.fragment_key, n.value_type, n.source, n.frequency, n.last_seen_at, n.value)
+              IS DISTINCT FROM
+              (o.entity_type, o.user_id, o.fragment_key, o.value_type, o.source, o.frequency, o.last_seen_at, o.value);
+        SELECT array_agg(o.entity_type), array_agg(o.user_id), array_agg(o.fragment_key)
+        INTO stypes, susers, skeys
+        FROM new_rows n JOIN old_rows o USING (fragment_id)
+        WHERE (n.entity_type, n.user_id, n.fragment_key) IS DISTINCT FROM (o.entity_type, o.user_id, o.fragment_key)
+           OR n.last_seen_at < o.last_seen_at;
+    END IF;
+    -- A statement that settles keys touches other backends' parts: it first locks every part of
+    -- every key it changes, in one sorted pass, so that adding its own deltas afterwards waits
+    -- on nothing a statement doing the same could hold.
+    IF skeys IS NOT NULL THEN
+        PERFORM evolve._lock_fragment_keys(types, users, fkeys);
+    END IF;
+    IF fkeys IS NOT NULL THEN
+        PERFORM evolve._add_fragment_deltas(types, users, fkeys, vtypes, srcs, signs, freqs, seens, vals);
+    END IF;
+    IF skeys IS NOT NULL THEN
+        PERFORM evolve._settle_fragment_keys(stypes, susers, skeys);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION evolve._count_entities() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- A shard of a distributed table (its own name): see the section's header.
+    IF TG_TABLE_NAME <> 'entities' THEN
+        RETURN NULL;
+    END IF;
+    -- Where entity ids derive from keys (no entities_key), ingestion counts what it creates.
+    IF TG_OP = 'INSERT' AND pg_catalog.to_regclass('evolve.entities_key') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM evolve._add_count_parts(array_agg(entity_type), array_agg(user_id), array_agg(n))
+        FROM (SELECT entity_type, user_id, count(*) AS n FROM new_rows GROUP BY 1, 2) d;
+    ELSE
+        PERFORM evolve._add_count_parts(array_agg(entity_type), array_agg(user_id), array_agg(-n))
+        FROM (SELECT entity_type, user_id, count(*) AS n FROM old_rows GROUP BY 1, 2) d;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve._entities_cascade() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- A shard of a distributed table (its own name): see the section's header.
+    IF TG_TABLE_NAME <> 'entities' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE evolve.raw_fragments, evolve.observations, evolve.raw_fragment_aggregate_parts,
+                 evolve.entity_count_parts, evolve.embedding_queue;
+    ELSE
+        DELETE FROM evolve.raw_fragments f USING old_rows o WHERE f.entity_id = o.entity_id;
+        DELETE FROM evolve.observations x USING old_rows o WHERE x.entity_id = o.entity_id;
+        DELETE FROM evolve.embedding_queue q USING old_rows o WHERE q.entity_id = o.entity_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve._notify_schema_version() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- A placement of a reference table (its own name): the coordinator's notifies.
+    IF TG_TABLE_NAME <> 'schema_history' THEN
+        IF NOT pg_catalog.citus_is_coordinator() THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    IF NEW.user_id IS NULL
+       OR coalesce(pg_catalog.current_setting('evolve.notify_user_scopes', true), 'off') IN ('on', 'true') THEN
+        PERFORM pg_catalog.pg_notify('evolve_schema', pg_catalog.json_build_object(
+            'entity_type', NEW.entity_type, 'user_id', NEW.user_id, 'version', NEW.version)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve._notify_proposal() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- A placement of a reference table (its own name): the coordinator's notifies.
+    IF TG_TABLE_NAME <> 'schema_proposals' THEN
+        IF NOT pg_catalog.citus_is_coordinator() THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    IF NEW.user_id IS NULL
+       OR coalesce(pg_catalog.current_setting('evolve.notify_user_scopes', true), 'off') IN ('on', 'true') THEN
+        PERFORM pg_catalog.pg_notify('evolve_proposal', pg_catalog.json_build_object(
+            'id', NEW.id, 'event', CASE WHEN TG_OP = 'INSERT' THEN 'created'
+                                        WHEN NEW.status = 'implemented' THEN 'approved'
+                                        ELSE NEW.status END,
+            'kind', NEW.kind, 'entity_type', NEW.entity_type, 'user_id', NEW.user_id,
+            'name', NEW.name)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve._notify_job() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- A placement of a reference table (its own name): the coordinator's notifies.
+    IF TG_TABLE_NAME <> 'schema_migration_jobs' THEN
+        IF NOT pg_catalog.citus_is_coordinator() THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    PERFORM pg_catalog.pg_notify('evolve_job', pg_catalog.json_build_object(
+        'id', NEW.id, 'status', NEW.status, 'kind', NEW.kind, 'entity_types', NEW.entity_types,
+        'processed_entities', NEW.processed_entities, 'total_entities', NEW.total_entities,
+        'parked_entities', NEW.parked_entities)::text);
+    RETURN NULL;
+END
+$$;
+
+-- ---------------------------------------------------------------- verification on Citus
+-- The same recompute and comparison in PL/pgSQL: Citus plans no SQL-language function over
+-- its tables (their parameters), and plans each part of this one on its own.
+CREATE OR REPLACE FUNCTION evolve.verify_aggregates()
+RETURNS TABLE (entity_type text, user_id text, fragment_key text, field text, expected text, actual text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH r AS (
+        SELECT entity_type, user_id, fragment_key, count(*) AS sample_count, sum(frequency) AS frequency_total,
+               max(last_seen_at) AS last_seen_at
+        FROM evolve.raw_fragments GROUP BY 1, 2, 3),
+    rt AS (
+        SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(value_type), array_agg(n)) AS type_counts
+        FROM (SELECT entity_type, user_id, fragment_key, value_type, count(*) AS n
+              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3),
+    rs AS (
+        SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(source), array_agg(n)) AS source_counts
+        FROM (SELECT entity_type, user_id, fragment_key, source, count(*) AS n
+              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3),
+    expected AS (
+        SELECT r.*, rt.type_counts, rs.source_counts,
+               coalesce(r.user_id, '') || E'\x1f' || r.entity_type || E'\x1f' || r.fragment_key AS k
+        FROM r JOIN rt ON rt.entity_type = r.entity_type AND rt.fragment_key = r.fragment_key
+                      AND rt.user_id IS NOT DISTINCT FROM r.user_id
+               JOIN rs ON rs.entity_type = r.entity_type AND rs.fragment_key = r.fragment_key
+                      AND rs.user_id IS NOT DISTINCT FROM r.user_id),
+    actual AS (
+        SELECT a.*, coalesce(a.user_id, '') || E'\x1f' || a.entity_type || E'\x1f' || a.fragment_key AS k
+        FROM evolve.raw_fragment_aggregates a)
+    SELECT coalesce(e.entity_type, a.entity_type), coalesce(e.user_id, a.user_id),
+           coalesce(e.fragment_key, a.fragment_key), c.field, c.expected, c.actual
+    FROM expected e FULL JOIN actual a ON a.k = e.k
+    CROSS JOIN LATERAL (VALUES
+        ('sample_count', e.sample_count::text, a.sample_count::text),
+        ('frequency_total', e.frequency_total::text, a.frequency_total::text),
+        ('type_counts', e.type_counts::text, a.type_counts::text),
+        ('source_counts', e.source_counts::text, a.source_counts::text),
+        ('last_seen_at', e.last_seen_at::text, a.last_seen_at::text)) AS c(field, expected, actual)
+    WHERE c.expected IS DISTINCT FROM c.actual
+    ORDER BY 1, 2, 3, 4;
+END
+$$;
+
+-- ---------------------------------------------------------------- upserts without functions
+-- Citus refuses a function call in the DO UPDATE clause of an upsert into one of its tables
+-- (the registry's are reference tables there): the settings' upserts take the values their
+-- inserts computed (EXCLUDED, the columns' defaults), the same values as before.
+CREATE OR REPLACE FUNCTION evolve.bind_tenant(role regrole, user_id text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role()::pg_catalog.name, 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to bind a role to a tenant'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'This is reserved to members of evolve_admin: GRANT evolve_admin TO the role.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1) THEN
+        RAISE EXCEPTION 'role % does not exist', $1::pg_catalog.oid
+            USING ERRCODE = 'undefined_object', HINT = 'Bind an existing role.';
+    END IF;
+    IF pg_catalog.pg_get_userbyid($1) OPERATOR(pg_catalog.=) ANY (ARRAY['evolve_reader', 'evolve_writer', 'evolve_admin']::pg_catalog.name[]) THEN
+        RAISE EXCEPTION 'role % cannot be bound to a tenant', $1
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Bind the login (or SET ROLE) role of the tenant, not one of pg_evolve''s group roles.';
+    END IF;
+    IF $2 IS NULL OR pg_catalog.octet_length($2) OPERATOR(pg_catalog.<) 1 OR pg_catalog.octet_length($2) OPERATOR(pg_catalog.>) 256
+       OR $2 OPERATOR(pg_catalog.~) '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid user_id %', pg_catalog.quote_nullable($2)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A user_id is 1 to 256 bytes of printable text.';
+    END IF;
+    INSERT INTO evolve.tenant_roles AS t (role, user_id) VALUES ($1, $2)
+    ON CONFLICT ON CONSTRAINT tenant_roles_pkey DO UPDATE
+        SET user_id = excluded.user_id, bound_by = EXCLUDED.bound_by, bound_at = EXCLUDED.bound_at;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve.set_embedding_policy(entity_type text, mode text DEFAULT 'on_change')
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role(), 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to set an embedding policy'
+            USING ERRCODE = '42501', HINT = 'Embedding policies are set by members of evolve_admin.';
+    END IF;
+    IF entity_type IS NULL OR mode IS NULL OR mode NOT IN ('on_change', 'manual') THEN
+        RAISE EXCEPTION 'invalid embedding policy mode: %', coalesce(mode, 'NULL')
+            USING ERRCODE = '22023', HINT = 'The mode is on_change or manual, for a non-null entity type.';
+    END IF;
+    INSERT INTO evolve.embedding_policies AS p (entity_type, mode) VALUES ($1, $2)
+    ON CONFLICT ON CONSTRAINT embedding_policies_pkey DO UPDATE
+        SET mode = EXCLUDED.mode, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by;
+    RETURN mode;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve.set_tenant_weight(user_id text, weight integer DEFAULT 1)
+RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role(), 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to set a tenant''s weight'
+            USING ERRCODE = '42501', HINT = 'Tenant weights are set by members of evolve_admin.';
+    END IF;
+    IF $1 IS NULL OR $1 = '' OR $2 IS NULL OR $2 NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid tenant weight: % for %', coalesce($2::text, 'NULL'), coalesce($1, 'NULL')
+            USING ERRCODE = '22023', HINT = 'A tenant (a non-empty user_id) has a weight from 1 to 1000; 1 is the default.';
+    END IF;
+    IF $2 = 1 THEN
+        DELETE FROM evolve.tenant_weights w WHERE w.user_id = $1;
+    ELSE
+        INSERT INTO evolve.tenant_weights AS w (user_id, weight) VALUES ($1, $2)
+        ON CONFLICT ON CONSTRAINT tenant_weights_pkey DO UPDATE
+            SET weight = EXCLUDED.weight, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by;
+    END IF;
+    RETURN $2;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve.set_embedding_profile(entity_type text, profile text)
+RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    job bigint;
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role(), 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to set an embedding profile'
+            USING ERRCODE = '42501', HINT = 'Embedding profiles are set by members of evolve_admin.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM evolve.embedding_profiles p WHERE p.name = $2) THEN
+        RAISE EXCEPTION 'embedding profile "%" does not exist', $2
+            USING ERRCODE = '42704', HINT = 'See evolve.embedding_profiles.';
+    END IF;
+    IF $2 = 'hashing' THEN
+        DELETE FROM evolve.entity_type_profiles t WHERE t.entity_type = $1;
+    ELSE
+        INSERT INTO evolve.entity_type_profiles AS t (entity_type, profile) VALUES ($1, $2)
+        ON CONFLICT ON CONSTRAINT entity_type_profiles_pkey DO UPDATE
+            SET profile = EXCLUDED.profile, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by;
+    END IF;
+    -- The type is re-embedded whole, into a generation of the new profile.
+    SELECT evolve.apply_change(pg_catalog.jsonb_build_object(
+        'kind', 'embedding_function_changed', 'entity_types', pg_catalog.jsonb_build_array($1))) INTO job;
+    RETURN job;
+END
+$$;
+
 -- ---------------------------------------------------------------- evolve.distribute()
 -- On a Citus coordinator: the registry as reference tables (a copy on every node), the data
 -- distributed by entity_id and colocated (an entity's rows, fragments, queue row and embeddings
@@ -162,6 +479,18 @@ BEGIN
                 colocate_with => CASE WHEN t = 'entities' THEN 'default' ELSE 'evolve.entities' END);
         END IF;
         RETURN NEXT;
+    END LOOP;
+    -- Citus plans a statement with parameters that is not a single-shard one only with their
+    -- values (a custom plan): ingest's statements may not be forced generic there.
+    ALTER FUNCTION evolve.ingest(text, jsonb, text, text, text, integer) RESET plan_cache_mode;
+    -- An entity's delete cascades to its rows on its shard (a trigger does it on a single node).
+    FOREACH t IN ARRAY ARRAY['observations', 'raw_fragments', 'embedding_queue'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint
+                       WHERE conname = t || '_entity_cascade' AND connamespace = 'evolve'::regnamespace) THEN
+            EXECUTE pg_catalog.format(
+                'ALTER TABLE evolve.%I ADD CONSTRAINT %I FOREIGN KEY (entity_id) REFERENCES evolve.entities (entity_id) ON DELETE CASCADE',
+                t, t || '_entity_cascade');
+        END IF;
     END LOOP;
 END $$;
 REVOKE ALL ON FUNCTION evolve.distribute(integer) FROM PUBLIC;

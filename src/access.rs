@@ -119,6 +119,37 @@ fn tenant_roles_relid() -> pg_sys::Oid {
     oid
 }
 
+/// Runs `f`, which reads a reference table, where Citus would refuse it: on a node running a
+/// shard's part of a distributed statement (row-level security evaluated there), Citus takes
+/// any read of one of its tables for a nested distributed query. A reference table's rows are
+/// all on every node, so the read is exact: `citus.allow_nested_distributed_execution` is on
+/// for its duration (as a function's SET clause would set it). Without Citus, `f` alone.
+fn with_nested_citus_reads<T>(f: impl FnOnce() -> T) -> T {
+    const NAME: &CStr = c"citus.allow_nested_distributed_execution";
+    // SAFETY: looks a setting up by name; missing_ok gives NULL where Citus is not loaded.
+    if unsafe { pg_sys::GetConfigOption(NAME.as_ptr(), true, false) }.is_null() {
+        return f();
+    }
+    // SAFETY: the nest level pattern of a function's SET clause: the value set with
+    // GUC_ACTION_SAVE is undone by AtEOXact_GUC at this level (and by abort on error).
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            NAME.as_ptr(),
+            c"on".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let result = f();
+        pg_sys::AtEOXact_GUC(true, level);
+        result
+    }
+}
+
 /// Reads the binding of (outer role, session role) from `evolve.tenant_roles`, the outer
 /// role's first. Read-only SPI with the active snapshot: no command counter increment and no
 /// transaction id, so that it may run inside any query, a parallel one included (pgrx's
@@ -182,7 +213,7 @@ fn bound_tenant() -> Option<String> {
         // SAFETY: a balanced push/pop; on error, transaction abort resets the snapshot stack.
         unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
     }
-    let found = lookup_binding(key);
+    let found = with_nested_citus_reads(|| lookup_binding(key));
     if !parallel {
         // SAFETY: pops the snapshot pushed above.
         unsafe { pg_sys::PopActiveSnapshot() };

@@ -278,44 +278,54 @@ pub fn promote(
             .map(|(_, a)| a.clone())
     });
     crate::args::writable_transaction();
+    // The entities holding the key's active fragments, by shard (one group on a single node).
+    let groups = crate::shards::groups(crate::plans::i64_rows(
+        "SELECT DISTINCT entity_id FROM evolve.raw_fragments \
+         WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
+           AND lifecycle_state = 'active'",
+        &[entity_type.into(), fragment_key.into(), user_id.into()],
+    ));
     let rows: Vec<(i64, i64, Value, Option<String>)> = Spi::connect_mut(|client| {
-        // Lock order as in ingestion: entities (by id), then their fragments (by entity, key).
-        // Only the entities locked here: the next statement sees a newer snapshot, in which
-        // another session may have committed fragments of entities not locked here, and
-        // locking those later (after the fragments and their aggregate parts) would invert the
-        // order.
-        let locked: Vec<i64> = client
-            .update(
-                "SELECT entity_id FROM evolve.entities WHERE entity_id IN ( \
-                     SELECT entity_id FROM evolve.raw_fragments \
-                     WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
-                       AND lifecycle_state = 'active') \
-                 ORDER BY entity_id FOR NO KEY UPDATE",
-                None,
-                &[entity_type.into(), fragment_key.into(), user_id.into()],
-            )
-            .or_raise()
-            .filter_map(|r| r.value::<i64>(1))
-            .collect();
-        let candidates: Vec<(i64, i64, Value, Option<String>)> = client
-            .select(
-                "SELECT fragment_id, entity_id, value, source FROM evolve.raw_fragments \
-                 WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
-                   AND lifecycle_state = 'active' AND entity_id = ANY ($4) ORDER BY entity_id FOR UPDATE",
-                None,
-                &[entity_type.into(), fragment_key.into(), user_id.into(), locked.into()],
-            )
-            .or_raise()
-            .map(|r| {
-                (
-                    r.value::<i64>(1).unwrap_or(0),
-                    r.value::<i64>(2).unwrap_or(0),
-                    r.value::<JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
-                    r.value::<String>(4),
+        let mut candidates = Vec::new();
+        for group in groups {
+            // Lock order as in ingestion: entities (by id), then their fragments (by entity,
+            // key). Only the fragments of the entities locked here: the next statement sees a
+            // newer snapshot, in which another session may have committed fragments of entities
+            // not locked here, and locking those later (after the fragments and their aggregate
+            // parts) would invert the order.
+            let locked: Vec<i64> = client
+                .update(
+                    "SELECT entity_id FROM evolve.entities WHERE entity_id = ANY ($1) \
+                     ORDER BY entity_id FOR NO KEY UPDATE",
+                    None,
+                    &[group.into()],
                 )
-            })
-            .filter(|(_, _, value, _)| declared.as_ref().is_none_or(|a| conforms_to(a, value)))
-            .collect();
+                .or_raise()
+                .filter_map(|r| r.value::<i64>(1))
+                .collect();
+            candidates.extend(
+                client
+                    .update(
+                        "SELECT fragment_id, entity_id, value, source FROM evolve.raw_fragments \
+                         WHERE entity_type = $1 AND fragment_key = $2 AND ($3::text IS NULL OR user_id = $3) \
+                           AND lifecycle_state = 'active' AND entity_id = ANY ($4) ORDER BY entity_id FOR UPDATE",
+                        None,
+                        &[entity_type.into(), fragment_key.into(), user_id.into(), locked.into()],
+                    )
+                    .or_raise()
+                    .map(|r| {
+                        (
+                            r.value::<i64>(1).unwrap_or(0),
+                            r.value::<i64>(2).unwrap_or(0),
+                            r.value::<JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
+                            r.value::<String>(4),
+                        )
+                    })
+                    .filter(|(_, _, value, _)| {
+                        declared.as_ref().is_none_or(|a| conforms_to(a, value))
+                    }),
+            );
+        }
         candidates
     });
     mark_promoted(rows.iter().map(|r| (r.1, r.0)).collect());
@@ -364,50 +374,69 @@ fn gather(entity_type: &str, parent_key: &str, user_id: Option<&str>, lock: bool
     crate::args::writable_transaction();
     // (fragment_id, entity_id, fragment_key, value, source, user_id)
     type Fetched = (i64, i64, String, Value, Option<String>, Option<String>);
-    let rows: Vec<Fetched> = Spi::connect_mut(|client| {
-        // Only the entities locked here (see `promote`).
-        let mut locked: Option<Vec<i64>> = None;
-        if lock {
-            locked = Some(
-                client
-                    .update(
-                        "SELECT entity_id FROM evolve.entities WHERE entity_id IN ( \
-                         SELECT entity_id FROM evolve.raw_fragments \
-                         WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
-                           AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active') \
-                     ORDER BY entity_id FOR NO KEY UPDATE",
-                        None,
-                        &[entity_type.into(), prefix.into(), user_id.into()],
-                    )
-                    .or_raise()
-                    .filter_map(|r| r.value::<i64>(1))
-                    .collect::<Vec<i64>>(),
-            );
-        }
+    let fetch = |client: &mut pgrx::spi::SpiClient<'_>, locked: Option<Vec<i64>>| -> Vec<Fetched> {
         let for_update = if lock { " FOR UPDATE" } else { "" };
-        client
-                .select(
-                    &format!("SELECT fragment_id, entity_id, fragment_key, value, source, user_id FROM evolve.raw_fragments \
+        let sql = format!(
+                    "SELECT fragment_id, entity_id, fragment_key, value, source, user_id FROM evolve.raw_fragments \
                      WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
                        AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active' \
                        AND ($4::bigint[] IS NULL OR entity_id = ANY ($4)) \
-                     ORDER BY entity_id, fragment_id{for_update}"),
-                    None,
-                    &[entity_type.into(), prefix.into(), user_id.into(), locked.into()],
-                )
-                .or_raise()
-                .map(|r| {
-                    (
-                        r.value::<i64>(1).unwrap_or(0),
-                        r.value::<i64>(2).unwrap_or(0),
-                        r.value::<String>(3).unwrap_or_default(),
-                        r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
-                        r.value::<String>(5),
-                        r.value::<String>(6),
+                     ORDER BY entity_id, fragment_id{for_update}"
+        );
+        let args = [
+            entity_type.into(),
+            prefix.into(),
+            user_id.into(),
+            locked.into(),
+        ];
+        // (A plain read stays read-only: peek_members is called by read-only functions.)
+        if lock {
+            client.update(&sql, None, &args)
+        } else {
+            client.select(&sql, None, &args)
+        }
+        .or_raise()
+        .map(|r| {
+            (
+                r.value::<i64>(1).unwrap_or(0),
+                r.value::<i64>(2).unwrap_or(0),
+                r.value::<String>(3).unwrap_or_default(),
+                r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
+                r.value::<String>(5),
+                r.value::<String>(6),
+            )
+        })
+        .collect()
+    };
+    let rows: Vec<Fetched> = if lock {
+        // The entities holding active fragments below the parent, by shard, each group locked
+        // and then only its fragments read (see `promote`).
+        let groups = crate::shards::groups(crate::plans::i64_rows(
+            "SELECT DISTINCT entity_id FROM evolve.raw_fragments \
+             WHERE entity_type = $1 AND starts_with(fragment_key, $2) \
+               AND ($3::text IS NULL OR user_id = $3) AND lifecycle_state = 'active'",
+            &[entity_type.into(), prefix.into(), user_id.into()],
+        ));
+        Spi::connect_mut(|client| {
+            let mut rows = Vec::new();
+            for group in groups {
+                let locked: Vec<i64> = client
+                    .update(
+                        "SELECT entity_id FROM evolve.entities WHERE entity_id = ANY ($1) \
+                         ORDER BY entity_id FOR NO KEY UPDATE",
+                        None,
+                        &[group.into()],
                     )
-                })
-                .collect()
-    });
+                    .or_raise()
+                    .filter_map(|r| r.value::<i64>(1))
+                    .collect();
+                rows.extend(fetch(client, Some(locked)));
+            }
+            rows
+        })
+    } else {
+        Spi::connect_mut(|client| fetch(client, None))
+    };
     let mut by_entity: BTreeMap<i64, Members> = BTreeMap::new();
     for (fragment_id, entity_id, key, value, source, user) in rows {
         let path = evolve_core::path::lenient(&key);
@@ -436,21 +465,29 @@ pub fn mark_promoted(ids: Vec<(i64, i64)>) {
     if ids.is_empty() {
         return;
     }
-    let (entities, fragments): (Vec<i64>, Vec<i64>) = ids.into_iter().unzip();
+    // Shard by shard where entities are distributed (one group on a single node).
+    let groups = crate::shards::groups(ids.iter().map(|p| p.0).collect());
     Spi::connect_mut(|client| {
-        client
-            .update(
-                "UPDATE evolve.raw_fragments SET lifecycle_state = 'promoted', promoted_at = now(), \
-                     expires_at = now() + make_interval(secs => $3) \
-                 WHERE entity_id = ANY($1) AND fragment_id = ANY($2)",
-                None,
-                &[
-                    entities.into(),
-                    fragments.into(),
-                    (gucs::promoted_fragment_retention_secs() as f64).into(),
-                ],
-            )
-            .or_raise();
+        for entities in groups {
+            let fragments: Vec<i64> = ids
+                .iter()
+                .filter(|p| entities.binary_search(&p.0).is_ok())
+                .map(|p| p.1)
+                .collect();
+            client
+                .update(
+                    "UPDATE evolve.raw_fragments SET lifecycle_state = 'promoted', promoted_at = now(), \
+                         expires_at = now() + make_interval(secs => $3) \
+                     WHERE entity_id = ANY($1) AND fragment_id = ANY($2)",
+                    None,
+                    &[
+                        entities.into(),
+                        fragments.into(),
+                        (gucs::promoted_fragment_retention_secs() as f64).into(),
+                    ],
+                )
+                .or_raise();
+        }
     });
 }
 
@@ -499,6 +536,7 @@ pub fn promote_members(
 #[pg_extern(volatile, parallel_unsafe)]
 fn cleanup_expired_fragments(batch_size: default!(i32, 10000)) -> i64 {
     access::require_admin("clean up fragments");
+    crate::shards::refuse_if_distributed("fragment cleanup");
     if batch_size <= 0 {
         raise(
             SqlState::InvalidParameterValue,
@@ -530,6 +568,7 @@ fn archive_stale_fragments(
     min_frequency: default!(i32, 3),
 ) -> i64 {
     access::require_admin("archive fragments");
+    crate::shards::refuse_if_distributed("fragment archival");
     Spi::connect_mut(|client| {
         client
             .update(

@@ -46,19 +46,24 @@ pub fn start(client: &mut pgrx::spi::SpiClient<'_>, job_id: i64, types: &[String
         // now: its entities were queued again for the new job, and rows already written that
         // no longer match are embedded again (their content hash differs). One of another
         // profile is abandoned (retired, its partition dropped).
-        let handed = client
+        // (Two statements: Citus evaluates no function inside a CASE.)
+        client
             .update(
-                "UPDATE evolve.embedding_generations \
-                 SET job_id = CASE WHEN profile = $3 THEN $2 ELSE job_id END, \
-                     state = CASE WHEN profile = $3 THEN state ELSE 'retired' END, \
-                     switched_at = CASE WHEN profile = $3 THEN switched_at ELSE now() END \
-                 WHERE entity_type = $1 AND state = 'building' RETURNING profile = $3",
+                "UPDATE evolve.embedding_generations SET state = 'retired', switched_at = now() \
+                 WHERE entity_type = $1 AND state = 'building' AND profile <> $2",
+                None,
+                &[t.as_str().into(), profile.as_str().into()],
+            )
+            .or_raise();
+        let handed = !client
+            .update(
+                "UPDATE evolve.embedding_generations SET job_id = $2 \
+                 WHERE entity_type = $1 AND state = 'building' AND profile = $3 RETURNING 1",
                 None,
                 &[t.as_str().into(), job_id.into(), profile.as_str().into()],
             )
             .or_raise()
-            .filter_map(|r| r.value::<bool>(1))
-            .any(|same| same);
+            .is_empty();
         if handed {
             continue;
         }

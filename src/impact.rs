@@ -213,10 +213,17 @@ fn apply_change(change: Json) -> i64 {
     } else {
         "queued"
     };
+    // (now() outside a CASE: Citus evaluates no function inside one.)
     let job_id = Spi::get_one_with_args::<i64>(
-        "INSERT INTO evolve.schema_migration_jobs \
-             (status, kind, entity_types, change, priority, priority_rank, schema_version, completed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $1 = 'completed' THEN now() END) RETURNING id",
+        if targets.is_empty() {
+            "INSERT INTO evolve.schema_migration_jobs \
+                 (status, kind, entity_types, change, priority, priority_rank, schema_version, completed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now()) RETURNING id"
+        } else {
+            "INSERT INTO evolve.schema_migration_jobs \
+                 (status, kind, entity_types, change, priority, priority_rank, schema_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+        },
         &[
             status.into(),
             c.kind_str().into(),
@@ -244,45 +251,62 @@ fn apply_change(change: Json) -> i64 {
 ///
 /// Lock order, here and in a batch: queue rows (by entity), then job rows (by id).
 fn enqueue(job_id: i64, rank: i32, ids: &[i64]) {
+    // Shard by shard where entities are distributed (one group on a single node).
+    let distributed = crate::shards::distributed();
+    let groups = crate::shards::groups(ids.to_vec());
     Spi::connect_mut(|client| {
-        // (job, was parked) of the entities already queued by a job, which move to this one
-        // (entities queued by a change of their data join it too).
-        let previous: Vec<(i64, bool)> = client
-            .update(
-                "SELECT job_id, state = 'failed' FROM evolve.embedding_queue \
+        let mut previous: Vec<(i64, bool)> = Vec::new();
+        let mut n = 0;
+        for ids in &groups {
+            // (job, was parked) of the entities already queued by a job, which move to this one
+            // (entities queued by a change of their data join it too).
+            previous.extend(
+                client
+                    .update(
+                        "SELECT job_id, state = 'failed' FROM evolve.embedding_queue \
                  WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
-                None,
-                &[ids.to_vec().into()],
-            )
-            .or_raise()
-            .filter_map(|r| Some((r.value::<i64>(1)?, r.value::<bool>(2).unwrap_or(false))))
-            .collect();
-        // Each row with its entity's tenant (since 0.7.0; the queue had no tenant before). The
-        // entities are locked against a concurrent delete (the queue has no foreign key to
-        // them since 0.9.0: a row queued for an entity deleted meanwhile would stay behind).
-        let sql = if crate::generations::installed() {
-            "INSERT INTO evolve.embedding_queue (entity_id, job_id, priority_rank, tenant) \
+                        None,
+                        &[ids.clone().into()],
+                    )
+                    .or_raise()
+                    .filter_map(|r| {
+                        Some((r.value::<i64>(1)?, r.value::<bool>(2).unwrap_or(false)))
+                    }),
+            );
+            // Each row with its entity's tenant (since 0.7.0; the queue had no tenant before). The
+            // entities are locked against a concurrent delete (the queue has no foreign key to
+            // them since 0.9.0: a row queued for an entity deleted meanwhile would stay behind).
+            // (Distributed, the queue's key to entities does it: evolve.distribute() adds one.)
+            let sql = if distributed {
+                "INSERT INTO evolve.embedding_queue (entity_id, job_id, priority_rank, tenant) \
+             SELECT e.entity_id, $2, $3, coalesce(e.user_id, '') \
+             FROM evolve.entities e WHERE e.entity_id = ANY ($1) ORDER BY e.entity_id \
+             ON CONFLICT (entity_id) DO UPDATE SET job_id = EXCLUDED.job_id, \
+                 priority_rank = greatest(evolve.embedding_queue.priority_rank, EXCLUDED.priority_rank), \
+                 state = 'queued', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL, \
+                 enqueued_at = EXCLUDED.enqueued_at"
+            } else if crate::generations::installed() {
+                "INSERT INTO evolve.embedding_queue (entity_id, job_id, priority_rank, tenant) \
              SELECT e.entity_id, $2, $3, coalesce(e.user_id, '') \
              FROM unnest($1::bigint[]) AS id JOIN evolve.entities e ON e.entity_id = id ORDER BY id \
              FOR KEY SHARE OF e \
              ON CONFLICT (entity_id) DO UPDATE SET job_id = EXCLUDED.job_id, \
                  priority_rank = greatest(evolve.embedding_queue.priority_rank, EXCLUDED.priority_rank), \
-                 state = 'queued', attempts = 0, next_attempt_at = now(), last_error = NULL, enqueued_at = now()"
-        } else {
-            "INSERT INTO evolve.embedding_queue (entity_id, job_id, priority_rank) \
+                 state = 'queued', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL, \
+                 enqueued_at = EXCLUDED.enqueued_at"
+            } else {
+                "INSERT INTO evolve.embedding_queue (entity_id, job_id, priority_rank) \
              SELECT id, $2, $3 FROM unnest($1::bigint[]) AS id ORDER BY id \
              ON CONFLICT (entity_id) DO UPDATE SET job_id = EXCLUDED.job_id, \
                  priority_rank = greatest(evolve.embedding_queue.priority_rank, EXCLUDED.priority_rank), \
-                 state = 'queued', attempts = 0, next_attempt_at = now(), last_error = NULL, enqueued_at = now()"
-        };
-        let n = client
-            .update(
-                sql,
-                None,
-                &[ids.to_vec().into(), job_id.into(), rank.into()],
-            )
-            .or_raise()
-            .len() as i64;
+                 state = 'queued', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL, \
+                 enqueued_at = EXCLUDED.enqueued_at"
+            };
+            n += client
+                .update(sql, None, &[ids.clone().into(), job_id.into(), rank.into()])
+                .or_raise()
+                .len() as i64;
+        }
         if n > 0 {
             crate::wakeup::wake_at_commit();
         }

@@ -448,7 +448,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     // The entities: ids by ordinal, the states of those that existed (locked), and the ones
     // this batch created, written whole.
     let mut ids: Vec<i64> = vec![0; distinct.len()];
-    let derived = derived_ids();
+    let derived = crate::shards::derived_ids();
     let mut states: BTreeMap<i64, EntityState> = BTreeMap::new();
     let mut created: HashSet<i64> = HashSet::new();
     let (mut born, mut drawn, mut definitions) = (Vec::new(), Vec::new(), Vec::new());
@@ -512,6 +512,33 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         );
     }
 
+    // Where entities are distributed, the count triggers do nothing on the shards: the
+    // entities this statement created are counted here.
+    if derived && !created.is_empty() {
+        let mut counts: BTreeMap<(&str, Option<&str>), i64> = BTreeMap::new();
+        let scopes = born
+            .iter()
+            .map(|b| (b.entity_type.as_str(), b.user_id.as_deref()))
+            .chain(
+                states
+                    .values()
+                    .filter(|s| s.created)
+                    .map(EntityState::scope),
+            );
+        for scope in scopes {
+            *counts.entry(scope).or_default() += 1;
+        }
+        let (types, users): (Vec<&str>, Vec<Option<&str>>) = counts.keys().copied().unzip();
+        let counts: Vec<i64> = counts.into_values().collect();
+        Spi::connect_mut(|c| {
+            crate::plans::execute(
+                c,
+                "SELECT evolve._add_count_parts($1, $2, $3)",
+                &[types.into(), users.into(), counts.into()],
+            );
+        });
+    }
+
     // Observations: those of the entities created whole have their ids (drawn for them); the
     // others get theirs now, merged into their entities' snapshots.
     let mut is_born = vec![false; ids.len()];
@@ -571,19 +598,7 @@ fn create_entities(
     let drawn: Vec<i64> = if observations.is_empty() {
         Vec::new()
     } else {
-        Spi::connect_mut(|c| {
-            let mut drawn: Vec<i64> = crate::plans::execute(
-                c,
-                "WITH s AS MATERIALIZED ( \
-                     SELECT pg_catalog.pg_get_serial_sequence('evolve.observations', 'observation_id')::regclass AS seq) \
-                 SELECT pg_catalog.nextval(s.seq) FROM s, generate_series(1, $1)",
-                &[(observations.len() as i64).into()],
-            )
-            .map(|r| r.required::<i64>(1))
-            .collect();
-            drawn.sort_unstable();
-            drawn
-        })
+        Spi::connect_mut(|c| crate::snapshots::draw_observation_ids(c, observations.len()))
     };
     let mut by_ordinal: Vec<Vec<usize>> = vec![Vec::new(); distinct.len()];
     for (n, (ordinal, _)) in observations.iter().enumerate() {
@@ -655,13 +670,17 @@ fn create_entities(
             if derived {
                 // A key whose id is taken (by itself, or by another key) is left to
                 // lock_existing, which tells the two apart.
-                "INSERT INTO evolve.entities \
-                     (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
-                      last_computed_observation_id, entity_id) OVERRIDING SYSTEM VALUE \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], \
-                                      $6::bigint[], $7::bigint[], $8::bigint[]) \
-                 ON CONFLICT (entity_id) DO NOTHING \
-                 RETURNING entity_id, entity_type, user_id, entity_key"
+                // (In a CTE: Citus counts the rows its conflict clause skipped as processed,
+                // more than it returns, which SPI refuses of a statement returning rows.)
+                "WITH created AS ( \
+                     INSERT INTO evolve.entities \
+                         (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
+                          last_computed_observation_id, entity_id) OVERRIDING SYSTEM VALUE \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], \
+                                          $6::bigint[], $7::bigint[], $8::bigint[]) \
+                     ON CONFLICT (entity_id) DO NOTHING \
+                     RETURNING entity_id, entity_type, user_id, entity_key) \
+                 SELECT * FROM created"
             } else {
                 "INSERT INTO evolve.entities \
                      (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
@@ -742,18 +761,27 @@ fn lock_existing(
     } else {
         Vec::new()
     };
+    // Derived ids are locked shard by shard (one group on a single node); keys, in one
+    // statement.
+    let groups = if derived {
+        crate::shards::groups(derived_ids.clone())
+    } else {
+        vec![Vec::new()]
+    };
     Spi::connect_mut(|c| {
-        let rows = crate::plans::execute(
-            c,
-            if derived {
-                "WITH locked AS ( \
+        for group in groups {
+            let rows = crate::plans::execute(
+                c,
+                if derived {
+                    "WITH locked AS ( \
                      SELECT e.entity_id FROM evolve.entities e WHERE e.entity_id = ANY ($4::bigint[]) \
                      ORDER BY e.entity_id FOR NO KEY UPDATE OF e) \
-                 UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
+                 UPDATE evolve.entities e SET updated_at = now() FROM locked \
+                 WHERE e.entity_id = locked.entity_id AND e.entity_id = ANY ($4::bigint[]) \
                  RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
                            e.last_computed_observation_id, e.entity_key"
-            } else {
-                "WITH locked AS ( \
+                } else {
+                    "WITH locked AS ( \
                      SELECT e.entity_id FROM evolve.entities e \
                      JOIN unnest($1::text[], $2::text[], $3::text[]) AS x(t, u, k) \
                        ON e.entity_type = x.t AND e.entity_key = x.k AND e.user_id IS NOT DISTINCT FROM x.u \
@@ -761,39 +789,32 @@ fn lock_existing(
                  UPDATE evolve.entities e SET updated_at = now() FROM locked WHERE e.entity_id = locked.entity_id \
                  RETURNING e.entity_id, e.entity_type, e.user_id, e.snapshot_cells, e.snapshot_schema_hash, \
                            e.last_computed_observation_id, e.entity_key"
-            },
-            &[
-                types.into(),
-                users.into(),
-                keys.into(),
-                derived_ids.clone().into(),
-            ],
-        );
-        for r in rows {
-            let key = r.required::<String>(7);
-            let (id, state) = EntityState::from_row(&r);
-            let (t, u) = state.scope();
-            let scope = (t.to_string(), u.map(str::to_string), key);
-            match distinct.get(&scope) {
-                Some(&ordinal) => ids[ordinal] = id,
-                // Derived ids only: the row holding a key's id has another key.
-                None => {
-                    let (t, _, k) =
-                        existing[derived_ids.iter().position(|&d| d == id).unwrap_or(0)];
-                    collision(t, k)
+                },
+                &[
+                    types.clone().into(),
+                    users.clone().into(),
+                    keys.clone().into(),
+                    group.into(),
+                ],
+            );
+            for r in rows {
+                let key = r.required::<String>(7);
+                let (id, state) = EntityState::from_row(&r);
+                let (t, u) = state.scope();
+                let scope = (t.to_string(), u.map(str::to_string), key);
+                match distinct.get(&scope) {
+                    Some(&ordinal) => ids[ordinal] = id,
+                    // Derived ids only: the row holding a key's id has another key.
+                    None => {
+                        let (t, _, k) =
+                            existing[derived_ids.iter().position(|&d| d == id).unwrap_or(0)];
+                        collision(t, k)
+                    }
                 }
+                states.insert(id, state);
             }
-            states.insert(id, state);
         }
     });
-}
-
-/// Whether entity ids are derived from their keys (`derived_entity_id`): on a database whose
-/// entities are distributed, where `evolve.distribute()` dropped `entities_key` (no index keeps
-/// a key unique across nodes) and an upsert by key must reach the one shard that holds it.
-/// Elsewhere ids come from the sequence and `entities_key` keeps keys unique.
-pub fn derived_ids() -> bool {
-    crate::plans::evolve_relation(c"entities_key") == pg_sys::InvalidOid
 }
 
 /// Two keys with one derived id: the second is refused (its row would be another entity's).
@@ -861,6 +882,13 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
     // the older version keep its aggregates.
     let parts =
         crate::plans::evolve_relation(c"raw_fragment_aggregate_parts") != pg_sys::InvalidOid;
+    let groups = crate::shards::groups(
+        fragments
+            .iter()
+            .filter(|f| parts && !created.contains(&f.entity_id))
+            .map(|f| f.entity_id)
+            .collect(),
+    );
     Spi::connect_mut(|c| {
         // Lock order: entities (held since the entity upsert), then fragments in (entity, key)
         // order, then this backend's own aggregate parts: no two writers ever wait on one
@@ -872,13 +900,15 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
             .map(|f| (f.entity_id, f.key.clone()))
             .unzip();
         let mut old: HashMap<(i64, String), (String, Option<String>, i64)> = HashMap::new();
-        if !old_ids.is_empty() {
+        // Shard by shard where entities are distributed (one group on a single node).
+        for group in &groups {
             for r in crate::plans::execute(
                 c,
                 "SELECT entity_id, fragment_key, value_type, source, frequency FROM evolve.raw_fragments \
-                 WHERE (entity_id, fragment_key) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) \
+                 WHERE entity_id = ANY ($3) \
+                   AND (entity_id, fragment_key) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) \
                  ORDER BY entity_id, fragment_key FOR UPDATE",
-                &[old_ids.into(), old_keys.into()],
+                &[old_ids.clone().into(), old_keys.clone().into(), group.clone().into()],
             ) {
                 old.insert(
                     (r.required::<i64>(1), r.required::<String>(2)),

@@ -32,6 +32,7 @@ mod proposals;
 mod reembed;
 mod registry;
 mod review;
+mod shards;
 mod snapshots;
 mod store;
 mod userfn;

@@ -324,8 +324,8 @@ fn register_migration(entity_type: &str, from_version: i32, to_version: i32, ste
              VALUES ($1, $2, $3, $4, false, $5::pg_catalog.oid::pg_catalog.regrole, \
                      $6::pg_catalog.oid[]::pg_catalog.regprocedure[]) \
              ON CONFLICT (entity_type, from_version, to_version) DO UPDATE \
-             SET steps = EXCLUDED.steps, derived = false, created_at = now(), \
-                 created_by = evolve._calling_role(), run_as = EXCLUDED.run_as, \
+             SET steps = EXCLUDED.steps, derived = false, created_at = EXCLUDED.created_at, \
+                 created_by = EXCLUDED.created_by, run_as = EXCLUDED.run_as, \
                  function_oids = EXCLUDED.function_oids",
             None,
             &[

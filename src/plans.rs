@@ -26,6 +26,12 @@ pub fn execute<'conn>(
 ) -> SpiTupleTable<'conn> {
     // Taken out of the map while it runs, so a statement that re-enters (a trigger) cannot
     // find the map borrowed; an error drops it (`SPI_freeplan`) and the next call prepares again.
+    // Where entities are distributed, Citus routes a statement to one shard by its parameters'
+    // values, which a kept plan may stop being planned with (a generic plan then spans every
+    // shard): each execution is planned with its values.
+    if distributed() {
+        return client.update(sql, None, args).or_raise();
+    }
     let plan = match PLANS.with(|plans| plans.borrow_mut().remove(sql)) {
         Some(plan) => plan,
         None => {
@@ -36,6 +42,21 @@ pub fn execute<'conn>(
     let table = client.update(&plan, None, args).or_raise();
     PLANS.with(|plans| plans.borrow_mut().insert(sql, plan));
     table
+}
+
+/// Whether entity ids are derived from their keys (`evolve_core::hash::derived_entity_id`):
+/// where `evolve.distribute()` dropped `entities_key` (no index keeps a key unique across
+/// nodes), an upsert by key must reach the one shard that holds it. Elsewhere ids come from the
+/// sequence and `entities_key` keeps keys unique.
+pub fn derived_ids() -> bool {
+    evolve_relation(c"entities_key") == pg_sys::InvalidOid
+}
+
+/// Whether the entities are distributed by Citus (ids derived, Citus installed).
+pub fn distributed() -> bool {
+    // SAFETY: a catalog lookup by name; missing_ok gives InvalidOid.
+    derived_ids()
+        && unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) } != pg_sys::InvalidOid
 }
 
 /// The oid of a relation of schema `evolve` (InvalidOid when missing), from the syscache.
@@ -64,6 +85,15 @@ pub fn evolve_column(rel: &std::ffi::CStr, column: &std::ffi::CStr) -> bool {
 /// it out.
 pub fn rows_carry_scope() -> bool {
     evolve_column(c"observations", c"user_id")
+}
+
+pub fn i64_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<i64> {
+    Spi::connect(|c| {
+        c.select(sql, None, args)
+            .or_raise()
+            .filter_map(|r| r.value::<i64>(1))
+            .collect()
+    })
 }
 
 pub fn text_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<String> {

@@ -33,7 +33,7 @@ pub fn finish_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
         client,
         "UPDATE evolve.schema_migration_jobs j SET \
              status = CASE WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
-             completed_at = now(), updated_at = now(), started_at = coalesce(j.started_at, now()) \
+             completed_at = now(), updated_at = now(), started_at = least(j.started_at, now()) \
          WHERE j.id = ANY($1) AND j.status IN ('queued', 'running') \
            AND j.processed_entities + j.parked_entities >= j.total_entities",
         &[jobs.to_vec().into()],
@@ -50,7 +50,7 @@ fn sweep_jobs() {
             "UPDATE evolve.schema_migration_jobs j SET \
                  total_entities = j.processed_entities + j.parked_entities, \
                  status = CASE WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
-                 completed_at = now(), updated_at = now(), started_at = coalesce(j.started_at, now()) \
+                 completed_at = now(), updated_at = now(), started_at = least(j.started_at, now()) \
              WHERE j.status IN ('queued', 'running') \
                AND NOT EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'queued')",
             &[],
@@ -380,6 +380,8 @@ fn take_legacy(limit: i64) -> Vec<Item> {
 pub fn reembed_batch() -> i32 {
     crate::access::require_admin("run re-embedding");
     crate::args::writable_transaction();
+    // (The queue keeps every entity to embed until it runs there.)
+    crate::shards::refuse_if_distributed("re-embedding");
     let generations = crate::generations::installed();
     let limit = gucs::embed_batch_size();
     let items = if generations {
@@ -545,21 +547,21 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) ORDER BY u.id \
                      ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                         job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile"
+                         job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at, profile = EXCLUDED.profile"
                 } else if generations {
                     "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id, generation, profile) \
                      SELECT u.id, u.v, u.ver, u.h, u.j, u.g, u.p \
                      FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) ORDER BY u.id \
                      ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                         job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile"
+                         job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at, profile = EXCLUDED.profile"
                 } else {
                     "INSERT INTO evolve.entity_embeddings AS x (entity_id, embedding, schema_version, content_hash, job_id) \
                      SELECT u.id, u.v, u.ver, u.h, u.j \
                      FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) ORDER BY u.id \
                      ON CONFLICT (entity_id) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                         job_id = EXCLUDED.job_id, embedded_at = now()"
+                         job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at"
                 },
             ),
         ] {
@@ -601,7 +603,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      ORDER BY u.id \
                      ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                         job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile"
+                         job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at, profile = EXCLUDED.profile"
                 } else {
                     "INSERT INTO evolve.entity_embeddings AS x \
                          (entity_id, embedding, schema_version, content_hash, job_id, generation, profile) \
@@ -611,7 +613,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      ORDER BY u.id \
                      ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
-                         job_id = EXCLUDED.job_id, embedded_at = now(), profile = EXCLUDED.profile"
+                         job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at, profile = EXCLUDED.profile"
                 },
                 &[
                     copied
@@ -681,7 +683,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                                    WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
                      completed_at = CASE WHEN j.processed_entities + p.n + j.parked_entities >= j.total_entities \
                                          THEN now() END, \
-                     started_at = coalesce(j.started_at, now()), updated_at = now() \
+                     started_at = least(j.started_at, now()), updated_at = now() \
                  FROM per_job p LEFT JOIN same s ON s.job = p.job_id WHERE j.id = p.job_id",
                 &[
                     done.iter().map(|d| d.queue_tid).collect::<Vec<_>>().into(),
@@ -705,7 +707,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      RETURNING q.job_id, q.state = 'failed' AS parked) \
                  UPDATE evolve.schema_migration_jobs j SET error_count = j.error_count + u.n, \
                      parked_entities = j.parked_entities + u.parked, status = 'running', \
-                     started_at = coalesce(j.started_at, now()), updated_at = now() \
+                     started_at = least(j.started_at, now()), updated_at = now() \
                  FROM (SELECT job_id, count(*) AS n, count(*) FILTER (WHERE parked) AS parked \
                        FROM retried GROUP BY job_id) u \
                  WHERE j.id = u.job_id",

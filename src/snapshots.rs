@@ -95,26 +95,32 @@ pub fn record_canonical(
         return;
     }
     crate::args::writable_transaction();
+    // The entities to lock, by shard (one group on a single node).
+    let groups = match locked {
+        Some(_) => Vec::new(),
+        None => crate::shards::groups(observations.iter().map(|o| o.entity_id).collect()),
+    };
     Spi::connect_mut(|client| {
         // Lock the entities (in id order) before their observations get ids, so ids follow
         // the order in which snapshots absorb them.
         let mut states: BTreeMap<i64, EntityState> = match locked {
             Some(states) => states,
             None => {
-                let mut entity_ids: Vec<i64> = observations.iter().map(|o| o.entity_id).collect();
-                entity_ids.sort_unstable();
-                entity_ids.dedup();
-                let locked: BTreeMap<i64, EntityState> = crate::plans::execute(
-                    client,
-                    "SELECT entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
-                            last_computed_observation_id \
-                     FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR NO KEY UPDATE",
-                    &[entity_ids.clone().into()],
-                )
-                .map(|r| EntityState::from_row(&r))
-                .collect();
+                let mut locked: BTreeMap<i64, EntityState> = BTreeMap::new();
+                for group in &groups {
+                    locked.extend(
+                        crate::plans::execute(
+                            client,
+                            "SELECT entity_id, entity_type, user_id, snapshot_cells, snapshot_schema_hash, \
+                                    last_computed_observation_id \
+                             FROM evolve.entities WHERE entity_id = ANY($1) ORDER BY entity_id FOR NO KEY UPDATE",
+                            &[group.clone().into()],
+                        )
+                        .map(|r| EntityState::from_row(&r)),
+                    );
+                }
                 // An entity deleted by another transaction meanwhile has no row to write to.
-                if locked.len() != entity_ids.len() {
+                if locked.len() != groups.iter().map(Vec::len).sum::<usize>() {
                     crate::error::raise(
                         SqlState::SerializationFailure,
                         "an entity was deleted by another transaction while observations were recorded for it",
@@ -132,7 +138,24 @@ pub fn record_canonical(
         let columns = observation_columns(observations.iter(), |id| {
             states.get(&id).and_then(|s| s.user_id.as_deref())
         });
-        let mut ids: Vec<i64> = crate::plans::execute(
+        let mut ids: Vec<i64> = if crate::shards::distributed() {
+            // Citus runs this insert through the coordinator, and its RETURNING rows do not
+            // reach SPI whole: the ids are drawn first, in order, and inserted with the rows.
+            let ids = draw_observation_ids(client, observations.len());
+            let mut args = vec![ids.clone().into()];
+            args.extend(columns);
+            crate::plans::execute(
+                client,
+                "INSERT INTO evolve.observations \
+                     (observation_id, entity_id, attribute, value, source, schema_version, user_id) \
+                 OVERRIDING SYSTEM VALUE \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], \
+                                      $6::int[], $7::text[])",
+                &args,
+            );
+            ids
+        } else {
+            crate::plans::execute(
             client,
             if columns.len() == 6 {
                 "INSERT INTO evolve.observations (entity_id, attribute, value, source, schema_version, user_id) \
@@ -152,7 +175,8 @@ pub fn record_canonical(
             &columns,
         )
         .map(|r| r.required::<i64>(1))
-        .collect();
+        .collect()
+        };
         ids.sort_unstable();
         debug_assert_eq!(ids.len(), observations.len());
         let inserted: Vec<(i64, i64, String, Observation)> = ids
@@ -199,27 +223,30 @@ pub fn record_canonical(
                     st.last_computed = 0;
                 }
             }
-            let history = client
+            // Shard by shard where entities are distributed (one group on a single node).
+            for group in crate::shards::groups_in(client, full.clone()) {
+                let history = client
                 .select(
                     "SELECT entity_id, observation_id, attribute, value, source FROM evolve.observations \
                      WHERE entity_id = ANY($1) ORDER BY entity_id, observation_id",
                     None,
-                    &[full.clone().into()],
+                    &[group.into()],
                 )
                 .or_raise();
-            for r in history {
-                let entity_id = r.required::<i64>(1);
-                let obs = Observation {
-                    id: r.required::<i64>(2),
-                    value: r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
-                    source: r.value::<String>(5),
-                };
-                let attribute = r.required::<String>(3);
-                if let (Some(st), Some((def, _))) =
-                    (states.get_mut(&entity_id), defs.get(&entity_id))
-                {
-                    reduce::apply(def, &mut st.cells, &attribute, &obs);
-                    st.last_computed = st.last_computed.max(obs.id);
+                for r in history {
+                    let entity_id = r.required::<i64>(1);
+                    let obs = Observation {
+                        id: r.required::<i64>(2),
+                        value: r.value::<JsonB>(4).map(|j| j.0).unwrap_or(Value::Null),
+                        source: r.value::<String>(5),
+                    };
+                    let attribute = r.required::<String>(3);
+                    if let (Some(st), Some((def, _))) =
+                        (states.get_mut(&entity_id), defs.get(&entity_id))
+                    {
+                        reduce::apply(def, &mut st.cells, &attribute, &obs);
+                        st.last_computed = st.last_computed.max(obs.id);
+                    }
                 }
             }
         }
@@ -267,6 +294,29 @@ fn write_snapshots(
         .collect();
     follow(client, &written);
     drop(written);
+    if crate::shards::distributed() {
+        // One statement per shard (the filter on the key lets Citus route it to one).
+        let at: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        for group in crate::shards::groups_in(client, ids.clone()) {
+            let pick =
+                |f: &dyn Fn(usize) -> i64| group.iter().map(|id| f(at[id])).collect::<Vec<i64>>();
+            crate::plans::execute(
+                client,
+                "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
+                     last_computed_observation_id = u.l, updated_at = now() \
+                 FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
+                 WHERE e.entity_id = u.id AND e.entity_id = ANY ($1)",
+                &[
+                    group.clone().into(),
+                    crate::jsonb::array(group.iter().map(|id| &snaps[at[id]])),
+                    crate::jsonb::array(group.iter().map(|id| &cells[at[id]])),
+                    pick(&|i| hashes[i]).into(),
+                    pick(&|i| lasts[i]).into(),
+                ],
+            );
+        }
+        return;
+    }
     crate::plans::execute(
         client,
         "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
@@ -330,6 +380,21 @@ fn observation_columns<'a, 'u>(
         columns.push(u.into());
     }
     columns
+}
+
+/// `n` observation ids drawn from the sequence, ascending.
+pub fn draw_observation_ids(client: &mut pgrx::spi::SpiClient<'_>, n: usize) -> Vec<i64> {
+    let mut drawn: Vec<i64> = crate::plans::execute(
+        client,
+        "WITH s AS MATERIALIZED ( \
+             SELECT pg_catalog.pg_get_serial_sequence('evolve.observations', 'observation_id')::regclass AS seq) \
+         SELECT pg_catalog.nextval(s.seq) FROM s, generate_series(1, $1)",
+        &[(n as i64).into()],
+    )
+    .map(|r| r.required::<i64>(1))
+    .collect();
+    drawn.sort_unstable();
+    drawn
 }
 
 /// An entity a batch created whole: inserted with the snapshot its observations make, their

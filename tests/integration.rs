@@ -5,6 +5,7 @@
 mod common;
 
 mod cache;
+mod citus;
 mod events;
 mod freshness;
 mod fuzz;

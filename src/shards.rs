@@ -1,0 +1,68 @@
+//! L0 Where entities live: one node, or Citus shards after `evolve.distribute()`.
+//!
+//! On a distributed database, Citus runs a statement that names one shard's rows on that shard
+//! alone (a router plan), and refuses to lock rows of several shards in one statement. So the
+//! statements that lock entities (and their rows) by id run once per shard, each over the ids
+//! one shard holds, groups in shard order and ids ascending within each: every writer takes its
+//! locks in that one order. On a single node there is one group, in id order, as ever.
+
+use pgrx::spi::SpiClient;
+
+pub use crate::plans::{derived_ids, distributed};
+
+/// Refuses (0A000) what does not run on a distributed database yet: statements that pick rows
+/// across every shard and lock them (`what` names it, for the message).
+pub fn refuse_if_distributed(what: &str) {
+    if distributed() {
+        crate::error::raise(
+            evolve_core::SqlState::FeatureNotSupported,
+            format!("{what} does not run on a distributed database yet"),
+            None,
+            Some(
+                "Its batches pick rows across shards, which Citus refuses to lock in one statement; \
+                 nothing is lost meanwhile. See docs/scaling.md."
+                    .into(),
+            ),
+        );
+    }
+}
+
+/// `ids` sorted and deduplicated, split by the shard of `evolve.entities` holding them, in
+/// shard order (see the module's header): one group on a single node.
+pub fn groups(mut ids: Vec<i64>) -> Vec<Vec<i64>> {
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    if !distributed() {
+        return vec![ids];
+    }
+    pgrx::spi::Spi::connect_mut(|c| by_shard(c, ids))
+}
+
+/// [`groups`] with the caller's SPI connection.
+pub fn groups_in(client: &mut SpiClient<'_>, mut ids: Vec<i64>) -> Vec<Vec<i64>> {
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    if !distributed() {
+        return vec![ids];
+    }
+    by_shard(client, ids)
+}
+
+fn by_shard(client: &mut SpiClient<'_>, ids: Vec<i64>) -> Vec<Vec<i64>> {
+    crate::plans::execute(
+        client,
+        "SELECT array_agg(id ORDER BY id) FROM ( \
+             SELECT id, pg_catalog.get_shard_id_for_distribution_column('evolve.entities', id) AS shard \
+             FROM unnest($1::bigint[]) AS id) s \
+         GROUP BY shard ORDER BY shard",
+        &[ids.into()],
+    )
+    .filter_map(|r| r.get::<Vec<i64>>(1).ok().flatten())
+    .collect()
+}

@@ -1,0 +1,311 @@
+//! The Citus tier: a coordinator and two workers on loopback, `evolve.distribute()`, and the
+//! workload on the distributed layout. Skipped, with a message, where Citus is not installed
+//! for the PostgreSQL under test (README, "Citus").
+
+use postgres::Client;
+
+use crate::common::{count, Cluster};
+
+fn citus_installed() -> bool {
+    std::path::Path::new(&crate::common::pg_config_dir("pkglibdir"))
+        .join("citus.so")
+        .exists()
+}
+
+const DB: &str = "citus_tier";
+
+/// The coordinator (first) and two workers, each with the database and Citus in it.
+fn citus_cluster() -> Vec<Cluster> {
+    let nodes: Vec<Cluster> = (0..3)
+        .map(|i| {
+            Cluster::start(
+                &format!("citus-{i}"),
+                &["shared_preload_libraries = 'citus,pg_evolve'"],
+            )
+        })
+        .collect();
+    for node in &nodes {
+        node.connect_to("postgres")
+            .batch_execute(&format!("CREATE DATABASE {DB}"))
+            .unwrap();
+        node.connect_to(DB)
+            .batch_execute("CREATE EXTENSION citus")
+            .unwrap();
+    }
+    let mut coordinator = nodes[0].connect_to(DB);
+    coordinator
+        .batch_execute(&format!(
+            "SELECT citus_set_coordinator_host('127.0.0.1', {}); \
+             SELECT citus_add_node('127.0.0.1', {}); SELECT citus_add_node('127.0.0.1', {});",
+            nodes[0].port, nodes[1].port, nodes[2].port
+        ))
+        .unwrap();
+    nodes
+}
+
+fn code(e: postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| format!("{}: {}", d.code().code(), d.message()))
+        .unwrap_or_else(|| e.to_string())
+}
+
+#[test]
+fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
+    if !citus_installed() {
+        eprintln!(
+            "citus tier skipped: Citus is not installed for this PostgreSQL (no citus.so in its \
+             pkglibdir; README, \"Citus\", says how to install it)"
+        );
+        return;
+    }
+    let nodes = citus_cluster();
+    let mut c = nodes[0].connect_to(DB);
+    c.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_evolve")
+        .unwrap();
+    // The extension reached the workers with it.
+    for worker in &nodes[1..] {
+        let v = count(
+            &mut worker.connect_to(DB),
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_evolve'",
+        );
+        assert_eq!(v, 1);
+    }
+
+    // Distribution: the registry as reference tables, the data by entity_id, colocated;
+    // idempotent.
+    c.batch_execute("SET client_min_messages = warning")
+        .unwrap();
+    let made: Vec<(String, String, bool)> = c
+        .query("SELECT * FROM evolve.distribute(shard_count => 8)", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(made.len(), 24);
+    assert!(made.iter().all(|m| m.2), "{made:?}");
+    assert_eq!(
+        made.iter().filter(|m| m.1 == "distributed").count(),
+        5,
+        "{made:?}"
+    );
+    let again = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.distribute() WHERE created",
+    );
+    assert_eq!(again, 0, "a second call changes nothing");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid IN \
+             ('evolve.entities'::regclass, 'evolve.observations'::regclass, 'evolve.raw_fragments'::regclass, \
+              'evolve.embedding_queue'::regclass, 'evolve.entity_embeddings'::regclass)"
+        ),
+        1,
+        "colocated"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'evolve.entities'::regclass"
+        ),
+        8
+    );
+    // The profiles the install wrote moved into the reference table.
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.embedding_profiles"),
+        2
+    );
+
+    // Every statement of a single ingest targets one shard: Citus refuses any other here.
+    c.batch_execute(
+        r#"SELECT evolve.register_schema('{"entity_type": "quake", "description": "A seismic event",
+               "attributes": {"mag": {"type": "number", "merge_policy": "max"}, "place": {"type": "string"}}}');
+           SET citus.multi_task_query_log_level = 'error';"#,
+    )
+    .unwrap_or_else(|e| panic!("register: {}\n{}", code(e), nodes[0].log()));
+    for i in 0..20 {
+        c.batch_execute(&format!(
+            r#"SELECT evolve.ingest('quake', '{{"mag": {i}, "place": "p{i}", "depth": {i}, "n{}": 1}}', entity_key => 'k{}')"#,
+            i % 3,
+            i % 7
+        ))
+        .unwrap_or_else(|e| panic!("ingest {i}: {}", code(e)));
+    }
+    c.batch_execute(
+        r#"SELECT evolve.ingest('quake', '{"mag": 2, "felt": 4}', 'ana', entity_key => 'k1');
+           SELECT evolve.ingest('quake', '{"mag": 5, "felt": 1}', 'bob', entity_key => 'k1');"#,
+    )
+    .unwrap();
+    // An inbox batch: its locks and reads one shard at a time too.
+    c.batch_execute(
+        "INSERT INTO evolve.inbox (entity_type, payload, entity_key) \
+         SELECT 'quake', jsonb_build_object('mag', i, 'depth', i, 'tsunami', i % 2), 'k' || (i % 50) \
+         FROM generate_series(1, 500) i",
+    )
+    .unwrap_or_else(|e| panic!("inbox: {}", code(e)));
+    c.batch_execute("RESET citus.multi_task_query_log_level")
+        .unwrap();
+
+    // Ids derive from the keys (SHA-256, computed here independently), counts and aggregates
+    // are exact, nothing was rejected.
+    c.batch_execute(
+        r#"CREATE FUNCTION public.part(x text) RETURNS bytea LANGUAGE sql IMMUTABLE AS
+               $$ SELECT CASE WHEN x IS NULL THEN '\x00'::bytea
+                              ELSE '\x01'::bytea || int8send(octet_length(x)::bigint) || convert_to(x, 'UTF8') END $$;
+           CREATE FUNCTION public.derived(t text, u text, k text) RETURNS bigint LANGUAGE sql IMMUTABLE AS
+               $$ SELECT greatest(1, (('x' || left(encode(sha256(part(t) || part(u) || part(k)), 'hex'), 16))::bit(64) >> 1)::bigint) $$;"#,
+    )
+    .unwrap();
+    let ids: Vec<(i64, i64)> = c
+        .query(
+            "SELECT entity_id, derived(entity_type, user_id, entity_key) FROM evolve.entities",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(ids.len(), 52, "50 global keys, k1 of ana and of bob");
+    assert!(ids.iter().all(|(id, d)| id == d));
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT sum(entity_count)::bigint FROM evolve.entity_counts WHERE entity_type = 'quake'"
+        ),
+        52
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.inbox_rejects"),
+        0
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT (snapshot->>'mag')::bigint FROM evolve.entities WHERE entity_key = 'k6' AND user_id IS NULL"
+        ),
+        456,
+        "the max over single and batch ingests"
+    );
+
+    // Promotion of a key declared later; proposals reviewed, applied and rolled back.
+    c.batch_execute(
+        r#"SELECT evolve.update_schema_incremental('quake', '{"attributes": {"depth": {"type": "number"}}}')"#,
+    )
+    .unwrap();
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM evolve.entities WHERE user_id IS NULL AND snapshot ? 'depth'"
+        ),
+        50
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM evolve.raw_fragments WHERE fragment_key = 'depth' AND lifecycle_state = 'promoted'"
+        ),
+        50
+    );
+    let proposed = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.propose_schema('quake') WHERE kind = 'attribute' AND name = 'tsunami'",
+    );
+    assert_eq!(proposed, 1);
+    c.batch_execute(
+        "SELECT evolve.approve_proposal(id) FROM evolve.schema_proposals WHERE name = 'tsunami' AND kind = 'attribute'",
+    )
+    .unwrap();
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM evolve.entities WHERE snapshot ? 'tsunami'"
+        ),
+        50
+    );
+    c.batch_execute(
+        "SELECT evolve.rollback_proposal(id) FROM evolve.schema_proposals WHERE name = 'tsunami' AND kind = 'attribute'",
+    )
+    .unwrap();
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM evolve.entities WHERE snapshot ? 'tsunami'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+
+    // A change queues the type's entities; re-embedding is refused with its SQLSTATE.
+    let job = count(
+        &mut c,
+        r#"SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "quake", "description": "quake!"}')"#,
+    );
+    assert!(job > 0);
+    assert!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM evolve.embedding_queue WHERE job_id IS NOT NULL"
+        ) >= 50
+    );
+    let refused = c
+        .batch_execute("CALL evolve.run_reembedding()")
+        .unwrap_err();
+    assert!(code(refused).starts_with("0A000"));
+
+    // Tenants: a bound role sees its own rows and global ones on every node; SET LOCAL reaches
+    // the workers with citus.propagate_set_commands.
+    c.batch_execute(
+        "CREATE ROLE ana_writer LOGIN; GRANT evolve_writer TO ana_writer; \
+         SELECT evolve.bind_tenant('ana_writer', 'ana'); \
+         CREATE ROLE any_reader LOGIN; GRANT evolve_reader TO any_reader;",
+    )
+    .unwrap();
+    let seen = |c: &mut Client| -> (i64, i64, i64) {
+        let r = c
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE user_id = 'ana'), count(*) FILTER (WHERE user_id = 'bob') \
+                 FROM evolve.entities",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    let mut ana = nodes[0].connect_as(DB, "ana_writer");
+    assert_eq!(seen(&mut ana), (51, 1, 0));
+    assert_eq!(
+        count(
+            &mut ana,
+            "SELECT count(*) FROM evolve.observations WHERE user_id = 'bob'"
+        ),
+        0
+    );
+    let mut reader = nodes[0].connect_as(DB, "any_reader");
+    reader
+        .batch_execute(
+            "BEGIN; SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL evolve.current_user_id = 'bob'",
+        )
+        .unwrap();
+    assert_eq!(seen(&mut reader), (51, 0, 1));
+    reader.batch_execute("COMMIT").unwrap();
+
+    // An entity's delete takes its rows with it, on its shard.
+    c.batch_execute("DELETE FROM evolve.entities WHERE entity_key = 'k3' AND user_id IS NULL")
+        .unwrap();
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT (SELECT count(*) FROM evolve.observations o WHERE NOT EXISTS \
+                       (SELECT FROM evolve.entities e WHERE e.entity_id = o.entity_id)) \
+                  + (SELECT count(*) FROM evolve.raw_fragments f WHERE entity_id = derived('quake', NULL, 'k3')) \
+                  + (SELECT count(*) FROM evolve.embedding_queue q WHERE entity_id = derived('quake', NULL, 'k3'))"
+        ),
+        0
+    );
+}

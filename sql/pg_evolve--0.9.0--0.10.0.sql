@@ -403,6 +403,122 @@ BEGIN
 END
 $$;
 
+-- The aggregate deltas of fragments deleted on shards, where their statement triggers do not
+-- run (see "triggers on Citus"): called on the coordinator by the distributed branch of fragment
+-- cleanup with the rows its one-shard deletes returned, as a jsonb array of [entity_type,
+-- user_id, fragment_key, value_type, source, frequency, last_seen_at, value]. A key's last
+-- sighting is read again per key: a max over each shard's index, merged by Citus (the correlated
+-- lookups of _settle_fragment_keys are one-node statements). Returns how many rows it was given.
+CREATE FUNCTION evolve._fragments_deleted(rows jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    types text[]; users text[]; fkeys text[]; vtypes text[]; srcs text[];
+    freqs bigint[]; seens timestamptz[]; vals jsonb[];
+    k record;
+    latest timestamptz;
+BEGIN
+    SELECT array_agg(r->>0), array_agg(r->>1), array_agg(r->>2), array_agg(r->>3), array_agg(r->>4),
+           array_agg((r->>5)::bigint), array_agg((r->>6)::timestamptz), array_agg(r->7)
+    INTO types, users, fkeys, vtypes, srcs, freqs, seens, vals
+    FROM pg_catalog.jsonb_array_elements(coalesce(rows, '[]')) AS r;
+    IF fkeys IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM evolve._lock_fragment_keys(types, users, fkeys);
+    PERFORM evolve._add_fragment_deltas(types, users, fkeys, vtypes, srcs,
+                                        pg_catalog.array_fill(-1, ARRAY[pg_catalog.cardinality(fkeys)]),
+                                        freqs, seens, vals);
+    FOR k IN SELECT DISTINCT t, u, f FROM unnest(types, users, fkeys) AS x(t, u, f) LOOP
+        IF k.u IS NULL THEN
+            SELECT max(r.last_seen_at) INTO latest FROM evolve.raw_fragments r
+            WHERE r.entity_type = k.t AND r.fragment_key = k.f AND r.user_id IS NULL;
+        ELSE
+            SELECT max(r.last_seen_at) INTO latest FROM evolve.raw_fragments r
+            WHERE r.entity_type = k.t AND r.fragment_key = k.f AND r.user_id = k.u;
+        END IF;
+        IF latest IS NULL THEN
+            DELETE FROM evolve.raw_fragment_aggregate_parts a
+            WHERE a.entity_type = k.t AND a.fragment_key = k.f AND a.user_id IS NOT DISTINCT FROM k.u;
+        ELSE
+            UPDATE evolve.raw_fragment_aggregate_parts a SET last_seen_at = latest
+            WHERE a.entity_type = k.t AND a.fragment_key = k.f AND a.user_id IS NOT DISTINCT FROM k.u
+              AND a.last_seen_at > latest;
+        END IF;
+    END LOOP;
+    RETURN pg_catalog.cardinality(fkeys);
+END
+$$;
+REVOKE ALL ON FUNCTION evolve._fragments_deleted(jsonb) FROM PUBLIC;
+
+-- ---------------------------------------------------------------- evolve.rebuild_aggregates()
+-- Recomputes the aggregates and entity counts from the data, exactly (what verify_aggregates()
+-- compares them with); a key's sample values (examples, not a recompute) are kept, and a key
+-- that had no parts starts with none. For aggregates that drifted: after rows
+-- were deleted where no trigger sees it (on a distributed database, a DELETE FROM
+-- evolve.entities cascades on the shards), or restored from elsewhere. Writers of parts wait
+-- while it runs; what they add after it commits is for rows it did not see. Read committed
+-- only (each step reads what committed before it).
+CREATE FUNCTION evolve.rebuild_aggregates()
+RETURNS TABLE (fragment_keys bigint, entity_scopes bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT pg_catalog.pg_has_role(evolve._calling_role(), 'evolve_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to rebuild the aggregates'
+            USING ERRCODE = '42501', HINT = 'evolve.rebuild_aggregates() is for members of evolve_admin.';
+    END IF;
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'evolve.rebuild_aggregates() runs at read committed isolation'
+            USING ERRCODE = '25001',
+                  HINT = 'Call it in its own transaction, or one at the default isolation level: it must see what writers committed while it waited for them.';
+    END IF;
+    LOCK TABLE evolve.raw_fragment_aggregate_parts, evolve.entity_count_parts IN EXCLUSIVE MODE;
+    IF pg_catalog.to_regclass('pg_temp.evolve_rebuilt_samples') IS NOT NULL THEN
+        DROP TABLE pg_temp.evolve_rebuilt_samples;
+    END IF;
+    CREATE TEMP TABLE evolve_rebuilt_samples ON COMMIT DROP AS
+        SELECT p.entity_type, p.user_id, p.fragment_key, evolve._sum_samples(p.sample_values) AS samples
+        FROM evolve.raw_fragment_aggregate_parts p GROUP BY 1, 2, 3;
+    DELETE FROM evolve.raw_fragment_aggregate_parts;
+    -- (Counts, sums and maxima: Citus computes them on each shard.)
+    INSERT INTO evolve.raw_fragment_aggregate_parts
+        (entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts,
+         source_counts, last_seen_at, sample_values)
+    WITH r AS (
+        SELECT entity_type, user_id, fragment_key, count(*) AS sample_count, sum(frequency) AS frequency_total,
+               max(last_seen_at) AS last_seen_at
+        FROM evolve.raw_fragments GROUP BY 1, 2, 3),
+    rt AS (
+        SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(value_type), array_agg(n)) AS type_counts
+        FROM (SELECT entity_type, user_id, fragment_key, value_type, count(*) AS n
+              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3),
+    rs AS (
+        SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(source), array_agg(n)) AS source_counts
+        FROM (SELECT entity_type, user_id, fragment_key, source, count(*) AS n
+              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3)
+    SELECT r.entity_type, r.user_id, r.fragment_key, evolve._backend_slot(), r.sample_count, r.frequency_total,
+           rt.type_counts, rs.source_counts, r.last_seen_at, coalesce(s.samples, '[]')
+    FROM r JOIN rt ON rt.entity_type = r.entity_type AND rt.fragment_key = r.fragment_key
+                  AND rt.user_id IS NOT DISTINCT FROM r.user_id
+           JOIN rs ON rs.entity_type = r.entity_type AND rs.fragment_key = r.fragment_key
+                  AND rs.user_id IS NOT DISTINCT FROM r.user_id
+           LEFT JOIN evolve_rebuilt_samples s
+                  ON s.entity_type = r.entity_type AND s.fragment_key = r.fragment_key
+                 AND s.user_id IS NOT DISTINCT FROM r.user_id;
+    GET DIAGNOSTICS fragment_keys = ROW_COUNT;
+    DELETE FROM evolve.entity_count_parts;
+    INSERT INTO evolve.entity_count_parts (entity_type, user_id, slot, entity_count)
+    SELECT e.entity_type, e.user_id, evolve._backend_slot(), count(*) FROM evolve.entities e GROUP BY 1, 2;
+    GET DIAGNOSTICS entity_scopes = ROW_COUNT;
+    RETURN NEXT;
+END
+$$;
+REVOKE ALL ON FUNCTION evolve.rebuild_aggregates() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve.rebuild_aggregates() TO evolve_admin;
+COMMENT ON FUNCTION evolve.rebuild_aggregates() IS
+    'Recomputes evolve.raw_fragment_aggregates and evolve.entity_counts from the data (sample values kept), for aggregates that drifted (verify_aggregates() shows it). Members of evolve_admin; read committed.';
+
 -- ---------------------------------------------------------------- evolve.distribute()
 -- On a Citus coordinator: the registry as reference tables (a copy on every node), the data
 -- distributed by entity_id and colocated (an entity's rows, fragments, queue row and embeddings
@@ -451,6 +567,9 @@ BEGIN
                       HINT = 'Distribute a database before its first ingest (the registry may be filled): on a distributed database an entity''s id is derived from its key.';
         END IF;
     END IF;
+    -- A re-embedding batch takes the queue's lock before it looks at the layout: it runs wholly
+    -- before this or wholly after.
+    LOCK TABLE evolve.embedding_queue IN EXCLUSIVE MODE;
     -- Triggers run on every placement (cache invalidation, notifications, fragment lifecycle).
     SET LOCAL citus.enable_unsafe_triggers = on;
     IF shard_count IS NOT NULL THEN

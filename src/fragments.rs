@@ -536,7 +536,6 @@ pub fn promote_members(
 #[pg_extern(volatile, parallel_unsafe)]
 fn cleanup_expired_fragments(batch_size: default!(i32, 10000)) -> i64 {
     access::require_admin("clean up fragments");
-    crate::shards::refuse_if_distributed("fragment cleanup");
     if batch_size <= 0 {
         raise(
             SqlState::InvalidParameterValue,
@@ -544,6 +543,9 @@ fn cleanup_expired_fragments(batch_size: default!(i32, 10000)) -> i64 {
             None,
             None,
         );
+    }
+    if crate::shards::distributed() {
+        return cleanup_sharded(batch_size);
     }
     Spi::connect_mut(|client| {
         client
@@ -568,7 +570,9 @@ fn archive_stale_fragments(
     min_frequency: default!(i32, 3),
 ) -> i64 {
     access::require_admin("archive fragments");
-    crate::shards::refuse_if_distributed("fragment archival");
+    if crate::shards::distributed() {
+        return archive_sharded(inactive_for, min_frequency);
+    }
     Spi::connect_mut(|client| {
         client
             .update(
@@ -583,4 +587,87 @@ fn archive_stale_fragments(
             .or_raise()
             .len() as i64
     })
+}
+
+/// [`cleanup_expired_fragments`] on a distributed database: the batch's entities read across
+/// shards without a lock, then one delete per shard, each a one-shard statement skipping rows
+/// locked by others. Fragment triggers do not run on shards (see the 0.10.0 script), so the
+/// rows each delete returns leave the aggregates here (`evolve._fragments_deleted`).
+fn cleanup_sharded(batch_size: i32) -> i64 {
+    let entities = crate::plans::i64_rows(
+        "SELECT entity_id FROM evolve.raw_fragments \
+         WHERE lifecycle_state IN ('promoted', 'pending_deletion') AND expires_at <= now() \
+         ORDER BY expires_at LIMIT $1",
+        &[batch_size.into()],
+    );
+    Spi::connect_mut(|client| {
+        let mut gone: Vec<serde_json::Value> = Vec::new();
+        for group in crate::shards::groups_in(client, entities) {
+            let left = i64::from(batch_size) - gone.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            // The delete is one shard's statement (Citus runs it there whole); the aggregates
+            // are the coordinator's, updated once for the batch.
+            let rows = crate::plans::execute(
+                client,
+                "WITH gone AS ( \
+                     DELETE FROM evolve.raw_fragments \
+                     WHERE entity_id = ANY($2) AND ctid = ANY (ARRAY( \
+                         SELECT ctid FROM evolve.raw_fragments \
+                         WHERE entity_id = ANY($2) AND lifecycle_state IN ('promoted', 'pending_deletion') \
+                           AND expires_at <= now() \
+                         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)) \
+                     RETURNING entity_type, user_id, fragment_key, value_type, source, frequency, last_seen_at, value) \
+                 SELECT jsonb_agg(jsonb_build_array(entity_type, user_id, fragment_key, value_type, source, \
+                                                    frequency, last_seen_at, value)) \
+                 FROM gone",
+                &[left.into(), group.into()],
+            )
+            .next()
+            .and_then(|r| r.value::<pgrx::JsonB>(1));
+            if let Some(pgrx::JsonB(serde_json::Value::Array(rows))) = rows {
+                gone.extend(rows);
+            }
+        }
+        if gone.is_empty() {
+            return 0;
+        }
+        crate::plans::execute(
+            client,
+            "SELECT evolve._fragments_deleted($1)",
+            &[pgrx::JsonB(serde_json::Value::Array(gone)).into()],
+        )
+        .next()
+        .and_then(|r| r.value::<i64>(1))
+        .unwrap_or(0)
+    })
+}
+
+/// [`archive_stale_fragments`] on a distributed database: the entities with stale fragments
+/// read across shards, then one update per shard, each a one-shard statement skipping rows
+/// locked by others (a lifecycle change moves no aggregate).
+fn archive_sharded(inactive_for: pgrx::datum::Interval, min_frequency: i32) -> i64 {
+    let entities = crate::plans::i64_rows(
+        "SELECT DISTINCT entity_id FROM evolve.raw_fragments \
+         WHERE lifecycle_state = 'active' AND last_seen_at < now() - $1 AND frequency < $2",
+        &[inactive_for.into(), min_frequency.into()],
+    );
+    let mut archived = 0;
+    Spi::connect_mut(|client| {
+        for group in crate::shards::groups_in(client, entities) {
+            archived += crate::plans::execute(
+                client,
+                "UPDATE evolve.raw_fragments SET lifecycle_state = 'archived', archived_at = now() \
+                 WHERE entity_id = ANY($3) AND ctid = ANY (ARRAY( \
+                     SELECT ctid FROM evolve.raw_fragments \
+                     WHERE entity_id = ANY($3) AND lifecycle_state = 'active' \
+                       AND last_seen_at < now() - $1 AND frequency < $2 \
+                     ORDER BY entity_id, fragment_key FOR UPDATE SKIP LOCKED))",
+                &[inactive_for.into(), min_frequency.into(), group.into()],
+            )
+            .len() as i64;
+        }
+    });
+    archived
 }

@@ -260,6 +260,39 @@ pub fn drop_retired() {
         if !locked {
             return;
         }
+        // Distributed, each node drops the partition's shards under its own locks, taken after
+        // this one's, and Citus locks the tables colocated with it: the entities (which the
+        // shards' foreign keys name), the queue and the partitions are locked here the same
+        // way, so that the drop waits on no transaction that could be waiting on this batch
+        // (every other one reaches the shards through these tables).
+        if crate::shards::distributed() {
+            let mut tables = vec![
+                evolve_relation(c"entities"),
+                evolve_relation(c"embedding_queue"),
+            ];
+            for (generation, _, retired) in &retired {
+                if *retired {
+                    let name =
+                        std::ffi::CString::new(partition_name(*generation)).unwrap_or_default();
+                    let partition = evolve_relation(&name);
+                    if partition != pg_sys::InvalidOid {
+                        tables.push(partition);
+                    }
+                }
+            }
+            for table in tables {
+                // SAFETY: as above.
+                let locked = unsafe {
+                    pg_sys::ConditionalLockRelationOid(
+                        table,
+                        pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+                    )
+                };
+                if !locked {
+                    return;
+                }
+            }
+        }
         for (generation, entity_type, retired) in retired {
             if !retired {
                 client

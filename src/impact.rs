@@ -207,6 +207,12 @@ fn apply_change(change: Json) -> i64 {
             }
         }
     });
+    // Distributed, the job row is written under a lock Citus holds on the jobs table to the
+    // end of the transaction (its writes to a reference table are serialized), which a batch
+    // holding queue rows takes too: the queue rows are locked first, as everywhere else.
+    if !targets.is_empty() && crate::shards::distributed() {
+        lock_queued(&targets);
+    }
     let priority = priority.unwrap_or(Priority::Low);
     let status = if targets.is_empty() {
         "completed"
@@ -244,6 +250,19 @@ fn apply_change(change: Json) -> i64 {
         Spi::connect_mut(|client| crate::generations::start(client, job_id, &whole));
     }
     job_id
+}
+
+/// Locks the queue rows of `ids` there are, shard by shard (the queue's lock order).
+fn lock_queued(ids: &[i64]) {
+    Spi::connect_mut(|client| {
+        for ids in crate::shards::groups_in(client, ids.to_vec()) {
+            crate::plans::execute(
+                client,
+                "SELECT 1 FROM evolve.embedding_queue WHERE entity_id = ANY($1) ORDER BY entity_id FOR UPDATE",
+                &[ids.into()],
+            );
+        }
+    });
 }
 
 /// Enqueues entities for a job. An entity already queued by another job moves to this one (it is

@@ -43,19 +43,50 @@ pub fn finish_jobs(client: &mut pgrx::spi::SpiClient<'_>, jobs: &[i64]) {
 /// When the queue has nothing to hand out: completes the jobs whose counters cannot tell it,
 /// those that lost queued entities to a delete (the queue row goes with its entity); the
 /// entities gone leave the job's total.
-fn sweep_jobs() {
-    Spi::connect_mut(|client| {
-        crate::plans::execute(
-            client,
-            "UPDATE evolve.schema_migration_jobs j SET \
-                 total_entities = j.processed_entities + j.parked_entities, \
-                 status = CASE WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
-                 completed_at = now(), updated_at = now(), started_at = least(j.started_at, now()) \
-             WHERE j.status IN ('queued', 'running') \
-               AND NOT EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'queued')",
+/// On a distributed database the jobs with queued rows are read first (across shards), since
+/// the jobs are a reference table that Citus does not update from a subquery over shards.
+fn sweep_jobs(sharded: bool) {
+    macro_rules! sweep {
+        ($cond:literal) => {
+            concat!(
+                "UPDATE evolve.schema_migration_jobs j SET \
+                     total_entities = j.processed_entities + j.parked_entities, \
+                     status = CASE WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
+                     completed_at = now(), updated_at = now(), started_at = least(j.started_at, now()) \
+                 WHERE j.status IN ('queued', 'running') AND ",
+                $cond
+            )
+        };
+    }
+    if sharded {
+        // The open jobs first: a job created after this read is not swept, though its queue
+        // rows may be visible to the next (a job and its rows commit together).
+        let open = crate::plans::i64_rows(
+            "SELECT id FROM evolve.schema_migration_jobs WHERE status IN ('queued', 'running')",
             &[],
         );
-    });
+        if open.is_empty() {
+            return;
+        }
+        let busy = crate::plans::i64_rows(
+            "SELECT DISTINCT job_id FROM evolve.embedding_queue WHERE state = 'queued' AND job_id = ANY($1)",
+            &[open.clone().into()],
+        );
+        let idle: Vec<i64> = open.into_iter().filter(|j| !busy.contains(j)).collect();
+        if !idle.is_empty() {
+            Spi::connect_mut(|client| {
+                crate::plans::execute(client, sweep!("j.id = ANY($1)"), &[idle.into()]);
+            });
+        }
+    } else {
+        Spi::connect_mut(|client| {
+            crate::plans::execute(
+                client,
+                sweep!("NOT EXISTS (SELECT 1 FROM evolve.embedding_queue q WHERE q.job_id = j.id AND q.state = 'queued')"),
+                &[],
+            );
+        });
+    }
 }
 
 struct Item {
@@ -108,19 +139,34 @@ thread_local! {
 /// entity's target generation is its type's newest building or current one (0 without).
 macro_rules! pick_sql {
     ($cond:literal) => {
+        pick_sql!(fenced "OFFSET 0", $cond)
+    };
+    // On a distributed database, one shard's rows (ids `$2`): Citus plans the lookups into the
+    // one-shard statement only as plain lateral joins, each naming the shard's ids itself.
+    (sharded) => {
+        pick_sql!(fenced "AND entity_id = ANY($2)", "AND entity_id = ANY($2)")
+    };
+    (fenced $fence:literal, $cond:literal) => {
         pick_sql!(
             $cond,
             "tenant",
-            "CROSS JOIN LATERAL (SELECT coalesce(max(generation), 0) AS generation, \
-                                        coalesce(max(generation) FILTER (WHERE state = 'current'), 0) AS current, \
-                                        coalesce((array_agg(profile ORDER BY generation DESC))[1], 'hashing') AS profile \
-                                 FROM evolve.embedding_generations \
-                                 WHERE entity_type = e.entity_type AND state IN ('building', 'current')) g \
-             LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
-                                WHERE entity_id = p.entity_id AND generation = g.generation OFFSET 0) x ON true \
-             LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
-                                WHERE entity_id = p.entity_id AND generation = g.current \
-                                  AND g.current <> g.generation OFFSET 0) y ON true"
+            concat!(
+                "CROSS JOIN LATERAL (SELECT coalesce(max(generation), 0) AS generation, \
+                                            coalesce(max(generation) FILTER (WHERE state = 'current'), 0) AS current, \
+                                            coalesce((array_agg(profile ORDER BY generation DESC))[1], 'hashing') AS profile \
+                                     FROM evolve.embedding_generations \
+                                     WHERE entity_type = e.entity_type AND state IN ('building', 'current')) g \
+                 LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
+                                    WHERE entity_id = p.entity_id AND generation = g.generation ",
+                $fence,
+                ") x ON true \
+                 LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
+                                    WHERE entity_id = p.entity_id AND generation = g.current \
+                                      AND g.current <> g.generation ",
+                $fence,
+                ") y ON true"
+            ),
+            $fence
         )
     };
     // The objects of 0.6.0 and before: one embedding per entity, no generations, no tenants.
@@ -131,10 +177,11 @@ macro_rules! pick_sql {
             "CROSS JOIN (SELECT 0::int8 AS generation, 0::int8 AS current, 'hashing'::text AS profile) g \
              LEFT JOIN LATERAL (SELECT content_hash FROM evolve.entity_embeddings \
                                 WHERE entity_id = p.entity_id OFFSET 0) x ON true \
-             CROSS JOIN (SELECT NULL::int8 AS content_hash) y"
+             CROSS JOIN (SELECT NULL::int8 AS content_hash) y",
+            "OFFSET 0"
         )
     };
-    ($cond:literal, $tenant:literal, $embeddings:literal) => {
+    ($cond:literal, $tenant:literal, $embeddings:expr, $fence:literal) => {
         concat!(
             "WITH picked AS ( \
                  SELECT entity_id, job_id, attempts, priority_rank, ctid, ",
@@ -149,7 +196,9 @@ macro_rules! pick_sql {
                     g.current, y.content_hash, p.tenant, g.profile \
              FROM picked p \
              CROSS JOIN LATERAL (SELECT entity_type, user_id, snapshot FROM evolve.entities \
-                                 WHERE entity_id = p.entity_id OFFSET 0) e ",
+                                 WHERE entity_id = p.entity_id ",
+            $fence,
+            ") e ",
             $embeddings,
             " ORDER BY p.priority_rank DESC, p.tenant, p.job_id, p.entity_id"
         )
@@ -371,6 +420,25 @@ fn take_legacy(limit: i64) -> Vec<Item> {
     items
 }
 
+/// The batch's queue rows on a distributed database: the first `limit` in the queue's order,
+/// read across shards without a lock (Citus merges each shard's first rows), then taken shard
+/// by shard, each a one-shard statement locking its rows `FOR UPDATE SKIP LOCKED` (Citus
+/// refuses to lock rows of several shards in one). A row another batch took meanwhile is
+/// skipped. Tenants take no turns here (docs/scaling.md).
+fn take_sharded(limit: i64) -> Vec<Item> {
+    let candidates = crate::plans::i64_rows(
+        "SELECT entity_id FROM evolve.embedding_queue \
+         WHERE state = 'queued' AND next_attempt_at <= now() \
+         ORDER BY priority_rank DESC, tenant, job_id, entity_id LIMIT $1",
+        &[limit.into()],
+    );
+    let mut items = Vec::new();
+    for group in crate::shards::groups(candidates) {
+        items.extend(pick(pick_sql!(sharded), &[limit.into(), group.into()]));
+    }
+    items
+}
+
 /// One batch of re-embedding, in the caller's transaction: takes up to `evolve.embed_batch_size`
 /// queued entities (highest priority first, `FOR UPDATE SKIP LOCKED`), embeds those whose
 /// enriched text changed, writes the embeddings, removes the queue rows and advances the jobs.
@@ -380,17 +448,29 @@ fn take_legacy(limit: i64) -> Vec<Item> {
 pub fn reembed_batch() -> i32 {
     crate::access::require_admin("run re-embedding");
     crate::args::writable_transaction();
-    // (The queue keeps every entity to embed until it runs there.)
-    crate::shards::refuse_if_distributed("re-embedding");
     let generations = crate::generations::installed();
     let limit = gucs::embed_batch_size();
-    let items = if generations {
+    // The queue's lock first (what the pick takes anyway): evolve.distribute() takes it before
+    // changing anything, so a batch runs wholly before a distribution or wholly after it.
+    let queue = crate::plans::evolve_relation(c"embedding_queue");
+    // SAFETY: a lock on an existing relation (the extension's queue), released at commit.
+    unsafe { pg_sys::LockRelationOid(queue, pg_sys::RowShareLock as pg_sys::LOCKMODE) };
+    let sharded = crate::shards::distributed();
+    if sharded {
+        // One batch at a time on a distributed database: a batch that completes a generation
+        // builds and drops its partitions' shards, statements Citus runs under locks a
+        // concurrent batch would be holding.
+        Spi::run("SELECT pg_advisory_xact_lock(hashtext('evolve.reembed_batch'))").or_raise();
+    }
+    let items = if sharded {
+        take_sharded(limit)
+    } else if generations {
         take(limit)
     } else {
         take_legacy(limit)
     };
     if items.is_empty() {
-        sweep_jobs();
+        sweep_jobs(sharded);
         if generations {
             crate::generations::switch_completed();
             crate::generations::drop_retired();
@@ -428,6 +508,7 @@ pub fn reembed_batch() -> i32 {
         if item.stored_hash == Some(hash) || copy_from.is_some() {
             done.push(Done {
                 entity_id: item.entity_id,
+                user_id: item.user_id.clone(),
                 queue_tid: item.queue_tid,
                 exists: item.stored_hash.is_some(),
                 job_id: item.job_id,
@@ -454,6 +535,7 @@ pub fn reembed_batch() -> i32 {
             match result {
                 Ok(v) => done.push(Done {
                     entity_id: item.entity_id,
+                    user_id: item.user_id.clone(),
                     queue_tid: item.queue_tid,
                     exists: item.stored_hash.is_some(),
                     job_id: item.job_id,
@@ -468,7 +550,25 @@ pub fn reembed_batch() -> i32 {
             }
         }
     }
-    write_batch(&done, &failed, generations);
+    if sharded {
+        // Written shard by shard, each statement one shard's (Citus serializes a statement
+        // that changes rows of several shards with every other writer of those shards).
+        let mut done = done;
+        let mut failed = failed;
+        for group in crate::shards::groups(items.iter().map(|i| i.entity_id).collect()) {
+            let (d, rest): (Vec<Done>, Vec<Done>) = done
+                .into_iter()
+                .partition(|d| group.binary_search(&d.entity_id).is_ok());
+            let (f, others): (Vec<_>, Vec<_>) = failed
+                .into_iter()
+                .partition(|f| group.binary_search(&f.0).is_ok());
+            write_batch(&d, &f, generations);
+            done = rest;
+            failed = others;
+        }
+    } else {
+        write_batch(&done, &failed, generations);
+    }
     // A generation whose job this batch completed becomes current in this commit; the one it
     // replaced goes with a later batch.
     if generations && !crate::generations::switch_completed() {
@@ -480,6 +580,8 @@ pub fn reembed_batch() -> i32 {
 /// An entity of a batch that needs no retry: embedded (`vector`) or unchanged (`None`).
 struct Done {
     entity_id: i64,
+    /// Its scope, carried by its embedding rows (since 0.10.0).
+    user_id: Option<String>,
     queue_tid: pg_sys::ItemPointerData,
     /// Whether the entity has an embedding row already.
     exists: bool,
@@ -512,9 +614,11 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
     let (embedded, unchanged): (Vec<&Done>, Vec<&Done>) =
         done.iter().partition(|d| d.vector.is_some());
     Spi::connect_mut(|client| {
-        // The batch's queue rows are locked (taken FOR UPDATE); now its jobs, in id order. One
-        // job (the usual batch) is locked by its update below: a single lock has no order.
-        if jobs.len() > 1 {
+        // The batch's queue rows are locked (taken FOR UPDATE); now its jobs, in id order, and
+        // before any embedding is written: the batch that completes a job builds the indexes of
+        // its generation, which waits for every writer of that generation's partition, so none
+        // may be waiting for that job's row then.
+        if !jobs.is_empty() {
             lock_jobs(client, &jobs);
         }
         // Entities with an embedding get it updated in place; the others get one inserted (an
@@ -528,12 +632,12 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                     "UPDATE evolve.entity_embeddings x SET embedding = u.v, schema_version = u.ver, \
                          content_hash = u.h, job_id = u.j, embedded_at = now(), profile = u.p \
                      FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) \
-                     WHERE x.entity_id = u.id AND x.generation = u.g"
+                     WHERE x.entity_id = u.id AND x.generation = u.g AND x.entity_id = ANY($1)"
                 } else {
                     "UPDATE evolve.entity_embeddings x SET embedding = u.v, schema_version = u.ver, \
                          content_hash = u.h, job_id = u.j, embedded_at = now() \
                      FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) \
-                     WHERE x.entity_id = u.id"
+                     WHERE x.entity_id = u.id AND x.entity_id = ANY($1)"
                 },
             ),
             (
@@ -542,9 +646,8 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                 if scoped {
                     "INSERT INTO evolve.entity_embeddings AS x \
                          (entity_id, embedding, schema_version, content_hash, job_id, generation, profile, user_id) \
-                     SELECT u.id, u.v, u.ver, u.h, u.j, u.g, u.p, \
-                            (SELECT e.user_id FROM evolve.entities e WHERE e.entity_id = u.id) \
-                     FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) ORDER BY u.id \
+                     SELECT u.id, u.v, u.ver, u.h, u.j, u.g, u.p, u.uid \
+                     FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS u(id, v, ver, h, j, g, p, uid) ORDER BY u.id \
                      ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
                          job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at, profile = EXCLUDED.profile"
@@ -572,22 +675,27 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                 .iter()
                 .map(|d| d.vector.as_deref().unwrap_or_default())
                 .collect();
-            crate::plans::execute(
-                client,
-                sql,
-                &[
-                    rows.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
-                    vector_array(&vectors),
-                    rows.iter().map(|d| d.version).collect::<Vec<_>>().into(),
-                    rows.iter().map(|d| d.hash).collect::<Vec<_>>().into(),
-                    rows.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
-                    rows.iter().map(|d| d.generation).collect::<Vec<_>>().into(),
+            let mut args = vec![
+                rows.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
+                vector_array(&vectors),
+                rows.iter().map(|d| d.version).collect::<Vec<_>>().into(),
+                rows.iter().map(|d| d.hash).collect::<Vec<_>>().into(),
+                rows.iter().map(|d| d.job_id).collect::<Vec<_>>().into(),
+                rows.iter().map(|d| d.generation).collect::<Vec<_>>().into(),
+                rows.iter()
+                    .map(|d| d.profile.as_str())
+                    .collect::<Vec<_>>()
+                    .into(),
+            ];
+            if sql.contains("$8") {
+                args.push(
                     rows.iter()
-                        .map(|d| d.profile.as_str())
+                        .map(|d| d.user_id.as_deref())
                         .collect::<Vec<_>>()
                         .into(),
-                ],
-            );
+                );
+            }
+            crate::plans::execute(client, sql, &args);
         }
         let (copied, unchanged): (Vec<&Done>, Vec<&Done>) =
             unchanged.iter().partition(|d| d.copy_from.is_some());
@@ -600,7 +708,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      SELECT y.entity_id, y.embedding, u.ver, y.content_hash, u.j, u.g, y.profile, y.user_id \
                      FROM unnest($1, $2, $3, $4, $5) AS u(id, ver, j, g, src) \
                      JOIN evolve.entity_embeddings y ON y.entity_id = u.id AND y.generation = u.src \
-                     ORDER BY u.id \
+                     WHERE y.entity_id = ANY($1) ORDER BY u.id \
                      ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
                          job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at, profile = EXCLUDED.profile"
@@ -610,7 +718,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      SELECT y.entity_id, y.embedding, u.ver, y.content_hash, u.j, u.g, y.profile \
                      FROM unnest($1, $2, $3, $4, $5) AS u(id, ver, j, g, src) \
                      JOIN evolve.entity_embeddings y ON y.entity_id = u.id AND y.generation = u.src \
-                     ORDER BY u.id \
+                     WHERE y.entity_id = ANY($1) ORDER BY u.id \
                      ON CONFLICT (entity_id, generation) DO UPDATE SET embedding = EXCLUDED.embedding, \
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
                          job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at, profile = EXCLUDED.profile"
@@ -641,10 +749,10 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                 client,
                 if generations {
                     "UPDATE evolve.entity_embeddings x SET schema_version = u.ver, job_id = u.j \
-                     FROM unnest($1, $2, $3, $4) AS u(id, ver, j, g) WHERE x.entity_id = u.id AND x.generation = u.g"
+                     FROM unnest($1, $2, $3, $4) AS u(id, ver, j, g) WHERE x.entity_id = u.id AND x.generation = u.g AND x.entity_id = ANY($1)"
                 } else {
                     "UPDATE evolve.entity_embeddings x SET schema_version = u.ver, job_id = u.j \
-                     FROM unnest($1, $2, $3, $4) AS u(id, ver, j, g) WHERE x.entity_id = u.id"
+                     FROM unnest($1, $2, $3, $4) AS u(id, ver, j, g) WHERE x.entity_id = u.id AND x.entity_id = ANY($1)"
                 },
                 &[
                     unchanged
@@ -672,9 +780,11 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
         }
         if !done.is_empty() {
             // Queue rows removed and job counters advanced in one statement.
+            // (On shards a row's place is its shard's: the entity's id names the shard.)
             crate::plans::execute(
                 client,
-                "WITH gone AS (DELETE FROM evolve.embedding_queue WHERE ctid = ANY($1) RETURNING job_id), \
+                "WITH gone AS (DELETE FROM evolve.embedding_queue \
+                               WHERE ctid = ANY($1) AND entity_id = ANY($3) RETURNING job_id), \
                  per_job AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id), \
                  same AS (SELECT job, count(*) AS n FROM unnest($2) AS job GROUP BY job) \
                  UPDATE evolve.schema_migration_jobs j SET processed_entities = j.processed_entities + p.n, \
@@ -682,9 +792,10 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      status = CASE WHEN j.processed_entities + p.n + j.parked_entities < j.total_entities THEN 'running' \
                                    WHEN j.parked_entities > 0 THEN 'failed' ELSE 'completed' END, \
                      completed_at = CASE WHEN j.processed_entities + p.n + j.parked_entities >= j.total_entities \
-                                         THEN now() END, \
-                     started_at = least(j.started_at, now()), updated_at = now() \
-                 FROM per_job p LEFT JOIN same s ON s.job = p.job_id WHERE j.id = p.job_id",
+                                         THEN t.now END, \
+                     started_at = least(j.started_at, t.now), updated_at = t.now \
+                 FROM per_job p LEFT JOIN same s ON s.job = p.job_id CROSS JOIN (SELECT now()) AS t(now) \
+                 WHERE j.id = p.job_id",
                 &[
                     done.iter().map(|d| d.queue_tid).collect::<Vec<_>>().into(),
                     done.iter()
@@ -692,6 +803,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                         .map(|d| d.job_id)
                         .collect::<Vec<_>>()
                         .into(),
+                    done.iter().map(|d| d.entity_id).collect::<Vec<_>>().into(),
                 ],
             );
         }
@@ -703,7 +815,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      UPDATE evolve.embedding_queue q SET attempts = q.attempts + 1, last_error = f.err, \
                          next_attempt_at = now() + make_interval(secs => $3 / 1000 * power(2, q.attempts)), \
                          state = CASE WHEN q.attempts + 1 >= $4 THEN 'failed' ELSE 'queued' END \
-                     FROM f WHERE q.entity_id = f.id \
+                     FROM f WHERE q.entity_id = f.id AND q.entity_id = ANY($1) \
                      RETURNING q.job_id, q.state = 'failed' AS parked) \
                  UPDATE evolve.schema_migration_jobs j SET error_count = j.error_count + u.n, \
                      parked_entities = j.parked_entities + u.parked, status = 'running', \

@@ -10,21 +10,14 @@ use pgrx::spi::SpiClient;
 
 pub use crate::plans::{derived_ids, distributed};
 
-/// Refuses (0A000) what does not run on a distributed database yet: statements that pick rows
-/// across every shard and lock them (`what` names it, for the message).
-pub fn refuse_if_distributed(what: &str) {
-    if distributed() {
-        crate::error::raise(
-            evolve_core::SqlState::FeatureNotSupported,
-            format!("{what} does not run on a distributed database yet"),
-            None,
-            Some(
-                "Its batches pick rows across shards, which Citus refuses to lock in one statement; \
-                 nothing is lost meanwhile. See docs/scaling.md."
-                    .into(),
-            ),
-        );
-    }
+/// Whether this is a Citus worker node of a distributed database: its shards are driven from
+/// the coordinator (re-embedding included), so its own background worker stays idle.
+pub fn on_worker_node() -> bool {
+    distributed()
+        && !pgrx::spi::Spi::get_one::<bool>("SELECT pg_catalog.citus_is_coordinator()")
+            .ok()
+            .flatten()
+            .unwrap_or(false)
 }
 
 /// `ids` sorted and deduplicated, split by the shard of `evolve.entities` holding them, in

@@ -68,8 +68,8 @@ pub extern "C-unwind" fn evolve_worker_main(_arg: pg_sys::Datum) {
         if unsafe { pg_sys::RecoveryInProgress() } || !extension_installed() {
             continue;
         }
-        // Not yet on a distributed database (see reembed_batch): the queue waits there.
-        if BackgroundWorker::transaction(crate::shards::distributed) {
+        // A distributed database's queue is drained from its coordinator, shard by shard.
+        if BackgroundWorker::transaction(crate::shards::on_worker_node) {
             continue;
         }
         // Drain the queue, one committed batch at a time, until it is empty or we must stop.

@@ -20,7 +20,14 @@ fn citus_cluster() -> Vec<Cluster> {
         .map(|i| {
             Cluster::start(
                 &format!("citus-{i}"),
-                &["shared_preload_libraries = 'citus,pg_evolve'"],
+                &[
+                    "shared_preload_libraries = 'citus,pg_evolve'",
+                    // Every node's worker looks at the database: the coordinator's drains the
+                    // queue, the workers' stay idle (the shards are driven from the coordinator).
+                    "evolve.worker_database = 'citus_tier'",
+                    "evolve.worker_naptime = 200ms",
+                    "citus.log_distributed_deadlock_detection = on",
+                ],
             )
         })
         .collect();
@@ -41,6 +48,31 @@ fn citus_cluster() -> Vec<Cluster> {
         ))
         .unwrap();
     nodes
+}
+
+/// How many multi-shard statements `sql` ran (Citus logs each one, with
+/// `citus.multi_task_query_log_level`, to the coordinator's log).
+fn multi_shard_statements(coordinator: &Cluster, c: &mut Client, sql: &str) -> usize {
+    const LOGGED: &str = "multi-task query about to be executed";
+    c.batch_execute("SET citus.multi_task_query_log_level = 'log'")
+        .unwrap();
+    let before = coordinator.log().matches(LOGGED).count();
+    c.batch_execute(sql).unwrap_or_else(|e| {
+        let log = coordinator.log();
+        let detail: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains(LOGGED) && !l.contains("HINT:  Queries are split"))
+            .collect();
+        panic!(
+            "{sql}: {}\n{}",
+            code(e),
+            detail[detail.len().saturating_sub(60)..].join("\n")
+        )
+    });
+    let after = coordinator.log().matches(LOGGED).count();
+    c.batch_execute("RESET citus.multi_task_query_log_level")
+        .unwrap();
+    after - before
 }
 
 fn code(e: postgres::Error) -> String {
@@ -242,22 +274,114 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
         0
     );
 
-    // A change queues the type's entities; re-embedding is refused with its SQLSTATE.
+    // A change queues the type's entities; the coordinator's worker drains the queue, shard by
+    // shard, into a new generation; search finds them.
     let job = count(
         &mut c,
         r#"SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "quake", "description": "quake!"}')"#,
     );
     assert!(job > 0);
-    assert!(
+    let started = std::time::Instant::now();
+    while count(
+        &mut c,
+        &format!("SELECT count(*) FROM evolve.schema_migration_jobs WHERE id = {job} AND status <> 'completed'"),
+    ) > 0
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the worker did not drain the queue: {}",
+            nodes[0].log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.embedding_queue"),
+        0
+    );
+    assert_eq!(
         count(
             &mut c,
-            "SELECT count(*) FROM evolve.embedding_queue WHERE job_id IS NOT NULL"
-        ) >= 50
+            &format!(
+                "SELECT count(*) FROM evolve.entity_embeddings e JOIN evolve.embedding_generations g \
+                 USING (generation) WHERE g.state = 'current' AND e.job_id = {job}"
+            )
+        ),
+        52
     );
-    let refused = c
-        .batch_execute("CALL evolve.run_reembedding()")
-        .unwrap_err();
-    assert!(code(refused).starts_with("0A000"));
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM evolve.semantic_search('quake', 'p7', 5)"
+        ),
+        5
+    );
+    // A batch reads its candidates across shards once, unlocked; every lock and write after
+    // that is one shard's. Promotion finds its entities once across shards.
+    c.batch_execute(
+        r#"SELECT evolve.apply_change('{"kind": "entity_type_description_changed", "entity_type": "quake", "description": "quake!!"}')"#,
+    )
+    .unwrap();
+    assert!(multi_shard_statements(&nodes[0], &mut c, "CALL evolve.run_reembedding()") <= 2 * 2);
+    assert_eq!(
+        multi_shard_statements(
+            &nodes[0],
+            &mut c,
+            r#"SELECT evolve.update_schema_incremental('quake', '{"attributes": {"felt": {"type": "number"}}}')"#
+        ),
+        1
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+
+    // Maintenance: expired fragments deleted shard by shard, their aggregates kept exact;
+    // stale ones archived.
+    c.batch_execute(
+        "UPDATE evolve.raw_fragments SET expires_at = now() - interval '1 day' WHERE lifecycle_state = 'promoted'",
+    )
+    .unwrap();
+    let promoted = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.raw_fragments WHERE lifecycle_state = 'promoted'",
+    );
+    assert!(promoted >= 50);
+    assert_eq!(
+        count(&mut c, "SELECT evolve.cleanup_expired_fragments(10)"),
+        10
+    );
+    assert_eq!(
+        count(&mut c, "SELECT evolve.cleanup_expired_fragments()"),
+        promoted - 10
+    );
+    let drift: Vec<String> = c
+        .query("SELECT concat_ws(' ', user_id, fragment_key, field, expected, actual) FROM evolve.verify_aggregates()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(drift.is_empty(), "{drift:?}");
+    let active = count(
+        &mut c,
+        "SELECT count(*) FROM evolve.raw_fragments WHERE lifecycle_state = 'active'",
+    );
+    assert!(active > 0);
+    assert_eq!(
+        multi_shard_statements(
+            &nodes[0],
+            &mut c,
+            "CREATE TEMP TABLE archived AS SELECT evolve.archive_stale_fragments('0 days', 1000) AS n"
+        ),
+        1
+    );
+    assert_eq!(count(&mut c, "SELECT n FROM archived"), active);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM evolve.raw_fragments WHERE lifecycle_state = 'active'"
+        ),
+        0
+    );
 
     // Tenants: a bound role sees its own rows and global ones on every node; SET LOCAL reaches
     // the workers with citus.propagate_set_commands.
@@ -295,9 +419,25 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
     assert_eq!(seen(&mut reader), (51, 0, 1));
     reader.batch_execute("COMMIT").unwrap();
 
-    // An entity's delete takes its rows with it, on its shard.
+    // An entity's delete takes its rows with it, on its shard; the aggregates, which no
+    // trigger kept there, are rebuilt.
     c.batch_execute("DELETE FROM evolve.entities WHERE entity_key = 'k3' AND user_id IS NULL")
         .unwrap();
+    assert!(count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()") > 0);
+    c.batch_execute("SELECT evolve.rebuild_aggregates()")
+        .unwrap();
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT sum(entity_count)::bigint FROM evolve.entity_counts WHERE entity_type = 'quake'"
+        ),
+        51,
+        "k3 out"
+    );
     assert_eq!(
         count(
             &mut c,

@@ -42,8 +42,6 @@ pub enum SqlState {
     SerializationFailure,
     /// 23505 unique_violation: two keys of a distributed database derive the same entity id.
     UniqueViolation,
-    /// 0A000 feature_not_supported: what a distributed database cannot do yet.
-    FeatureNotSupported,
 }
 
 impl SqlState {
@@ -66,7 +64,6 @@ impl SqlState {
             SqlState::InsufficientResources => "53000",
             SqlState::SerializationFailure => "40001",
             SqlState::UniqueViolation => "23505",
-            SqlState::FeatureNotSupported => "0A000",
         }
     }
 }

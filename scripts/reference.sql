@@ -64,4 +64,4 @@ SELECT E'## SQLSTATEs\n\n| SQLSTATE | when |\n|---|---|\n'
     || E'| 53000 | the minilm profile''s compute threads cannot be started (lower `evolve.model_threads`) |\n'
     || E'| 40001 | an entity was deleted by another transaction while a batch ingested into it: retry |\n'
     || E'| 23505 | on a distributed database (after `evolve.distribute()`), a key whose derived entity id belongs to another entity (a hash collision: ingest it under another key) |\n'
-    || E'| 25001 | `evolve.rebuild_aggregates()` in a transaction that is not read committed |';
+    || E'| 25001 | `CALL evolve.rebuild_aggregates()` in a transaction that is not read committed (and 2D000 inside a transaction block: it commits between the aggregates and the counts) |';

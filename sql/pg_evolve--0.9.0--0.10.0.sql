@@ -454,15 +454,14 @@ REVOKE ALL ON FUNCTION evolve._fragments_deleted(jsonb) FROM PUBLIC;
 -- ---------------------------------------------------------------- evolve.rebuild_aggregates()
 -- Recomputes the aggregates and entity counts from the data, exactly (what verify_aggregates()
 -- compares them with); a key's sample values (examples, not a recompute) are kept, and a key
--- that had no parts starts with none. For aggregates that drifted: after rows
--- were deleted where no trigger sees it (on a distributed database, a DELETE FROM
--- evolve.entities cascades on the shards), or restored from elsewhere. Writers of parts wait
--- while it runs; what they add after it commits is for rows it did not see. Read committed
--- only (each step reads what committed before it).
-CREATE FUNCTION evolve.rebuild_aggregates()
-RETURNS TABLE (fragment_keys bigint, entity_scopes bigint)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
+-- that had no parts starts with none. For aggregates that drifted: after rows were deleted
+-- where no trigger sees it (on a distributed database, a DELETE FROM evolve.entities cascades
+-- on the shards), or restored from elsewhere. Each table is rebuilt in a transaction of its
+-- own, under a lock that makes its writers wait (what they add after the commit is for rows
+-- the rebuild did not see): a writer may hold one of the two while it waits for the other, so
+-- no transaction holds both. Read committed only (each step reads what committed before it).
+CREATE FUNCTION evolve._rebuild_check() RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT pg_catalog.pg_has_role(evolve._calling_role(), 'evolve_admin', 'MEMBER') THEN
         RAISE EXCEPTION 'permission denied to rebuild the aggregates'
@@ -471,9 +470,18 @@ BEGIN
     IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'evolve.rebuild_aggregates() runs at read committed isolation'
             USING ERRCODE = '25001',
-                  HINT = 'Call it in its own transaction, or one at the default isolation level: it must see what writers committed while it waited for them.';
+                  HINT = 'CALL it outside a transaction block, at the default isolation level: it must see what writers committed while it waited for them.';
     END IF;
-    LOCK TABLE evolve.raw_fragment_aggregate_parts, evolve.entity_count_parts IN EXCLUSIVE MODE;
+END
+$$;
+
+CREATE FUNCTION evolve._rebuild_fragment_aggregates() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    written bigint;
+BEGIN
+    PERFORM evolve._rebuild_check();
+    LOCK TABLE evolve.raw_fragment_aggregate_parts IN EXCLUSIVE MODE;
     IF pg_catalog.to_regclass('pg_temp.evolve_rebuilt_samples') IS NOT NULL THEN
         DROP TABLE pg_temp.evolve_rebuilt_samples;
     END IF;
@@ -506,18 +514,45 @@ BEGIN
            LEFT JOIN evolve_rebuilt_samples s
                   ON s.entity_type = r.entity_type AND s.fragment_key = r.fragment_key
                  AND s.user_id IS NOT DISTINCT FROM r.user_id;
-    GET DIAGNOSTICS fragment_keys = ROW_COUNT;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$$;
+
+CREATE FUNCTION evolve._rebuild_entity_counts() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    written bigint;
+BEGIN
+    PERFORM evolve._rebuild_check();
+    LOCK TABLE evolve.entity_count_parts IN EXCLUSIVE MODE;
     DELETE FROM evolve.entity_count_parts;
     INSERT INTO evolve.entity_count_parts (entity_type, user_id, slot, entity_count)
     SELECT e.entity_type, e.user_id, evolve._backend_slot(), count(*) FROM evolve.entities e GROUP BY 1, 2;
-    GET DIAGNOSTICS entity_scopes = ROW_COUNT;
-    RETURN NEXT;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
 END
 $$;
-REVOKE ALL ON FUNCTION evolve.rebuild_aggregates() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION evolve.rebuild_aggregates() TO evolve_admin;
-COMMENT ON FUNCTION evolve.rebuild_aggregates() IS
-    'Recomputes evolve.raw_fragment_aggregates and evolve.entity_counts from the data (sample values kept), for aggregates that drifted (verify_aggregates() shows it). Members of evolve_admin; read committed.';
+
+-- (A procedure, to commit between the two: one that commits cannot be SECURITY DEFINER, the
+-- functions it calls are.)
+CREATE PROCEDURE evolve.rebuild_aggregates(INOUT fragment_keys bigint DEFAULT NULL,
+                                           INOUT entity_scopes bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    fragment_keys := evolve._rebuild_fragment_aggregates();
+    COMMIT;
+    entity_scopes := evolve._rebuild_entity_counts();
+END
+$$;
+REVOKE ALL ON FUNCTION evolve._rebuild_check(), evolve._rebuild_fragment_aggregates(),
+    evolve._rebuild_entity_counts() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve._rebuild_check(), evolve._rebuild_fragment_aggregates(),
+    evolve._rebuild_entity_counts() TO evolve_admin;
+REVOKE ALL ON PROCEDURE evolve.rebuild_aggregates(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE evolve.rebuild_aggregates(bigint, bigint) TO evolve_admin;
+COMMENT ON PROCEDURE evolve.rebuild_aggregates(bigint, bigint) IS
+    'Recomputes evolve.raw_fragment_aggregates and evolve.entity_counts from the data (sample values kept), each in a transaction of its own, for aggregates that drifted (verify_aggregates() shows it); returns the number of keys and of entity scopes. CALL it outside a transaction block; members of evolve_admin.';
 
 -- ---------------------------------------------------------------- evolve.distribute()
 -- On a Citus coordinator: the registry as reference tables (a copy on every node), the data

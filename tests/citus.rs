@@ -424,8 +424,7 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
     c.batch_execute("DELETE FROM evolve.entities WHERE entity_key = 'k3' AND user_id IS NULL")
         .unwrap();
     assert!(count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()") > 0);
-    c.batch_execute("SELECT evolve.rebuild_aggregates()")
-        .unwrap();
+    c.batch_execute("CALL evolve.rebuild_aggregates()").unwrap();
     assert_eq!(
         count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
         0

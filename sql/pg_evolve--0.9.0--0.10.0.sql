@@ -259,9 +259,13 @@ $$;
 
 -- ---------------------------------------------------------------- verification on Citus
 -- The same recompute and comparison in PL/pgSQL: Citus plans no SQL-language function over
--- its tables (their parameters), and plans each part of this one on its own.
-CREATE OR REPLACE FUNCTION evolve.verify_aggregates()
-RETURNS TABLE (entity_type text, user_id text, fragment_key text, field text, expected text, actual text)
+-- its tables (their parameters), and plans each part of these on its own.
+-- The aggregates recomputed from the fragments, a row per (entity_type, user_id, fragment_key):
+-- what verify_aggregates() compares them with and rebuild_aggregates() writes. (Counts, sums
+-- and maxima: Citus computes them on each shard.)
+CREATE FUNCTION evolve._recount_fragment_aggregates()
+RETURNS TABLE (entity_type text, user_id text, fragment_key text, sample_count bigint,
+               frequency_total bigint, type_counts jsonb, source_counts jsonb, last_seen_at timestamptz)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 BEGIN
@@ -277,14 +281,28 @@ BEGIN
     rs AS (
         SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(source), array_agg(n)) AS source_counts
         FROM (SELECT entity_type, user_id, fragment_key, source, count(*) AS n
-              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3),
-    expected AS (
-        SELECT r.*, rt.type_counts, rs.source_counts,
-               coalesce(r.user_id, '') || E'\x1f' || r.entity_type || E'\x1f' || r.fragment_key AS k
-        FROM r JOIN rt ON rt.entity_type = r.entity_type AND rt.fragment_key = r.fragment_key
-                      AND rt.user_id IS NOT DISTINCT FROM r.user_id
-               JOIN rs ON rs.entity_type = r.entity_type AND rs.fragment_key = r.fragment_key
-                      AND rs.user_id IS NOT DISTINCT FROM r.user_id),
+              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3)
+    SELECT r.entity_type, r.user_id, r.fragment_key, r.sample_count, r.frequency_total::bigint,
+           rt.type_counts, rs.source_counts, r.last_seen_at
+    FROM r JOIN rt ON rt.entity_type = r.entity_type AND rt.fragment_key = r.fragment_key
+                  AND rt.user_id IS NOT DISTINCT FROM r.user_id
+           JOIN rs ON rs.entity_type = r.entity_type AND rs.fragment_key = r.fragment_key
+                  AND rs.user_id IS NOT DISTINCT FROM r.user_id;
+END
+$$;
+-- (Read with its caller's rights and policies, as verify_aggregates() is.)
+REVOKE ALL ON FUNCTION evolve._recount_fragment_aggregates() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve._recount_fragment_aggregates() TO evolve_reader;
+
+CREATE OR REPLACE FUNCTION evolve.verify_aggregates()
+RETURNS TABLE (entity_type text, user_id text, fragment_key text, field text, expected text, actual text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH expected AS (
+        SELECT r.*, coalesce(r.user_id, '') || E'\x1f' || r.entity_type || E'\x1f' || r.fragment_key AS k
+        FROM evolve._recount_fragment_aggregates() r),
     actual AS (
         SELECT a.*, coalesce(a.user_id, '') || E'\x1f' || a.entity_type || E'\x1f' || a.fragment_key AS k
         FROM evolve.raw_fragment_aggregates a)
@@ -489,31 +507,15 @@ BEGIN
         SELECT p.entity_type, p.user_id, p.fragment_key, evolve._sum_samples(p.sample_values) AS samples
         FROM evolve.raw_fragment_aggregate_parts p GROUP BY 1, 2, 3;
     DELETE FROM evolve.raw_fragment_aggregate_parts;
-    -- (Counts, sums and maxima: Citus computes them on each shard.)
     INSERT INTO evolve.raw_fragment_aggregate_parts
         (entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts,
          source_counts, last_seen_at, sample_values)
-    WITH r AS (
-        SELECT entity_type, user_id, fragment_key, count(*) AS sample_count, sum(frequency) AS frequency_total,
-               max(last_seen_at) AS last_seen_at
-        FROM evolve.raw_fragments GROUP BY 1, 2, 3),
-    rt AS (
-        SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(value_type), array_agg(n)) AS type_counts
-        FROM (SELECT entity_type, user_id, fragment_key, value_type, count(*) AS n
-              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3),
-    rs AS (
-        SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(source), array_agg(n)) AS source_counts
-        FROM (SELECT entity_type, user_id, fragment_key, source, count(*) AS n
-              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3)
     SELECT r.entity_type, r.user_id, r.fragment_key, evolve._backend_slot(), r.sample_count, r.frequency_total,
-           rt.type_counts, rs.source_counts, r.last_seen_at, coalesce(s.samples, '[]')
-    FROM r JOIN rt ON rt.entity_type = r.entity_type AND rt.fragment_key = r.fragment_key
-                  AND rt.user_id IS NOT DISTINCT FROM r.user_id
-           JOIN rs ON rs.entity_type = r.entity_type AND rs.fragment_key = r.fragment_key
-                  AND rs.user_id IS NOT DISTINCT FROM r.user_id
-           LEFT JOIN evolve_rebuilt_samples s
-                  ON s.entity_type = r.entity_type AND s.fragment_key = r.fragment_key
-                 AND s.user_id IS NOT DISTINCT FROM r.user_id;
+           r.type_counts, r.source_counts, r.last_seen_at, coalesce(s.samples, '[]')
+    FROM evolve._recount_fragment_aggregates() r
+    LEFT JOIN evolve_rebuilt_samples s
+           ON s.entity_type = r.entity_type AND s.fragment_key = r.fragment_key
+          AND s.user_id IS NOT DISTINCT FROM r.user_id;
     GET DIAGNOSTICS written = ROW_COUNT;
     RETURN written;
 END

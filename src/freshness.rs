@@ -149,63 +149,63 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
             &[new_ids.into(), FRESH_RANK.into(), new_tenants.into()],
         );
     }
-    // Where entities are distributed, Citus cannot run the comparison below (a subquery per
-    // row of an array): the newest hashes are read first, one statement, and only the
-    // entities whose text changed go on.
-    if !ids.is_empty() && crate::shards::distributed() {
-        let mut newest: HashMap<i64, i64> = HashMap::new();
-        for group in crate::shards::groups_in(client, ids.clone()) {
-            newest.extend(
-                crate::plans::execute(
-                    client,
-                    "SELECT DISTINCT ON (entity_id) entity_id, content_hash FROM evolve.entity_embeddings \
-                     WHERE entity_id = ANY ($1) ORDER BY entity_id, generation DESC",
-                    &[group.into()],
-                )
-                .filter_map(|r| Some((r.value::<i64>(1)?, r.value::<i64>(2)?))),
-            );
-        }
-        let (mut changed_ids, mut changed_tenants) = (Vec::new(), Vec::new());
-        for ((id, tenant), sum) in ids.iter().zip(&tenants).zip(&sums) {
-            if newest.get(id) != Some(sum) {
-                changed_ids.push(*id);
-                changed_tenants.push(*tenant);
-            }
-        }
-        // (Without RETURNING: Citus counts the rows its conflict clause skipped as processed,
-        // which SPI refuses. The worker is woken for them all.)
-        if !changed_ids.is_empty() {
-            n += changed_ids.len();
-            crate::plans::execute(
-                client,
-                "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank, tenant) \
-                 SELECT u.id, $2, u.t FROM unnest($1::bigint[], $3::text[]) AS u(id, t) ORDER BY u.id \
-                 ON CONFLICT (entity_id) DO UPDATE SET state = 'queued', attempts = 0, \
-                     next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL, \
-                     enqueued_at = EXCLUDED.enqueued_at \
-                 WHERE q.state = 'failed' AND q.job_id IS NULL",
-                &[changed_ids.into(), FRESH_RANK.into(), changed_tenants.into()],
-            );
-        }
-        ids.clear();
-    }
     // A parked fresh row (no job counts it) is queued again: new data may embed where the old
     // did not. A job's parked row stays parked for retry_failed, which keeps its counters.
     if !ids.is_empty() {
-        n += crate::plans::execute(
-            client,
-            "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank, tenant) \
-             SELECT u.id, $3, u.t FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS u(id, h, t) \
-             WHERE (SELECT x.content_hash FROM evolve.entity_embeddings x WHERE x.entity_id = u.id \
-                    ORDER BY x.generation DESC LIMIT 1) IS DISTINCT FROM u.h \
-             ORDER BY u.id \
-             ON CONFLICT (entity_id) DO UPDATE SET state = 'queued', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at, \
-                 last_error = NULL, enqueued_at = EXCLUDED.enqueued_at \
-             WHERE q.state = 'failed' AND q.job_id IS NULL \
-             RETURNING 1",
-            &[ids.into(), sums.into(), FRESH_RANK.into(), tenants.into()],
-        )
-        .len();
+        if crate::shards::distributed() {
+            // Citus cannot run the comparison of the single-node statement (a subquery per row
+            // of an array): the newest hashes are read first, a statement per shard, and only
+            // the entities whose text changed go on.
+            let mut newest: HashMap<i64, i64> = HashMap::new();
+            for group in crate::shards::groups_in(client, ids.clone()) {
+                newest.extend(
+                    crate::plans::execute(
+                        client,
+                        "SELECT DISTINCT ON (entity_id) entity_id, content_hash FROM evolve.entity_embeddings \
+                         WHERE entity_id = ANY ($1) ORDER BY entity_id, generation DESC",
+                        &[group.into()],
+                    )
+                    .filter_map(|r| Some((r.value::<i64>(1)?, r.value::<i64>(2)?))),
+                );
+            }
+            let (mut changed_ids, mut changed_tenants) = (Vec::new(), Vec::new());
+            for ((id, tenant), sum) in ids.iter().zip(&tenants).zip(&sums) {
+                if newest.get(id) != Some(sum) {
+                    changed_ids.push(*id);
+                    changed_tenants.push(*tenant);
+                }
+            }
+            // (Without RETURNING: Citus counts the rows its conflict clause skipped as processed,
+            // which SPI refuses. The worker is woken for them all.)
+            if !changed_ids.is_empty() {
+                n += changed_ids.len();
+                crate::plans::execute(
+                    client,
+                    "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank, tenant) \
+                     SELECT u.id, $2, u.t FROM unnest($1::bigint[], $3::text[]) AS u(id, t) ORDER BY u.id \
+                     ON CONFLICT (entity_id) DO UPDATE SET state = 'queued', attempts = 0, \
+                         next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL, \
+                         enqueued_at = EXCLUDED.enqueued_at \
+                     WHERE q.state = 'failed' AND q.job_id IS NULL",
+                    &[changed_ids.into(), FRESH_RANK.into(), changed_tenants.into()],
+                );
+            }
+        } else {
+            n += crate::plans::execute(
+                client,
+                "INSERT INTO evolve.embedding_queue AS q (entity_id, priority_rank, tenant) \
+                 SELECT u.id, $3, u.t FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS u(id, h, t) \
+                 WHERE (SELECT x.content_hash FROM evolve.entity_embeddings x WHERE x.entity_id = u.id \
+                        ORDER BY x.generation DESC LIMIT 1) IS DISTINCT FROM u.h \
+                 ORDER BY u.id \
+                 ON CONFLICT (entity_id) DO UPDATE SET state = 'queued', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at, \
+                     last_error = NULL, enqueued_at = EXCLUDED.enqueued_at \
+                 WHERE q.state = 'failed' AND q.job_id IS NULL \
+                 RETURNING 1",
+                &[ids.into(), sums.into(), FRESH_RANK.into(), tenants.into()],
+            )
+            .len();
+        }
     }
     if n > 0 {
         crate::wakeup::wake_at_commit();

@@ -550,24 +550,19 @@ pub fn reembed_batch() -> i32 {
             }
         }
     }
-    if sharded {
-        // Written shard by shard, each statement one shard's (Citus serializes a statement
-        // that changes rows of several shards with every other writer of those shards).
-        let mut done = done;
-        let mut failed = failed;
-        for group in crate::shards::groups(items.iter().map(|i| i.entity_id).collect()) {
-            let (d, rest): (Vec<Done>, Vec<Done>) = done
-                .into_iter()
-                .partition(|d| group.binary_search(&d.entity_id).is_ok());
-            let (f, others): (Vec<_>, Vec<_>) = failed
-                .into_iter()
-                .partition(|f| group.binary_search(&f.0).is_ok());
-            write_batch(&d, &f, generations);
-            done = rest;
-            failed = others;
-        }
-    } else {
-        write_batch(&done, &failed, generations);
+    // Written shard by shard where entities are distributed, each statement one shard's
+    // (Citus serializes a statement that changes rows of several shards with every other
+    // writer of those shards); one group on a single node.
+    let (mut done, mut failed) = (done, failed);
+    for group in crate::shards::groups(items.iter().map(|i| i.entity_id).collect()) {
+        let (d, rest): (Vec<Done>, Vec<Done>) = done
+            .into_iter()
+            .partition(|d| group.binary_search(&d.entity_id).is_ok());
+        let (f, others): (Vec<_>, Vec<_>) = failed
+            .into_iter()
+            .partition(|f| group.binary_search(&f.0).is_ok());
+        write_batch(&d, &f, generations);
+        (done, failed) = (rest, others);
     }
     // A generation whose job this batch completed becomes current in this commit; the one it
     // replaced goes with a later batch.
@@ -625,7 +620,8 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
         // upsert would probe for the conflict and lock the row before updating it).
         let (replaced, added): (Vec<&Done>, Vec<&Done>) = embedded.iter().partition(|d| d.exists);
         // (The objects of 0.6.0 and before have one embedding per entity: no generation.)
-        for (rows, sql) in [
+        // (rows, statement, whether it takes their scopes as $8)
+        for (rows, sql, with_scope) in [
             (
                 replaced,
                 if generations {
@@ -639,6 +635,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                      FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(id, v, ver, h, j, g, p) \
                      WHERE x.entity_id = u.id AND x.entity_id = ANY($1)"
                 },
+                false,
             ),
             (
                 added,
@@ -666,6 +663,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                          schema_version = EXCLUDED.schema_version, content_hash = EXCLUDED.content_hash, \
                          job_id = EXCLUDED.job_id, embedded_at = EXCLUDED.embedded_at"
                 },
+                scoped,
             ),
         ] {
             if rows.is_empty() {
@@ -687,7 +685,7 @@ fn write_batch(done: &[Done], failed: &[(i64, Option<i64>, i32, String)], genera
                     .collect::<Vec<_>>()
                     .into(),
             ];
-            if sql.contains("$8") {
+            if with_scope {
                 args.push(
                     rows.iter()
                         .map(|d| d.user_id.as_deref())

@@ -22,29 +22,33 @@ pub fn on_worker_node() -> bool {
 
 /// `ids` sorted and deduplicated, split by the shard of `evolve.entities` holding them, in
 /// shard order (see the module's header): one group on a single node.
-pub fn groups(mut ids: Vec<i64>) -> Vec<Vec<i64>> {
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.is_empty() {
-        return Vec::new();
+pub fn groups(ids: Vec<i64>) -> Vec<Vec<i64>> {
+    if distributed() {
+        pgrx::spi::Spi::connect_mut(|c| groups_in(c, ids))
+    } else {
+        one_group(ids)
     }
-    if !distributed() {
-        return vec![ids];
-    }
-    pgrx::spi::Spi::connect_mut(|c| by_shard(c, ids))
 }
 
 /// [`groups`] with the caller's SPI connection.
-pub fn groups_in(client: &mut SpiClient<'_>, mut ids: Vec<i64>) -> Vec<Vec<i64>> {
+pub fn groups_in(client: &mut SpiClient<'_>, ids: Vec<i64>) -> Vec<Vec<i64>> {
+    let mut groups = one_group(ids);
+    match groups.pop() {
+        Some(ids) if distributed() => by_shard(client, ids),
+        Some(ids) => vec![ids],
+        None => Vec::new(),
+    }
+}
+
+/// `ids` sorted and deduplicated, as one group (none when empty).
+fn one_group(mut ids: Vec<i64>) -> Vec<Vec<i64>> {
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
-        return Vec::new();
+        Vec::new()
+    } else {
+        vec![ids]
     }
-    if !distributed() {
-        return vec![ids];
-    }
-    by_shard(client, ids)
 }
 
 fn by_shard(client: &mut SpiClient<'_>, ids: Vec<i64>) -> Vec<Vec<i64>> {

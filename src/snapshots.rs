@@ -294,43 +294,27 @@ fn write_snapshots(
         .collect();
     follow(client, &written);
     drop(written);
-    if crate::shards::distributed() {
-        // One statement per shard (the filter on the key lets Citus route it to one).
-        let at: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        for group in crate::shards::groups_in(client, ids.clone()) {
-            let pick =
-                |f: &dyn Fn(usize) -> i64| group.iter().map(|id| f(at[id])).collect::<Vec<i64>>();
-            crate::plans::execute(
-                client,
-                "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
-                     last_computed_observation_id = u.l, updated_at = now() \
-                 FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
-                 WHERE e.entity_id = u.id AND e.entity_id = ANY ($1)",
-                &[
-                    group.clone().into(),
-                    crate::jsonb::array(group.iter().map(|id| &snaps[at[id]])),
-                    crate::jsonb::array(group.iter().map(|id| &cells[at[id]])),
-                    pick(&|i| hashes[i]).into(),
-                    pick(&|i| lasts[i]).into(),
-                ],
-            );
-        }
-        return;
+    // One statement per shard where entities are distributed (the filter on the key lets Citus
+    // route it to one); one group, the ids in order, on a single node.
+    let at: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    for group in crate::shards::groups_in(client, ids.clone()) {
+        let pick =
+            |f: &dyn Fn(usize) -> i64| group.iter().map(|id| f(at[id])).collect::<Vec<i64>>();
+        crate::plans::execute(
+            client,
+            "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
+                 last_computed_observation_id = u.l, updated_at = now() \
+             FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
+             WHERE e.entity_id = u.id AND e.entity_id = ANY ($1)",
+            &[
+                group.clone().into(),
+                crate::jsonb::array(group.iter().map(|id| &snaps[at[id]])),
+                crate::jsonb::array(group.iter().map(|id| &cells[at[id]])),
+                pick(&|i| hashes[i]).into(),
+                pick(&|i| lasts[i]).into(),
+            ],
+        );
     }
-    crate::plans::execute(
-        client,
-        "UPDATE evolve.entities e SET snapshot = u.s, snapshot_cells = u.c, snapshot_schema_hash = u.h, \
-             last_computed_observation_id = u.l, updated_at = now() \
-         FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[], $4::bigint[], $5::bigint[]) AS u(id, s, c, h, l) \
-         WHERE e.entity_id = u.id",
-        &[
-            ids.into(),
-            crate::jsonb::array(snaps.iter()),
-            crate::jsonb::array(cells.iter()),
-            hashes.into(),
-            lasts.into(),
-        ],
-    );
 }
 
 /// What follows written snapshots, in the same transaction: typed projections, and the

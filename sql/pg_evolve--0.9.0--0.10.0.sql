@@ -261,38 +261,55 @@ $$;
 -- The same recompute and comparison in PL/pgSQL: Citus plans no SQL-language function over
 -- its tables (their parameters), and plans each part of these on its own.
 -- The aggregates recomputed from the fragments, a row per (entity_type, user_id, fragment_key):
--- what verify_aggregates() compares them with and rebuild_aggregates() writes. (Counts, sums
--- and maxima: Citus computes them on each shard.)
-CREATE FUNCTION evolve._recount_fragment_aggregates()
-RETURNS TABLE (entity_type text, user_id text, fragment_key text, sample_count bigint,
+-- what verify_aggregates() compares them with. With by_shard, a row per shard and key, the shard
+-- by its key (0 on a single node): what rebuild_aggregates() writes. (Counts, sums and maxima:
+-- Citus computes them on each shard, grouped by the shard's place among the hash ranges.)
+CREATE FUNCTION evolve._recount_fragment_aggregates(by_shard boolean DEFAULT false)
+RETURNS TABLE (shard bigint, entity_type text, user_id text, fragment_key text, sample_count bigint,
                frequency_total bigint, type_counts jsonb, source_counts jsonb, last_seen_at timestamptz)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
+DECLARE
+    keys bigint[] := ARRAY[0];
+    lows integer[];
+    place text := '1';
 BEGIN
-    RETURN QUERY
+    IF by_shard AND pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
+        SELECT array_agg(s.shard ORDER BY s.min_hash), array_agg(s.min_hash ORDER BY s.min_hash)
+        INTO keys, lows FROM evolve._shard_keys() s;
+        IF lows IS NULL THEN
+            keys := ARRAY[0];
+        ELSE
+            place := 'pg_catalog.width_bucket(pg_catalog.worker_hash(entity_id), $2)';
+        END IF;
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($q$
     WITH r AS (
-        SELECT entity_type, user_id, fragment_key, count(*) AS sample_count, sum(frequency) AS frequency_total,
-               max(last_seen_at) AS last_seen_at
-        FROM evolve.raw_fragments GROUP BY 1, 2, 3),
+        SELECT %1$s AS place, entity_type, user_id, fragment_key, count(*) AS sample_count,
+               sum(frequency) AS frequency_total, max(last_seen_at) AS last_seen_at
+        FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4),
     rt AS (
-        SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(value_type), array_agg(n)) AS type_counts
-        FROM (SELECT entity_type, user_id, fragment_key, value_type, count(*) AS n
-              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3),
+        SELECT place, entity_type, user_id, fragment_key,
+               evolve._count_object(array_agg(value_type), array_agg(n)) AS type_counts
+        FROM (SELECT %1$s AS place, entity_type, user_id, fragment_key, value_type, count(*) AS n
+              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4, 5) t GROUP BY 1, 2, 3, 4),
     rs AS (
-        SELECT entity_type, user_id, fragment_key, evolve._count_object(array_agg(source), array_agg(n)) AS source_counts
-        FROM (SELECT entity_type, user_id, fragment_key, source, count(*) AS n
-              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4) t GROUP BY 1, 2, 3)
-    SELECT r.entity_type, r.user_id, r.fragment_key, r.sample_count, r.frequency_total::bigint,
+        SELECT place, entity_type, user_id, fragment_key,
+               evolve._count_object(array_agg(source), array_agg(n)) AS source_counts
+        FROM (SELECT %1$s AS place, entity_type, user_id, fragment_key, source, count(*) AS n
+              FROM evolve.raw_fragments GROUP BY 1, 2, 3, 4, 5) t GROUP BY 1, 2, 3, 4)
+    SELECT ($1)[r.place], r.entity_type, r.user_id, r.fragment_key, r.sample_count, r.frequency_total::bigint,
            rt.type_counts, rs.source_counts, r.last_seen_at
-    FROM r JOIN rt ON rt.entity_type = r.entity_type AND rt.fragment_key = r.fragment_key
+    FROM r JOIN rt ON rt.place = r.place AND rt.entity_type = r.entity_type AND rt.fragment_key = r.fragment_key
                   AND rt.user_id IS NOT DISTINCT FROM r.user_id
-           JOIN rs ON rs.entity_type = r.entity_type AND rs.fragment_key = r.fragment_key
-                  AND rs.user_id IS NOT DISTINCT FROM r.user_id;
+           JOIN rs ON rs.place = r.place AND rs.entity_type = r.entity_type AND rs.fragment_key = r.fragment_key
+                  AND rs.user_id IS NOT DISTINCT FROM r.user_id
+    $q$, place) USING keys, lows;
 END
 $$;
 -- (Read with its caller's rights and policies, as verify_aggregates() is.)
-REVOKE ALL ON FUNCTION evolve._recount_fragment_aggregates() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION evolve._recount_fragment_aggregates() TO evolve_reader;
+REVOKE ALL ON FUNCTION evolve._recount_fragment_aggregates(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve._recount_fragment_aggregates(boolean) TO evolve_reader;
 
 CREATE OR REPLACE FUNCTION evolve.verify_aggregates()
 RETURNS TABLE (entity_type text, user_id text, fragment_key text, field text, expected text, actual text)
@@ -421,53 +438,319 @@ BEGIN
 END
 $$;
 
--- The aggregate deltas of fragments deleted on shards, where their statement triggers do not
--- run (see "triggers on Citus"): called on the coordinator by the distributed branch of fragment
--- cleanup with the rows its one-shard deletes returned, as a jsonb array of [entity_type,
--- user_id, fragment_key, value_type, source, frequency, last_seen_at, value]. A key's last
--- sighting is read again per key: a max over each shard's index, merged by Citus (the correlated
--- lookups of _settle_fragment_keys are one-node statements). Returns how many rows it was given.
-CREATE FUNCTION evolve._fragments_deleted(rows jsonb)
+-- ---------------------------------------------------------------- aggregate parts by shard
+-- The parts of the aggregates and of the entity counts carry the shard whose rows they count.
+-- On a distributed database they are distributed by it, colocated with the entities
+-- (evolve.distribute()): ingestion adds its deltas on the shard it writes the rows to, and a
+-- shard's parts are settled, folded and rebuilt there, so no part is shared by two shards and
+-- the sums are read across them. A shard's `shard` is its key: the smallest non-negative
+-- entity id Citus places on it (evolve._shard_keys()). A single node has one shard, 0.
+ALTER TABLE evolve.raw_fragment_aggregate_parts ADD COLUMN shard bigint NOT NULL DEFAULT 0;
+ALTER TABLE evolve.raw_fragment_aggregate_parts DROP CONSTRAINT raw_fragment_aggregate_parts_key;
+ALTER TABLE evolve.raw_fragment_aggregate_parts ADD CONSTRAINT raw_fragment_aggregate_parts_key
+    UNIQUE NULLS NOT DISTINCT (shard, entity_type, user_id, fragment_key, slot);
+COMMENT ON TABLE evolve.raw_fragment_aggregate_parts IS
+    'Partial sums of evolve.raw_fragment_aggregates: one row per key, shard and backend slot that wrote it (signed: a delete adds negative counts). Summed at read; evolve.fold_aggregates() merges a shard''s slots.';
+COMMENT ON COLUMN evolve.raw_fragment_aggregate_parts.shard IS
+    'The shard whose fragments the part counts, by its key (evolve._shard_keys()); 0 on a single node.';
+ALTER TABLE evolve.entity_count_parts ADD COLUMN shard bigint NOT NULL DEFAULT 0;
+ALTER TABLE evolve.entity_count_parts DROP CONSTRAINT entity_count_parts_key;
+ALTER TABLE evolve.entity_count_parts ADD CONSTRAINT entity_count_parts_key
+    UNIQUE NULLS NOT DISTINCT (shard, entity_type, user_id, slot);
+COMMENT ON TABLE evolve.entity_count_parts IS
+    'Partial entity counts of evolve.entity_counts, one row per type, user scope, shard and backend slot that wrote it (signed). Summed at read.';
+COMMENT ON COLUMN evolve.entity_count_parts.shard IS
+    'The shard whose entities the part counts, by its key (evolve._shard_keys()); 0 on a single node.';
+
+-- A distributed database's shards of evolve.entities (and of every table colocated with it), in
+-- hash order: each one's id, hash range and key. Read on a Citus coordinator only.
+CREATE FUNCTION evolve._shard_keys()
+RETURNS TABLE (shardid bigint, min_hash integer, max_hash integer, shard bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    shards bigint;
+    bound bigint;
+BEGIN
+    -- (PL/pgSQL: an SQL function's body is checked at creation, where Citus may be absent.)
+    -- Hashes spread evenly: 64 candidates per shard find every shard's smallest id but for odds
+    -- of about e^-64; the search widens until they do.
+    SELECT count(*) INTO shards FROM pg_dist_shard s WHERE s.logicalrelid = 'evolve.entities'::regclass;
+    bound := 64 * shards;
+    WHILE (SELECT count(DISTINCT s.shardid)
+           FROM pg_dist_shard s
+           JOIN (SELECT v, worker_hash(v) AS h FROM generate_series(0::bigint, bound) v) g
+             ON g.h BETWEEN s.shardminvalue::integer AND s.shardmaxvalue::integer
+           WHERE s.logicalrelid = 'evolve.entities'::regclass) < shards LOOP
+        bound := bound * 2;
+    END LOOP;
+    RETURN QUERY
+    SELECT s.shardid, s.shardminvalue::integer, s.shardmaxvalue::integer, min(g.v)
+    FROM pg_dist_shard s
+    JOIN (SELECT v, worker_hash(v) AS h FROM generate_series(0::bigint, bound) v) g
+      ON g.h BETWEEN s.shardminvalue::integer AND s.shardmaxvalue::integer
+    WHERE s.logicalrelid = 'evolve.entities'::regclass
+    GROUP BY 1, 2, 3 ORDER BY 2;
+END
+$$;
+REVOKE ALL ON FUNCTION evolve._shard_keys() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve._shard_keys() TO evolve_reader;
+
+-- The writers of parts, shard by shard; the versions without a shard (the triggers of a single
+-- node, whose one shard is 0) call these.
+CREATE FUNCTION evolve._add_parts(
+    part_shard bigint, entity_types text[], user_ids text[], fragment_keys text[], sample_counts bigint[],
+    frequency_totals bigint[], type_counts jsonb[], source_counts jsonb[], sightings timestamptz[],
+    samples jsonb[]) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+BEGIN
+    INSERT INTO evolve.raw_fragment_aggregate_parts AS a
+        (shard, entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts,
+         source_counts, last_seen_at, sample_values)
+    SELECT part_shard, t, u, k, evolve._backend_slot(), n, f, tc, sc, seen, sv
+    FROM unnest(entity_types, user_ids, fragment_keys, sample_counts, frequency_totals, type_counts,
+                source_counts, sightings, samples) AS x(t, u, k, n, f, tc, sc, seen, sv)
+    ORDER BY t COLLATE "C", u COLLATE "C" NULLS FIRST, k COLLATE "C"
+    ON CONFLICT ON CONSTRAINT raw_fragment_aggregate_parts_key DO UPDATE SET
+        sample_count = a.sample_count + EXCLUDED.sample_count,
+        frequency_total = a.frequency_total + EXCLUDED.frequency_total,
+        type_counts = evolve._add_counts(a.type_counts, EXCLUDED.type_counts),
+        source_counts = evolve._add_counts(a.source_counts, EXCLUDED.source_counts),
+        last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
+        -- (_add_samples is _merge_samples of the one new list: declared immutable, as Citus
+        -- requires of what a conflict clause calls.)
+        sample_values = evolve._add_samples(a.sample_values, EXCLUDED.sample_values);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve._add_parts(
+    entity_types text[], user_ids text[], fragment_keys text[], sample_counts bigint[],
+    frequency_totals bigint[], type_counts jsonb[], source_counts jsonb[], sightings timestamptz[],
+    samples jsonb[]) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+BEGIN
+    PERFORM evolve._add_parts(0, entity_types, user_ids, fragment_keys, sample_counts, frequency_totals,
+                              type_counts, source_counts, sightings, samples);
+END
+$$;
+
+CREATE FUNCTION evolve._add_fragment_deltas(
+    part_shard bigint, entity_types text[], user_ids text[], fragment_keys text[], value_types text[],
+    sources text[], signs integer[], frequencies bigint[], sightings timestamptz[], sample_vals jsonb[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    PERFORM evolve._add_parts(part_shard, array_agg(entity_type), array_agg(user_id), array_agg(fragment_key),
+                              array_agg(n), array_agg(f), array_agg(tc), array_agg(sc), array_agg(seen), array_agg(sv))
+    FROM (WITH d AS (
+              SELECT * FROM unnest(entity_types, user_ids, fragment_keys, value_types, sources, signs,
+                                   frequencies, sightings, sample_vals)
+                     AS d(entity_type, user_id, fragment_key, value_type, source, sign, frequency, last_seen_at, value)),
+          g AS (
+              SELECT entity_type, user_id, fragment_key, value_type, source,
+                     sum(sign) AS n, sum(sign * frequency) AS f,
+                     max(last_seen_at) FILTER (WHERE sign > 0) AS seen,
+                     (array_agg(value) FILTER (WHERE sign > 0 AND jsonb_typeof(value) <> 'null'))[1:10] AS vals
+              FROM d GROUP BY 1, 2, 3, 4, 5)
+          SELECT entity_type, user_id, fragment_key, sum(n)::bigint AS n, sum(f)::bigint AS f,
+                 evolve._count_object(array_agg(value_type), array_agg(n)) AS tc,
+                 evolve._count_object(array_agg(source), array_agg(n)) AS sc,
+                 max(seen) AS seen,
+                 evolve._merge_samples('[]', coalesce(jsonb_agg(to_jsonb(vals)) FILTER (WHERE vals IS NOT NULL), '[]')) AS sv
+          FROM g GROUP BY 1, 2, 3) k;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve._add_fragment_deltas(
+    entity_types text[], user_ids text[], fragment_keys text[], value_types text[], sources text[],
+    signs integer[], frequencies bigint[], sightings timestamptz[], sample_vals jsonb[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    PERFORM evolve._add_fragment_deltas(0, entity_types, user_ids, fragment_keys, value_types, sources,
+                                        signs, frequencies, sightings, sample_vals);
+END
+$$;
+
+CREATE FUNCTION evolve._add_count_parts(part_shard bigint, entity_types text[], user_ids text[], counts bigint[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+BEGIN
+    INSERT INTO evolve.entity_count_parts AS c (shard, entity_type, user_id, slot, entity_count)
+    SELECT part_shard, t, u, evolve._backend_slot(), n FROM unnest(entity_types, user_ids, counts) AS x(t, u, n)
+    ORDER BY t COLLATE "C", u COLLATE "C" NULLS FIRST
+    ON CONFLICT ON CONSTRAINT entity_count_parts_key DO UPDATE SET entity_count = c.entity_count + EXCLUDED.entity_count;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION evolve._add_count_parts(entity_types text[], user_ids text[], counts bigint[]) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+BEGIN
+    PERFORM evolve._add_count_parts(0, entity_types, user_ids, counts);
+END
+$$;
+
+-- The aggregate deltas of fragments deleted on shards, where statement triggers do not run (see
+-- "triggers on Citus"): called on the coordinator by the distributed branch of fragment cleanup
+-- with, for each shard it deleted on (by key, in the order it deleted), the rows its one-shard
+-- delete returned, as a jsonb array of [entity_type, user_id, fragment_key, value_type, source,
+-- frequency, last_seen_at, value]. Each shard's parts of those keys are locked (in the lock order
+-- of _lock_fragment_keys) and take the deltas; then the latest sighting left on each shard of
+-- each key is read, once for them all (per shard, by its place among the hash ranges), and each
+-- shard's parts get it (none left: the parts go). Every write is one shard's statement. Returns
+-- how many rows it was given.
+CREATE FUNCTION evolve._fragments_deleted(part_shards bigint[], deleted jsonb[])
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     types text[]; users text[]; fkeys text[]; vtypes text[]; srcs text[];
     freqs bigint[]; seens timestamptz[]; vals jsonb[];
-    k record;
-    latest timestamptz;
+    all_shards bigint[] := '{}'; all_types text[] := '{}'; all_users text[] := '{}'; all_keys text[] := '{}';
+    shard_keys bigint[]; lows integer[];
+    n bigint := 0;
+    x record;
 BEGIN
-    SELECT array_agg(r->>0), array_agg(r->>1), array_agg(r->>2), array_agg(r->>3), array_agg(r->>4),
-           array_agg((r->>5)::bigint), array_agg((r->>6)::timestamptz), array_agg(r->7)
-    INTO types, users, fkeys, vtypes, srcs, freqs, seens, vals
-    FROM pg_catalog.jsonb_array_elements(coalesce(rows, '[]')) AS r;
-    IF fkeys IS NULL THEN
+    FOR i IN 1 .. coalesce(pg_catalog.cardinality(part_shards), 0) LOOP
+        SELECT array_agg(r->>0), array_agg(r->>1), array_agg(r->>2), array_agg(r->>3), array_agg(r->>4),
+               array_agg((r->>5)::bigint), array_agg((r->>6)::timestamptz), array_agg(r->7)
+        INTO types, users, fkeys, vtypes, srcs, freqs, seens, vals
+        FROM pg_catalog.jsonb_array_elements(coalesce(deleted[i], '[]')) AS r;
+        CONTINUE WHEN fkeys IS NULL;
+        PERFORM FROM evolve.raw_fragment_aggregate_parts a
+        JOIN (SELECT DISTINCT * FROM unnest(types, users, fkeys)) k(t, u, f)
+          ON a.entity_type = k.t AND a.fragment_key = k.f AND a.user_id IS NOT DISTINCT FROM k.u
+        WHERE a.shard = part_shards[i]
+        ORDER BY a.entity_type COLLATE "C", a.user_id COLLATE "C" NULLS FIRST, a.fragment_key COLLATE "C", a.slot
+        FOR UPDATE OF a;
+        PERFORM evolve._add_fragment_deltas(part_shards[i], types, users, fkeys, vtypes, srcs,
+                                            pg_catalog.array_fill(-1, ARRAY[pg_catalog.cardinality(fkeys)]),
+                                            freqs, seens, vals);
+        all_shards := all_shards || pg_catalog.array_fill(part_shards[i], ARRAY[pg_catalog.cardinality(fkeys)]);
+        all_types := all_types || types;
+        all_users := all_users || users;
+        all_keys := all_keys || fkeys;
+        n := n + pg_catalog.cardinality(fkeys);
+    END LOOP;
+    IF n = 0 THEN
         RETURN 0;
     END IF;
-    PERFORM evolve._lock_fragment_keys(types, users, fkeys);
-    PERFORM evolve._add_fragment_deltas(types, users, fkeys, vtypes, srcs,
-                                        pg_catalog.array_fill(-1, ARRAY[pg_catalog.cardinality(fkeys)]),
-                                        freqs, seens, vals);
-    FOR k IN SELECT DISTINCT t, u, f FROM unnest(types, users, fkeys) AS x(t, u, f) LOOP
-        IF k.u IS NULL THEN
-            SELECT max(r.last_seen_at) INTO latest FROM evolve.raw_fragments r
-            WHERE r.entity_type = k.t AND r.fragment_key = k.f AND r.user_id IS NULL;
-        ELSE
-            SELECT max(r.last_seen_at) INTO latest FROM evolve.raw_fragments r
-            WHERE r.entity_type = k.t AND r.fragment_key = k.f AND r.user_id = k.u;
-        END IF;
-        IF latest IS NULL THEN
+    SELECT array_agg(s.shard ORDER BY s.min_hash), array_agg(s.min_hash ORDER BY s.min_hash)
+    INTO shard_keys, lows FROM evolve._shard_keys() s;
+    FOR x IN
+        WITH k AS (SELECT DISTINCT * FROM unnest(all_shards, all_types, all_users, all_keys) AS k(s, t, u, f)),
+        latest AS (
+            SELECT shard_keys[width_bucket(worker_hash(r.entity_id), lows)] AS s, r.entity_type AS t,
+                   r.user_id AS u, r.fragment_key AS f, max(r.last_seen_at) AS seen
+            FROM evolve.raw_fragments r
+            WHERE r.entity_type = ANY (all_types) AND r.fragment_key = ANY (all_keys)
+            GROUP BY 1, 2, 3, 4)
+        SELECT k.s, k.t, k.u, k.f, l.seen
+        FROM k LEFT JOIN latest l ON l.s = k.s AND l.t = k.t AND l.f = k.f AND l.u IS NOT DISTINCT FROM k.u
+    LOOP
+        IF x.seen IS NULL THEN
             DELETE FROM evolve.raw_fragment_aggregate_parts a
-            WHERE a.entity_type = k.t AND a.fragment_key = k.f AND a.user_id IS NOT DISTINCT FROM k.u;
+            WHERE a.shard = x.s AND a.entity_type = x.t AND a.fragment_key = x.f
+              AND a.user_id IS NOT DISTINCT FROM x.u;
         ELSE
-            UPDATE evolve.raw_fragment_aggregate_parts a SET last_seen_at = latest
-            WHERE a.entity_type = k.t AND a.fragment_key = k.f AND a.user_id IS NOT DISTINCT FROM k.u
-              AND a.last_seen_at > latest;
+            UPDATE evolve.raw_fragment_aggregate_parts a SET last_seen_at = x.seen
+            WHERE a.shard = x.s AND a.entity_type = x.t AND a.fragment_key = x.f
+              AND a.user_id IS NOT DISTINCT FROM x.u AND a.last_seen_at > x.seen;
         END IF;
     END LOOP;
-    RETURN pg_catalog.cardinality(fkeys);
+    RETURN n;
 END
 $$;
-REVOKE ALL ON FUNCTION evolve._fragments_deleted(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION evolve._fragments_deleted(bigint[], jsonb[]) FROM PUBLIC;
+
+-- Folds one shard's parts of every key into the part of slot own_slot (the caller's), for
+-- evolve.fold_aggregates(): the parts are locked without waiting (SKIP LOCKED: one a writer
+-- holds is left for the next run), the caller's own part of each key too, so a key whose own
+-- part someone else holds (a statement settling it) is left alone and adding the sums to it
+-- never waits while other parts are held. Every statement names one shard (on Citus, one
+-- shard's statement); the sums read are the same before and after. Returns the number of parts
+-- merged away.
+CREATE FUNCTION evolve._fold_parts(part_shard bigint, own_slot integer)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    merged bigint; more bigint;
+    types text[]; users text[]; fkeys text[]; ns bigint[]; fs bigint[]; tcs jsonb[]; scs jsonb[];
+    seens timestamptz[]; svs jsonb[];
+BEGIN
+    WITH multi AS (
+        SELECT p.entity_type, p.user_id, p.fragment_key FROM evolve.raw_fragment_aggregate_parts p
+        WHERE p.shard = part_shard GROUP BY 1, 2, 3 HAVING count(*) > 1),
+    locked AS (
+        SELECT a.ctid AS row, a.entity_type, a.user_id, a.fragment_key, a.slot
+        FROM evolve.raw_fragment_aggregate_parts a JOIN multi m
+          ON a.entity_type = m.entity_type AND a.fragment_key = m.fragment_key
+         AND a.user_id IS NOT DISTINCT FROM m.user_id
+        WHERE a.shard = part_shard
+        FOR UPDATE OF a SKIP LOCKED),
+    held AS (
+        SELECT p.entity_type, p.user_id, p.fragment_key FROM evolve.raw_fragment_aggregate_parts p
+        WHERE p.shard = part_shard AND p.slot = own_slot
+        EXCEPT SELECT l.entity_type, l.user_id, l.fragment_key FROM locked l WHERE l.slot = own_slot),
+    gone AS (
+        DELETE FROM evolve.raw_fragment_aggregate_parts a USING locked l
+        WHERE a.shard = part_shard AND a.ctid = l.row AND l.slot <> own_slot
+          AND NOT EXISTS (SELECT FROM held h WHERE h.entity_type = l.entity_type
+                          AND h.fragment_key = l.fragment_key AND h.user_id IS NOT DISTINCT FROM l.user_id)
+        RETURNING a.*),
+    folded AS (
+        SELECT g.entity_type, g.user_id, g.fragment_key, sum(g.sample_count)::bigint AS n,
+               sum(g.frequency_total)::bigint AS f, evolve._sum_counts(g.type_counts) AS tc,
+               evolve._sum_counts(g.source_counts) AS sc, max(g.last_seen_at) AS seen,
+               evolve._sum_samples(g.sample_values) AS sv
+        FROM gone g GROUP BY 1, 2, 3)
+    SELECT (SELECT count(*) FROM gone), array_agg(x.entity_type), array_agg(x.user_id), array_agg(x.fragment_key),
+           array_agg(x.n), array_agg(x.f), array_agg(x.tc), array_agg(x.sc), array_agg(x.seen), array_agg(x.sv)
+    INTO merged, types, users, fkeys, ns, fs, tcs, scs, seens, svs
+    FROM folded x;
+    IF fkeys IS NOT NULL THEN
+        PERFORM evolve._add_parts(part_shard, types, users, fkeys, ns, fs, tcs, scs, seens, svs);
+    END IF;
+
+    WITH multi AS (
+        SELECT p.entity_type, p.user_id FROM evolve.entity_count_parts p
+        WHERE p.shard = part_shard GROUP BY 1, 2 HAVING count(*) > 1),
+    locked AS (
+        SELECT c.ctid AS row, c.entity_type, c.user_id, c.slot
+        FROM evolve.entity_count_parts c JOIN multi m
+          ON c.entity_type = m.entity_type AND c.user_id IS NOT DISTINCT FROM m.user_id
+        WHERE c.shard = part_shard
+        FOR UPDATE OF c SKIP LOCKED),
+    held AS (
+        SELECT p.entity_type, p.user_id FROM evolve.entity_count_parts p
+        WHERE p.shard = part_shard AND p.slot = own_slot
+        EXCEPT SELECT l.entity_type, l.user_id FROM locked l WHERE l.slot = own_slot),
+    gone AS (
+        DELETE FROM evolve.entity_count_parts c USING locked l
+        WHERE c.shard = part_shard AND c.ctid = l.row AND l.slot <> own_slot
+          AND NOT EXISTS (SELECT FROM held h WHERE h.entity_type = l.entity_type
+                          AND h.user_id IS NOT DISTINCT FROM l.user_id)
+        RETURNING c.*),
+    folded AS (SELECT g.entity_type, g.user_id, sum(g.entity_count)::bigint AS n FROM gone g GROUP BY 1, 2)
+    SELECT (SELECT count(*) FROM gone), array_agg(x.entity_type), array_agg(x.user_id), array_agg(x.n)
+    INTO more, types, users, ns
+    FROM folded x;
+    IF types IS NOT NULL THEN
+        PERFORM evolve._add_count_parts(part_shard, types, users, ns);
+    END IF;
+    RETURN merged + more;
+END
+$$;
+REVOKE ALL ON FUNCTION evolve._fold_parts(bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION evolve._add_parts(bigint, text[], text[], text[], bigint[], bigint[], jsonb[], jsonb[],
+                                         timestamptz[], jsonb[]),
+    evolve._add_fragment_deltas(bigint, text[], text[], text[], text[], text[], integer[], bigint[],
+                                timestamptz[], jsonb[]),
+    evolve._add_count_parts(bigint, text[], text[], bigint[]) FROM PUBLIC;
 
 -- ---------------------------------------------------------------- evolve.rebuild_aggregates()
 -- Recomputes the aggregates and entity counts from the data, exactly (what verify_aggregates()
@@ -497,6 +780,7 @@ CREATE FUNCTION evolve._rebuild_fragment_aggregates() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     written bigint;
+    slot integer := evolve._backend_slot();
 BEGIN
     PERFORM evolve._rebuild_check();
     LOCK TABLE evolve.raw_fragment_aggregate_parts IN EXCLUSIVE MODE;
@@ -507,16 +791,18 @@ BEGIN
         SELECT p.entity_type, p.user_id, p.fragment_key, evolve._sum_samples(p.sample_values) AS samples
         FROM evolve.raw_fragment_aggregate_parts p GROUP BY 1, 2, 3;
     DELETE FROM evolve.raw_fragment_aggregate_parts;
+    -- A part per shard and key; each shard's part keeps the key's samples (merged at read).
     INSERT INTO evolve.raw_fragment_aggregate_parts
-        (entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts,
+        (shard, entity_type, user_id, fragment_key, slot, sample_count, frequency_total, type_counts,
          source_counts, last_seen_at, sample_values)
-    SELECT r.entity_type, r.user_id, r.fragment_key, evolve._backend_slot(), r.sample_count, r.frequency_total,
+    SELECT r.shard, r.entity_type, r.user_id, r.fragment_key, slot, r.sample_count, r.frequency_total,
            r.type_counts, r.source_counts, r.last_seen_at, coalesce(s.samples, '[]')
-    FROM evolve._recount_fragment_aggregates() r
+    FROM evolve._recount_fragment_aggregates(true) r
     LEFT JOIN evolve_rebuilt_samples s
            ON s.entity_type = r.entity_type AND s.fragment_key = r.fragment_key
           AND s.user_id IS NOT DISTINCT FROM r.user_id;
-    GET DIAGNOSTICS written = ROW_COUNT;
+    SELECT count(*) INTO written FROM (
+        SELECT DISTINCT p.entity_type, p.user_id, p.fragment_key FROM evolve.raw_fragment_aggregate_parts p) k;
     RETURN written;
 END
 $$;
@@ -525,13 +811,31 @@ CREATE FUNCTION evolve._rebuild_entity_counts() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     written bigint;
+    slot integer := evolve._backend_slot();
+    keys bigint[] := ARRAY[0];
+    lows integer[];
+    place text := '1';
 BEGIN
     PERFORM evolve._rebuild_check();
     LOCK TABLE evolve.entity_count_parts IN EXCLUSIVE MODE;
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
+        SELECT array_agg(s.shard ORDER BY s.min_hash), array_agg(s.min_hash ORDER BY s.min_hash)
+        INTO keys, lows FROM evolve._shard_keys() s;
+        IF lows IS NULL THEN
+            keys := ARRAY[0];
+        ELSE
+            place := 'pg_catalog.width_bucket(pg_catalog.worker_hash(entity_id), $2)';
+        END IF;
+    END IF;
     DELETE FROM evolve.entity_count_parts;
-    INSERT INTO evolve.entity_count_parts (entity_type, user_id, slot, entity_count)
-    SELECT e.entity_type, e.user_id, evolve._backend_slot(), count(*) FROM evolve.entities e GROUP BY 1, 2;
-    GET DIAGNOSTICS written = ROW_COUNT;
+    -- A part per shard and scope.
+    EXECUTE pg_catalog.format($q$
+        INSERT INTO evolve.entity_count_parts (shard, entity_type, user_id, slot, entity_count)
+        SELECT ($1)[c.place], c.entity_type, c.user_id, $3, c.n
+        FROM (SELECT %s AS place, entity_type, user_id, count(*) AS n FROM evolve.entities GROUP BY 1, 2, 3) c
+    $q$, place) USING keys, lows, slot;
+    SELECT count(*) INTO written FROM (
+        SELECT DISTINCT c.entity_type, c.user_id FROM evolve.entity_count_parts c) k;
     RETURN written;
 END
 $$;
@@ -561,8 +865,9 @@ COMMENT ON PROCEDURE evolve.rebuild_aggregates(bigint, bigint) IS
 -- distributed by entity_id and colocated (an entity's rows, fragments, queue row and embeddings
 -- on one shard group). Entity ids then derive from the keys (src/ingest.rs: derived_ids), since
 -- no index can keep (entity_type, user_id, entity_key) unique across nodes: entities_key goes,
--- and so the database must not hold entities yet. The inbox, its rejects and the aggregate parts
--- stay on the coordinator, where ingestion writes them. Idempotent: a table Citus has already
+-- and so the database must not hold entities yet. The aggregate and count parts are distributed
+-- by their shard's key, colocated too (each shard's parts beside its rows); the inbox and its
+-- rejects stay on the coordinator, where ingestion reads them. Idempotent: a table Citus has already
 -- taken is left as it is. Runs as the owner of the tables (Citus requires it), not for anyone
 -- else: no SECURITY DEFINER.
 CREATE FUNCTION evolve.distribute(shard_count integer DEFAULT NULL)
@@ -633,6 +938,16 @@ BEGIN
         IF created THEN
             PERFORM pg_catalog.create_distributed_table(rel, 'entity_id',
                 colocate_with => CASE WHEN t = 'entities' THEN 'default' ELSE 'evolve.entities' END);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['raw_fragment_aggregate_parts', 'entity_count_parts'] LOOP
+        rel := pg_catalog.format('evolve.%I', t)::regclass;
+        table_name := rel::text;
+        citus_table_type := 'distributed';
+        created := NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = rel);
+        IF created THEN
+            PERFORM pg_catalog.create_distributed_table(rel, 'shard', colocate_with => 'evolve.entities');
         END IF;
         RETURN NEXT;
     END LOOP;

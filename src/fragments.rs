@@ -67,79 +67,46 @@ fn aggregates_by_caller() -> bool {
 }
 
 /// Merges every key's parts of `evolve.raw_fragment_aggregates` and `evolve.entity_counts`
-/// into this backend's part (members of evolve_admin only); parts a writer holds right now are
-/// skipped, for the next run. The sums read are the same before and after. Returns the number
-/// of parts merged away.
+/// into this backend's part, shard by shard (members of evolve_admin only); parts a writer
+/// holds right now are skipped, for the next run (`evolve._fold_parts`). The sums read are the
+/// same before and after. Returns the number of parts merged away.
 #[pg_extern(volatile, parallel_unsafe)]
 fn fold_aggregates() -> i64 {
     access::require_admin("fold aggregates");
+    // Before `ALTER EXTENSION pg_evolve UPDATE` to 0.10.0 there is nothing to fold with: the
+    // parts are left as they are (their sums are what they were).
+    if !crate::plans::parts_by_shard() {
+        return 0;
+    }
+    // The slot is this backend's, passed to statements that may run on a shard's node.
+    let slot = backend_slot();
     Spi::connect_mut(|client| {
-        let mut merged = |sql: &str| -> i64 {
-            client
-                .update(sql, None, &[])
-                .or_raise()
-                .first()
-                .get_one::<i64>()
-                .or_raise()
-                .unwrap_or(0)
-        };
-        // The parts are locked without waiting (SKIP LOCKED: one a writer holds is left for the
-        // next run), this backend's own part of each key too: a key whose own part someone else
-        // holds (a statement settling it) is left alone, so adding the sums to it never waits
-        // while other parts are held here.
-        merged(
-            "WITH multi AS ( \
-                 SELECT entity_type, user_id, fragment_key FROM evolve.raw_fragment_aggregate_parts \
-                 GROUP BY 1, 2, 3 HAVING count(*) > 1), \
-             locked AS ( \
-                 SELECT a.ctid AS row, a.entity_type, a.user_id, a.fragment_key, a.slot \
-                 FROM evolve.raw_fragment_aggregate_parts a JOIN multi m \
-                   ON a.entity_type = m.entity_type AND a.fragment_key = m.fragment_key \
-                  AND a.user_id IS NOT DISTINCT FROM m.user_id \
-                 FOR UPDATE OF a SKIP LOCKED), \
-             held AS ( \
-                 SELECT entity_type, user_id, fragment_key FROM evolve.raw_fragment_aggregate_parts \
-                 WHERE slot = evolve._backend_slot() \
-                 EXCEPT SELECT entity_type, user_id, fragment_key FROM locked WHERE slot = evolve._backend_slot()), \
-             gone AS ( \
-                 DELETE FROM evolve.raw_fragment_aggregate_parts a USING locked l \
-                 WHERE a.ctid = l.row AND l.slot <> evolve._backend_slot() \
-                   AND NOT EXISTS (SELECT FROM held h WHERE h.entity_type = l.entity_type \
-                                   AND h.fragment_key = l.fragment_key AND h.user_id IS NOT DISTINCT FROM l.user_id) \
-                 RETURNING a.*), \
-             folded AS ( \
-                 SELECT entity_type, user_id, fragment_key, sum(sample_count)::bigint AS n, \
-                        sum(frequency_total)::bigint AS f, evolve._sum_counts(type_counts) AS tc, \
-                        evolve._sum_counts(source_counts) AS sc, max(last_seen_at) AS seen, \
-                        evolve._sum_samples(sample_values) AS sv \
-                 FROM gone GROUP BY 1, 2, 3) \
-             SELECT (SELECT count(*) FROM gone), \
-                    evolve._add_parts(array_agg(entity_type), array_agg(user_id), array_agg(fragment_key), \
-                                      array_agg(n), array_agg(f), array_agg(tc), array_agg(sc), \
-                                      array_agg(seen), array_agg(sv)) \
-             FROM folded",
-        ) + merged(
-            "WITH multi AS ( \
-                 SELECT entity_type, user_id FROM evolve.entity_count_parts GROUP BY 1, 2 HAVING count(*) > 1), \
-             locked AS ( \
-                 SELECT c.ctid AS row, c.entity_type, c.user_id, c.slot \
-                 FROM evolve.entity_count_parts c JOIN multi m \
-                   ON c.entity_type = m.entity_type AND c.user_id IS NOT DISTINCT FROM m.user_id \
-                 FOR UPDATE OF c SKIP LOCKED), \
-             held AS ( \
-                 SELECT entity_type, user_id FROM evolve.entity_count_parts WHERE slot = evolve._backend_slot() \
-                 EXCEPT SELECT entity_type, user_id FROM locked WHERE slot = evolve._backend_slot()), \
-             gone AS ( \
-                 DELETE FROM evolve.entity_count_parts c USING locked l \
-                 WHERE c.ctid = l.row AND l.slot <> evolve._backend_slot() \
-                   AND NOT EXISTS (SELECT FROM held h WHERE h.entity_type = l.entity_type \
-                                   AND h.user_id IS NOT DISTINCT FROM l.user_id) \
-                 RETURNING c.*), \
-             folded AS (SELECT entity_type, user_id, sum(entity_count)::bigint AS n FROM gone GROUP BY 1, 2) \
-             SELECT (SELECT count(*) FROM gone), \
-                    evolve._add_count_parts(array_agg(entity_type), array_agg(user_id), array_agg(n)) \
-             FROM folded",
-        )
+        let shards: Vec<i64> = client
+            .select(
+                "SELECT shard FROM evolve.raw_fragment_aggregate_parts \
+                 UNION SELECT shard FROM evolve.entity_count_parts ORDER BY 1",
+                None,
+                &[],
+            )
+            .or_raise()
+            .filter_map(|r| r.value::<i64>(1))
+            .collect();
+        shards
+            .into_iter()
+            .map(|shard| {
+                client
+                    .update(
+                        "SELECT evolve._fold_parts($1, $2)",
+                        None,
+                        &[shard.into(), slot.into()],
+                    )
+                    .or_raise()
+                    .first()
+                    .get_one::<i64>()
+                    .or_raise()
+                    .unwrap_or(0)
+            })
+            .sum()
     })
 }
 
@@ -592,7 +559,8 @@ fn archive_stale_fragments(
 /// [`cleanup_expired_fragments`] on a distributed database: the batch's entities read across
 /// shards without a lock, then one delete per shard, each a one-shard statement skipping rows
 /// locked by others. Fragment triggers do not run on shards (see the 0.10.0 script), so the
-/// rows each delete returns leave the aggregates here (`evolve._fragments_deleted`).
+/// rows each delete returns leave that shard's aggregate parts here (`evolve._fragments_deleted`,
+/// which also reads the keys' latest sightings left, once for every shard).
 fn cleanup_sharded(batch_size: i32) -> i64 {
     let entities = crate::plans::i64_rows(
         "SELECT entity_id FROM evolve.raw_fragments \
@@ -601,14 +569,15 @@ fn cleanup_sharded(batch_size: i32) -> i64 {
         &[batch_size.into()],
     );
     Spi::connect_mut(|client| {
-        let mut gone: Vec<serde_json::Value> = Vec::new();
+        let (mut shards, mut deleted, mut n): (Vec<i64>, Vec<pgrx::JsonB>, i64) =
+            (Vec::new(), Vec::new(), 0);
         for group in crate::shards::groups_in(client, entities) {
-            let left = i64::from(batch_size) - gone.len() as i64;
+            let left = i64::from(batch_size) - n;
             if left <= 0 {
                 break;
             }
-            // The delete is one shard's statement (Citus runs it there whole); the aggregates
-            // are the coordinator's, updated once for the batch.
+            let shard = crate::shards::keys_in(client, &group[..1])[0];
+            // The delete is one shard's statement (Citus runs it there whole).
             let rows = crate::plans::execute(
                 client,
                 "WITH gone AS ( \
@@ -619,24 +588,27 @@ fn cleanup_sharded(batch_size: i32) -> i64 {
                            AND expires_at <= now() \
                          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)) \
                      RETURNING entity_type, user_id, fragment_key, value_type, source, frequency, last_seen_at, value) \
-                 SELECT jsonb_agg(jsonb_build_array(entity_type, user_id, fragment_key, value_type, source, \
-                                                    frequency, last_seen_at, value)) \
+                 SELECT count(*), jsonb_agg(jsonb_build_array(entity_type, user_id, fragment_key, value_type, \
+                                                              source, frequency, last_seen_at, value)) \
                  FROM gone",
                 &[left.into(), group.into()],
             )
             .next()
-            .and_then(|r| r.value::<pgrx::JsonB>(1));
-            if let Some(pgrx::JsonB(serde_json::Value::Array(rows))) = rows {
-                gone.extend(rows);
+            .map(|r| (r.value::<i64>(1).unwrap_or(0), r.value::<pgrx::JsonB>(2)));
+            if let Some((count, Some(rows))) = rows {
+                n += count;
+                shards.push(shard);
+                deleted.push(rows);
             }
         }
-        if gone.is_empty() {
+        if shards.is_empty() {
             return 0;
         }
+        // Their shards' parts, each written there; the latest sightings read once.
         crate::plans::execute(
             client,
-            "SELECT evolve._fragments_deleted($1)",
-            &[pgrx::JsonB(serde_json::Value::Array(gone)).into()],
+            "SELECT evolve._fragments_deleted($1, $2)",
+            &[shards.into(), deleted.into()],
         )
         .next()
         .and_then(|r| r.value::<i64>(1))

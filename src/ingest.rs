@@ -513,29 +513,34 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
     }
 
     // Where entities are distributed, the count triggers do nothing on the shards: the
-    // entities this statement created are counted here.
+    // entities this statement created are counted here, in the parts of their shards.
     if derived && !created.is_empty() {
-        let mut counts: BTreeMap<(&str, Option<&str>), i64> = BTreeMap::new();
-        let scopes = born
+        let scopes: Vec<(i64, &str, Option<&str>)> = born
             .iter()
-            .map(|b| (b.entity_type.as_str(), b.user_id.as_deref()))
+            .map(|b| (b.entity_id, b.entity_type.as_str(), b.user_id.as_deref()))
             .chain(
                 states
-                    .values()
-                    .filter(|s| s.created)
-                    .map(EntityState::scope),
-            );
-        for scope in scopes {
-            *counts.entry(scope).or_default() += 1;
-        }
-        let (types, users): (Vec<&str>, Vec<Option<&str>>) = counts.keys().copied().unzip();
-        let counts: Vec<i64> = counts.into_values().collect();
+                    .iter()
+                    .filter(|(_, s)| s.created)
+                    .map(|(&id, s)| (id, s.scope().0, s.scope().1)),
+            )
+            .collect();
         Spi::connect_mut(|c| {
-            crate::plans::execute(
-                c,
-                "SELECT evolve._add_count_parts($1, $2, $3)",
-                &[types.into(), users.into(), counts.into()],
-            );
+            let ids: Vec<i64> = scopes.iter().map(|s| s.0).collect();
+            let keys = crate::shards::keys_in(c, &ids);
+            let mut counts: BTreeMap<i64, BTreeMap<(&str, Option<&str>), i64>> = BTreeMap::new();
+            for (&(_, t, u), shard) in scopes.iter().zip(keys) {
+                *counts.entry(shard).or_default().entry((t, u)).or_default() += 1;
+            }
+            for (shard, counts) in counts {
+                let (types, users): (Vec<&str>, Vec<Option<&str>>) = counts.keys().copied().unzip();
+                let counts: Vec<i64> = counts.into_values().collect();
+                crate::plans::execute(
+                    c,
+                    "SELECT evolve._add_count_parts($1, $2, $3, $4)",
+                    &[shard.into(), types.into(), users.into(), counts.into()],
+                );
+            }
         });
     }
 
@@ -922,12 +927,21 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
         }
 
         // The deltas, as the statement triggers would derive them: a rewritten row leaves with
-        // its old values and comes back with the new ones.
-        let mut deltas: BTreeMap<(&str, Option<&str>, &str), KeyDelta> = BTreeMap::new();
+        // its old values and comes back with the new ones. By shard: each goes to the parts of
+        // the shard holding its row (one shard, 0, on a single node).
+        let ids: Vec<i64> = fragments.iter().map(|f| f.entity_id).collect();
+        let shards = if parts {
+            crate::shards::keys_in(c, &ids)
+        } else {
+            Vec::new()
+        };
+        let mut deltas: BTreeMap<i64, KeyDeltas> = BTreeMap::new();
         let value_types: Vec<&'static str> =
             fragments.iter().map(|f| value_type(&f.value)).collect();
-        for (f, vt) in fragments.iter().zip(&value_types) {
+        for ((f, vt), shard) in fragments.iter().zip(&value_types).zip(&shards) {
             let d = deltas
+                .entry(*shard)
+                .or_default()
                 .entry((&f.entity_type, f.user_id.as_deref(), &f.key))
                 .or_default();
             let mut frequency = i64::from(f.frequency);
@@ -951,25 +965,11 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
                 sign: 1,
             });
         }
-        let n = deltas.len();
-        let mut d_types = Vec::with_capacity(n);
-        let mut d_users = Vec::with_capacity(n);
-        let mut d_keys = Vec::with_capacity(n);
-        let mut d_samples = Vec::with_capacity(n);
-        let mut d_frequencies = Vec::with_capacity(n);
-        let mut d_type_counts = Vec::with_capacity(n);
-        let mut d_source_counts = Vec::with_capacity(n);
-        let mut d_values = Vec::with_capacity(n);
-        for ((t, u, k), d) in deltas {
-            d_types.push(t.to_string());
-            d_users.push(u.map(str::to_string));
-            d_keys.push(k.to_string());
-            d_samples.push(d.sample_count);
-            d_frequencies.push(d.frequency_total);
-            d_type_counts.push(JsonB(Value::Object(d.type_counts)));
-            d_source_counts.push(JsonB(Value::Object(d.source_counts)));
-            d_values.push(JsonB(Value::Array(d.samples)));
-        }
+        // Each shard's deltas, as the columns `evolve._add_parts` takes.
+        let deltas: Vec<(i64, [pgrx::datum::DatumWithOid<'static>; 8])> = deltas
+            .into_iter()
+            .map(|(shard, deltas)| (shard, delta_args(deltas)))
+            .collect();
 
         // Fragments of entities this batch created cannot exist yet: a plain insert, without
         // the speculative insertion of ON CONFLICT, in the order they come (by entity and key,
@@ -1016,21 +1016,64 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
         if !parts {
             return;
         }
-        crate::plans::execute(
-            c,
-            "SELECT evolve._add_parts($1, $2, $3, $4, $5, $6, $7, array_fill(now(), ARRAY[cardinality($1)]), $8)",
-            &[
-                d_types.into(),
-                d_users.into(),
-                d_keys.into(),
-                d_samples.into(),
-                d_frequencies.into(),
-                d_type_counts.into(),
-                d_source_counts.into(),
-                d_values.into(),
-            ],
-        );
+        let by_shard = crate::plans::parts_by_shard();
+        for (shard, args) in deltas {
+            let [a1, a2, a3, a4, a5, a6, a7, a8] = args;
+            if by_shard {
+                crate::plans::execute(
+                    c,
+                    "SELECT evolve._add_parts($1, $2, $3, $4, $5, $6, $7, $8, \
+                                              array_fill(now(), ARRAY[cardinality($2)]), $9)",
+                    &[shard.into(), a1, a2, a3, a4, a5, a6, a7, a8],
+                );
+            } else {
+                // (Before the update to 0.10.0: one shard, 0.)
+                crate::plans::execute(
+                    c,
+                    "SELECT evolve._add_parts($1, $2, $3, $4, $5, $6, $7, \
+                                              array_fill(now(), ARRAY[cardinality($1)]), $8)",
+                    &[a1, a2, a3, a4, a5, a6, a7, a8],
+                );
+            }
+        }
     });
+}
+
+/// One shard's aggregate deltas, by (entity_type, user_id, fragment_key).
+type KeyDeltas<'a> = BTreeMap<(&'a str, Option<&'a str>, &'a str), KeyDelta>;
+
+/// One shard's per-key deltas as the arrays `evolve._add_parts` takes after the shard (types,
+/// users, keys, samples, frequencies, type counts, source counts, sample values).
+fn delta_args(deltas: KeyDeltas) -> [pgrx::datum::DatumWithOid<'static>; 8] {
+    let n = deltas.len();
+    let mut d_types = Vec::with_capacity(n);
+    let mut d_users = Vec::with_capacity(n);
+    let mut d_keys = Vec::with_capacity(n);
+    let mut d_samples = Vec::with_capacity(n);
+    let mut d_frequencies = Vec::with_capacity(n);
+    let mut d_type_counts = Vec::with_capacity(n);
+    let mut d_source_counts = Vec::with_capacity(n);
+    let mut d_values = Vec::with_capacity(n);
+    for ((t, u, k), d) in deltas {
+        d_types.push(t.to_string());
+        d_users.push(u.map(str::to_string));
+        d_keys.push(k.to_string());
+        d_samples.push(d.sample_count);
+        d_frequencies.push(d.frequency_total);
+        d_type_counts.push(JsonB(Value::Object(d.type_counts)));
+        d_source_counts.push(JsonB(Value::Object(d.source_counts)));
+        d_values.push(JsonB(Value::Array(d.samples)));
+    }
+    [
+        d_types.into(),
+        d_users.into(),
+        d_keys.into(),
+        d_samples.into(),
+        d_frequencies.into(),
+        d_type_counts.into(),
+        d_source_counts.into(),
+        d_values.into(),
+    ]
 }
 
 /// Ingests one payload and returns its entity's id. `entity_key` identifies the entity within

@@ -87,6 +87,12 @@ pub fn rows_carry_scope() -> bool {
     evolve_column(c"observations", c"user_id")
 }
 
+/// Whether the aggregate and count parts carry their shard (since 0.10.0). Until `ALTER
+/// EXTENSION pg_evolve UPDATE`, their writers use the functions without a shard.
+pub fn parts_by_shard() -> bool {
+    evolve_column(c"raw_fragment_aggregate_parts", c"shard")
+}
+
 pub fn i64_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<i64> {
     Spi::connect(|c| {
         c.select(sql, None, args)

@@ -5,8 +5,17 @@
 //! statements that lock entities (and their rows) by id run once per shard, each over the ids
 //! one shard holds, groups in shard order and ids ascending within each: every writer takes its
 //! locks in that one order. On a single node there is one group, in id order, as ever.
+//!
+//! The aggregate and count parts of a shard's rows live on that shard too, distributed by the
+//! shard's key (`evolve._shard_keys()`: the smallest non-negative entity id Citus places there):
+//! [`keys_in`] gives the key of each id's shard, 0 on a single node.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use pgrx::spi::SpiClient;
+
+use crate::plans::Row;
 
 pub use crate::plans::{derived_ids, distributed};
 
@@ -62,4 +71,50 @@ fn by_shard(client: &mut SpiClient<'_>, ids: Vec<i64>) -> Vec<Vec<i64>> {
     )
     .filter_map(|r| r.get::<Vec<i64>>(1).ok().flatten())
     .collect()
+}
+
+thread_local! {
+    /// Shard id (of `evolve.entities`) to its key: a shard's hash range never changes (a split
+    /// makes new shards), so the map only grows; a shard not in it reloads it.
+    static KEYS: RefCell<HashMap<i64, i64>> = RefCell::new(HashMap::new());
+}
+
+/// The key of the shard holding each of `ids` (in their order): the `shard` of the parts
+/// counting its rows. 0 for every id on a single node.
+pub fn keys_in(client: &mut SpiClient<'_>, ids: &[i64]) -> Vec<i64> {
+    if !distributed() || ids.is_empty() {
+        return vec![0; ids.len()];
+    }
+    let shards: Vec<i64> = crate::plans::execute(
+        client,
+        "SELECT pg_catalog.get_shard_id_for_distribution_column('evolve.entities', id) \
+         FROM unnest($1::bigint[]) WITH ORDINALITY AS x(id, n) ORDER BY n",
+        &[ids.to_vec().into()],
+    )
+    .map(|r| r.required::<i64>(1))
+    .collect();
+    if shards
+        .iter()
+        .any(|s| KEYS.with(|k| !k.borrow().contains_key(s)))
+    {
+        let loaded: Vec<(i64, i64)> = crate::plans::execute(
+            client,
+            "SELECT shardid, shard FROM evolve._shard_keys()",
+            &[],
+        )
+        .map(|r| (r.required::<i64>(1), r.required::<i64>(2)))
+        .collect();
+        KEYS.with(|k| k.borrow_mut().extend(loaded));
+    }
+    KEYS.with(|k| {
+        let k = k.borrow();
+        shards
+            .iter()
+            .map(|s| {
+                *k.get(s).unwrap_or_else(|| {
+                    pgrx::error!("pg_evolve found no key for shard {s} of evolve.entities")
+                })
+            })
+            .collect()
+    })
 }

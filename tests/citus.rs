@@ -75,6 +75,60 @@ fn multi_shard_statements(coordinator: &Cluster, c: &mut Client, sql: &str) -> u
     after - before
 }
 
+/// Asserts that the aggregate and count parts are shard-local: a key's parts exist on exactly
+/// the shards holding its fragments, a scope's counts on exactly those holding its entities.
+fn shard_local(c: &mut Client, when: &str) {
+    let set = |c: &mut Client, sql: &str| -> std::collections::BTreeSet<String> {
+        c.query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let shard = |column: &str| {
+        format!("pg_catalog.get_shard_id_for_distribution_column('evolve.entities', {column})")
+    };
+    let parts = set(
+        c,
+        &format!(
+            "SELECT DISTINCT concat_ws(' ', {}, entity_type, user_id, fragment_key) \
+             FROM evolve.raw_fragment_aggregate_parts",
+            shard("shard")
+        ),
+    );
+    let fragments = set(
+        c,
+        &format!(
+            "SELECT DISTINCT concat_ws(' ', {}, entity_type, user_id, fragment_key) FROM evolve.raw_fragments",
+            shard("entity_id")
+        ),
+    );
+    assert!(!parts.is_empty(), "{when}");
+    assert_eq!(
+        parts, fragments,
+        "fragment parts on their rows' shards, {when}"
+    );
+    let counts = set(
+        c,
+        &format!(
+            "SELECT DISTINCT concat_ws(' ', {}, entity_type, user_id) FROM evolve.entity_count_parts \
+             WHERE entity_count <> 0",
+            shard("shard")
+        ),
+    );
+    let entities = set(
+        c,
+        &format!(
+            "SELECT DISTINCT concat_ws(' ', {}, entity_type, user_id) FROM evolve.entities",
+            shard("entity_id")
+        ),
+    );
+    assert_eq!(
+        counts, entities,
+        "count parts on their entities' shards, {when}"
+    );
+}
+
 fn code(e: postgres::Error) -> String {
     e.as_db_error()
         .map(|d| format!("{}: {}", d.code().code(), d.message()))
@@ -113,11 +167,11 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    assert_eq!(made.len(), 24);
+    assert_eq!(made.len(), 26);
     assert!(made.iter().all(|m| m.2), "{made:?}");
     assert_eq!(
         made.iter().filter(|m| m.1 == "distributed").count(),
-        5,
+        7,
         "{made:?}"
     );
     let again = count(
@@ -130,7 +184,8 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
             &mut c,
             "SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid IN \
              ('evolve.entities'::regclass, 'evolve.observations'::regclass, 'evolve.raw_fragments'::regclass, \
-              'evolve.embedding_queue'::regclass, 'evolve.entity_embeddings'::regclass)"
+              'evolve.embedding_queue'::regclass, 'evolve.entity_embeddings'::regclass, \
+              'evolve.raw_fragment_aggregate_parts'::regclass, 'evolve.entity_count_parts'::regclass)"
         ),
         1,
         "colocated"
@@ -222,6 +277,36 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
         456,
         "the max over single and batch ingests"
     );
+    shard_local(&mut c, "after ingest");
+
+    // Parts of another session (another slot), folded shard by shard: the sums stay exact.
+    let mut other = nodes[0].connect_to(DB);
+    other
+        .batch_execute(
+            "SET citus.multi_task_query_log_level = 'error'; \
+             INSERT INTO evolve.inbox (entity_type, payload, entity_key) \
+             SELECT 'quake', jsonb_build_object('mag', i, 'depth', -i, 'tsunami', i % 3), 'k' || (i % 50) \
+             FROM generate_series(1, 100) i",
+        )
+        .unwrap_or_else(|e| panic!("inbox of another session: {}", code(e)));
+    let parts = |c: &mut Client| {
+        count(
+            c,
+            "SELECT count(*) FROM evolve.raw_fragment_aggregate_parts",
+        )
+    };
+    let before = parts(&mut c);
+    let merged = count(&mut c, "SELECT evolve.fold_aggregates()");
+    assert!(
+        merged > 0,
+        "two slots' parts of a key on a shard fold into one"
+    );
+    assert_eq!(parts(&mut c), before - merged);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM evolve.verify_aggregates()"),
+        0
+    );
+    shard_local(&mut c, "after folding");
 
     // Promotion of a key declared later; proposals reviewed, applied and rolled back.
     c.batch_execute(
@@ -350,10 +435,17 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
         count(&mut c, "SELECT evolve.cleanup_expired_fragments(10)"),
         10
     );
+    // Its candidates and the latest sightings left, each read once across shards; every
+    // delete and every write of parts is one shard's.
     assert_eq!(
-        count(&mut c, "SELECT evolve.cleanup_expired_fragments()"),
-        promoted - 10
+        multi_shard_statements(
+            &nodes[0],
+            &mut c,
+            "CREATE TEMP TABLE cleaned AS SELECT evolve.cleanup_expired_fragments() AS n"
+        ),
+        2
     );
+    assert_eq!(count(&mut c, "SELECT n FROM cleaned"), promoted - 10);
     let drift: Vec<String> = c
         .query("SELECT concat_ws(' ', user_id, fragment_key, field, expected, actual) FROM evolve.verify_aggregates()", &[])
         .unwrap()
@@ -437,6 +529,7 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
         51,
         "k3 out"
     );
+    shard_local(&mut c, "after the rebuild");
     assert_eq!(
         count(
             &mut c,

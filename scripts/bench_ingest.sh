@@ -287,11 +287,11 @@ BEGIN
     INSERT INTO bench_floor.parts AS a (entity_type, fragment_key, slot, sample_count, frequency_total,
                                         type_counts, last_seen_at, sample_values)
         SELECT 'ev', fk, evolve._backend_slot(), 1, 1, tc, now(), sv FROM unnest(%L::text[], %L::jsonb[], %L::jsonb[]) AS x(fk, tc, sv)
-        ON CONFLICT (entity_type, user_id, fragment_key, slot) DO UPDATE
+        ON CONFLICT (shard, entity_type, user_id, fragment_key, slot) DO UPDATE
         SET sample_count = a.sample_count + 1, frequency_total = a.frequency_total + 1,
             last_seen_at = EXCLUDED.last_seen_at;
     INSERT INTO bench_floor.count_parts AS c (entity_type, slot, entity_count) VALUES ('ev', evolve._backend_slot(), 1)
-        ON CONFLICT (entity_type, user_id, slot) DO UPDATE SET entity_count = c.entity_count + 1;
+        ON CONFLICT (shard, entity_type, user_id, slot) DO UPDATE SET entity_count = c.entity_count + 1;
     INSERT INTO bench_floor.queue (entity_id, priority_rank) VALUES (eid, 1) ON CONFLICT DO NOTHING;
     UPDATE bench_floor.entities SET snapshot = %L, snapshot_cells = %L, last_computed_observation_id = %s
         WHERE entity_id = eid;

@@ -444,11 +444,14 @@ $$;
 -- (evolve.distribute()): ingestion adds its deltas on the shard it writes the rows to, and a
 -- shard's parts are settled, folded and rebuilt there, so no part is shared by two shards and
 -- the sums are read across them. A shard's `shard` is its key: the smallest non-negative
--- entity id Citus places on it (evolve._shard_keys()). A single node has one shard, 0.
+-- entity id Citus places on it (evolve._shard_keys()). A single node has one shard, 0. (The
+-- parts' keys keep leading with the scope and key, which lookups name; Citus needs the shard
+-- anywhere in them.) Lock order of the parts: shard key, then as before (entity_type, user_id,
+-- fragment_key, slot).
 ALTER TABLE evolve.raw_fragment_aggregate_parts ADD COLUMN shard bigint NOT NULL DEFAULT 0;
 ALTER TABLE evolve.raw_fragment_aggregate_parts DROP CONSTRAINT raw_fragment_aggregate_parts_key;
 ALTER TABLE evolve.raw_fragment_aggregate_parts ADD CONSTRAINT raw_fragment_aggregate_parts_key
-    UNIQUE NULLS NOT DISTINCT (shard, entity_type, user_id, fragment_key, slot);
+    UNIQUE NULLS NOT DISTINCT (entity_type, user_id, fragment_key, shard, slot);
 COMMENT ON TABLE evolve.raw_fragment_aggregate_parts IS
     'Partial sums of evolve.raw_fragment_aggregates: one row per key, shard and backend slot that wrote it (signed: a delete adds negative counts). Summed at read; evolve.fold_aggregates() merges a shard''s slots.';
 COMMENT ON COLUMN evolve.raw_fragment_aggregate_parts.shard IS
@@ -456,7 +459,7 @@ COMMENT ON COLUMN evolve.raw_fragment_aggregate_parts.shard IS
 ALTER TABLE evolve.entity_count_parts ADD COLUMN shard bigint NOT NULL DEFAULT 0;
 ALTER TABLE evolve.entity_count_parts DROP CONSTRAINT entity_count_parts_key;
 ALTER TABLE evolve.entity_count_parts ADD CONSTRAINT entity_count_parts_key
-    UNIQUE NULLS NOT DISTINCT (shard, entity_type, user_id, slot);
+    UNIQUE NULLS NOT DISTINCT (entity_type, user_id, shard, slot);
 COMMENT ON TABLE evolve.entity_count_parts IS
     'Partial entity counts of evolve.entity_counts, one row per type, user scope, shard and backend slot that wrote it (signed). Summed at read.';
 COMMENT ON COLUMN evolve.entity_count_parts.shard IS
@@ -597,23 +600,31 @@ $$;
 
 -- The aggregate deltas of fragments deleted on shards, where statement triggers do not run (see
 -- "triggers on Citus"): called on the coordinator by the distributed branch of fragment cleanup
--- with, for each shard it deleted on (by key, in the order it deleted), the rows its one-shard
--- delete returned, as a jsonb array of [entity_type, user_id, fragment_key, value_type, source,
--- frequency, last_seen_at, value]. Each shard's parts of those keys are locked (in the lock order
--- of _lock_fragment_keys) and take the deltas; then the latest sighting left on each shard of
--- each key is read, once for them all (per shard, by its place among the hash ranges), and each
--- shard's parts get it (none left: the parts go). Every write is one shard's statement. Returns
--- how many rows it was given.
+-- with, for each shard it deleted on (by key, ascending: the parts' lock order), the rows its
+-- one-shard delete returned, as a jsonb array of [entity_type, user_id, fragment_key,
+-- value_type, source, frequency, last_seen_at, value]. Each shard's parts of those keys are
+-- locked and take the deltas; then the latest sighting left on each shard of each key is read,
+-- once for them all (per shard, by its place among the hash ranges), and the parts locked (and
+-- this backend's own) get it: a part a writer created since, for a row this read may not have
+-- seen, is left as it is. A shard with no row of a key left loses the key's parts when they sum
+-- to nothing (they would not after a shard split: rebuild_aggregates() then). Every write is one
+-- shard's statement. Returns how many rows it was given.
 CREATE FUNCTION evolve._fragments_deleted(part_shards bigint[], deleted jsonb[])
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     types text[]; users text[]; fkeys text[]; vtypes text[]; srcs text[];
     freqs bigint[]; seens timestamptz[]; vals jsonb[];
+    -- The parts locked: shard, scope, key and slot of each.
+    l_shards bigint[] := '{}'; l_types text[] := '{}'; l_users text[] := '{}'; l_keys text[] := '{}';
+    l_slots integer[] := '{}';
+    m_shards bigint[]; m_types text[]; m_users text[]; m_keys text[]; m_slots integer[];
     all_shards bigint[] := '{}'; all_types text[] := '{}'; all_users text[] := '{}'; all_keys text[] := '{}';
+    own integer := evolve._backend_slot();
     shard_keys bigint[]; lows integer[];
     n bigint := 0;
     x record;
+    total numeric;
 BEGIN
     FOR i IN 1 .. coalesce(pg_catalog.cardinality(part_shards), 0) LOOP
         SELECT array_agg(r->>0), array_agg(r->>1), array_agg(r->>2), array_agg(r->>3), array_agg(r->>4),
@@ -621,12 +632,20 @@ BEGIN
         INTO types, users, fkeys, vtypes, srcs, freqs, seens, vals
         FROM pg_catalog.jsonb_array_elements(coalesce(deleted[i], '[]')) AS r;
         CONTINUE WHEN fkeys IS NULL;
-        PERFORM FROM evolve.raw_fragment_aggregate_parts a
-        JOIN (SELECT DISTINCT * FROM unnest(types, users, fkeys)) k(t, u, f)
-          ON a.entity_type = k.t AND a.fragment_key = k.f AND a.user_id IS NOT DISTINCT FROM k.u
-        WHERE a.shard = part_shards[i]
-        ORDER BY a.entity_type COLLATE "C", a.user_id COLLATE "C" NULLS FIRST, a.fragment_key COLLATE "C", a.slot
-        FOR UPDATE OF a;
+        SELECT array_agg(p.shard), array_agg(p.entity_type), array_agg(p.user_id), array_agg(p.fragment_key),
+               array_agg(p.slot)
+        INTO m_shards, m_types, m_users, m_keys, m_slots
+        FROM (SELECT a.shard, a.entity_type, a.user_id, a.fragment_key, a.slot
+              FROM evolve.raw_fragment_aggregate_parts a
+              JOIN (SELECT DISTINCT * FROM unnest(types, users, fkeys)) k(t, u, f)
+                ON a.entity_type = k.t AND a.fragment_key = k.f AND a.user_id IS NOT DISTINCT FROM k.u
+              WHERE a.shard = part_shards[i]
+              ORDER BY a.entity_type COLLATE "C", a.user_id COLLATE "C" NULLS FIRST, a.fragment_key COLLATE "C", a.slot
+              FOR UPDATE OF a) p;
+        IF m_slots IS NOT NULL THEN
+            l_shards := l_shards || m_shards; l_types := l_types || m_types; l_users := l_users || m_users;
+            l_keys := l_keys || m_keys; l_slots := l_slots || m_slots;
+        END IF;
         PERFORM evolve._add_fragment_deltas(part_shards[i], types, users, fkeys, vtypes, srcs,
                                             pg_catalog.array_fill(-1, ARRAY[pg_catalog.cardinality(fkeys)]),
                                             freqs, seens, vals);
@@ -641,25 +660,38 @@ BEGIN
     END IF;
     SELECT array_agg(s.shard ORDER BY s.min_hash), array_agg(s.min_hash ORDER BY s.min_hash)
     INTO shard_keys, lows FROM evolve._shard_keys() s;
+    -- The scopes and keys, each once, for the read.
+    SELECT array_agg(DISTINCT t), array_agg(DISTINCT f), array_agg(DISTINCT u)
+    INTO types, fkeys, users
+    FROM unnest(all_types, all_keys, all_users) AS d(t, f, u);
     FOR x IN
         WITH k AS (SELECT DISTINCT * FROM unnest(all_shards, all_types, all_users, all_keys) AS k(s, t, u, f)),
         latest AS (
             SELECT shard_keys[width_bucket(worker_hash(r.entity_id), lows)] AS s, r.entity_type AS t,
                    r.user_id AS u, r.fragment_key AS f, max(r.last_seen_at) AS seen
             FROM evolve.raw_fragments r
-            WHERE r.entity_type = ANY (all_types) AND r.fragment_key = ANY (all_keys)
+            WHERE r.entity_type = ANY (types) AND r.fragment_key = ANY (fkeys)
+              AND (r.user_id = ANY (users) OR (r.user_id IS NULL AND EXISTS (SELECT FROM k WHERE k.u IS NULL)))
             GROUP BY 1, 2, 3, 4)
-        SELECT k.s, k.t, k.u, k.f, l.seen
+        SELECT k.s, k.t, k.u, k.f, l.seen,
+               ARRAY(SELECT m.slot FROM unnest(l_shards, l_types, l_users, l_keys, l_slots) AS m(s, t, u, f, slot)
+                     WHERE m.s = k.s AND m.t = k.t AND m.f = k.f AND m.u IS NOT DISTINCT FROM k.u) || own AS slots
         FROM k LEFT JOIN latest l ON l.s = k.s AND l.t = k.t AND l.f = k.f AND l.u IS NOT DISTINCT FROM k.u
     LOOP
         IF x.seen IS NULL THEN
-            DELETE FROM evolve.raw_fragment_aggregate_parts a
+            SELECT coalesce(abs(sum(a.sample_count)) + abs(sum(a.frequency_total)), 0) INTO total
+            FROM evolve.raw_fragment_aggregate_parts a
             WHERE a.shard = x.s AND a.entity_type = x.t AND a.fragment_key = x.f
-              AND a.user_id IS NOT DISTINCT FROM x.u;
+              AND a.user_id IS NOT DISTINCT FROM x.u AND a.slot = ANY (x.slots);
+            IF total = 0 THEN
+                DELETE FROM evolve.raw_fragment_aggregate_parts a
+                WHERE a.shard = x.s AND a.entity_type = x.t AND a.fragment_key = x.f
+                  AND a.user_id IS NOT DISTINCT FROM x.u AND a.slot = ANY (x.slots);
+            END IF;
         ELSE
             UPDATE evolve.raw_fragment_aggregate_parts a SET last_seen_at = x.seen
             WHERE a.shard = x.s AND a.entity_type = x.t AND a.fragment_key = x.f
-              AND a.user_id IS NOT DISTINCT FROM x.u AND a.last_seen_at > x.seen;
+              AND a.user_id IS NOT DISTINCT FROM x.u AND a.slot = ANY (x.slots) AND a.last_seen_at > x.seen;
         END IF;
     END LOOP;
     RETURN n;

@@ -604,7 +604,15 @@ fn cleanup_sharded(batch_size: i32) -> i64 {
         if shards.is_empty() {
             return 0;
         }
-        // Their shards' parts, each written there; the latest sightings read once.
+        // Their shards' parts, each written there, in the parts' lock order (by shard key, as
+        // ingestion writes them); the latest sightings read once.
+        let mut order: Vec<usize> = (0..shards.len()).collect();
+        order.sort_by_key(|&i| shards[i]);
+        let shards: Vec<i64> = order.iter().map(|&i| shards[i]).collect();
+        let deleted: Vec<pgrx::JsonB> = order
+            .into_iter()
+            .map(|i| std::mem::replace(&mut deleted[i], pgrx::JsonB(serde_json::Value::Null)))
+            .collect();
         crate::plans::execute(
             client,
             "SELECT evolve._fragments_deleted($1, $2)",

@@ -274,14 +274,8 @@ DECLARE
     lows integer[];
     place text := '1';
 BEGIN
-    IF by_shard AND pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
-        SELECT array_agg(s.shard ORDER BY s.min_hash), array_agg(s.min_hash ORDER BY s.min_hash)
-        INTO keys, lows FROM evolve._shard_keys() s;
-        IF lows IS NULL THEN
-            keys := ARRAY[0];
-        ELSE
-            place := 'pg_catalog.width_bucket(pg_catalog.worker_hash(entity_id), $2)';
-        END IF;
+    IF by_shard THEN
+        SELECT p.keys, p.lows, p.place INTO keys, lows, place FROM evolve._shard_places() p;
     END IF;
     RETURN QUERY EXECUTE pg_catalog.format($q$
     WITH r AS (
@@ -499,6 +493,28 @@ $$;
 REVOKE ALL ON FUNCTION evolve._shard_keys() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION evolve._shard_keys() TO evolve_reader;
 
+-- Where a row's shard is, for the statements that group rows by it: the shards' keys in hash
+-- order, their lowest hashes, and the expression that places a row by its entity_id among them
+-- when the two are that statement's $1 and $2 (the row's shard key is then `($1)[place]`).
+-- Where entities are not distributed: one shard, 0, and every row's place is 1.
+CREATE FUNCTION evolve._shard_places(OUT keys bigint[], OUT lows integer[], OUT place text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
+        SELECT array_agg(s.shard ORDER BY s.min_hash), array_agg(s.min_hash ORDER BY s.min_hash)
+        INTO keys, lows FROM evolve._shard_keys() s;
+    END IF;
+    IF lows IS NULL THEN
+        keys := ARRAY[0];
+        place := '1';
+    ELSE
+        place := 'pg_catalog.width_bucket(pg_catalog.worker_hash(entity_id), $2)';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION evolve._shard_places() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evolve._shard_places() TO evolve_reader;
+
 -- The writers of parts, shard by shard; the versions without a shard (the triggers of a single
 -- node, whose one shard is 0) call these.
 CREATE FUNCTION evolve._add_parts(
@@ -658,8 +674,7 @@ BEGIN
     IF n = 0 THEN
         RETURN 0;
     END IF;
-    SELECT array_agg(s.shard ORDER BY s.min_hash), array_agg(s.min_hash ORDER BY s.min_hash)
-    INTO shard_keys, lows FROM evolve._shard_keys() s;
+    SELECT p.keys, p.lows INTO shard_keys, lows FROM evolve._shard_places() p;
     -- The scopes and keys, each once, for the read.
     SELECT array_agg(DISTINCT t), array_agg(DISTINCT f), array_agg(DISTINCT u)
     INTO types, fkeys, users
@@ -844,21 +859,13 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 DECLARE
     written bigint;
     slot integer := evolve._backend_slot();
-    keys bigint[] := ARRAY[0];
+    keys bigint[];
     lows integer[];
-    place text := '1';
+    place text;
 BEGIN
     PERFORM evolve._rebuild_check();
     LOCK TABLE evolve.entity_count_parts IN EXCLUSIVE MODE;
-    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
-        SELECT array_agg(s.shard ORDER BY s.min_hash), array_agg(s.min_hash ORDER BY s.min_hash)
-        INTO keys, lows FROM evolve._shard_keys() s;
-        IF lows IS NULL THEN
-            keys := ARRAY[0];
-        ELSE
-            place := 'pg_catalog.width_bucket(pg_catalog.worker_hash(entity_id), $2)';
-        END IF;
-    END IF;
+    SELECT p.keys, p.lows, p.place INTO keys, lows, place FROM evolve._shard_places() p;
     DELETE FROM evolve.entity_count_parts;
     -- A part per shard and scope.
     EXECUTE pg_catalog.format($q$

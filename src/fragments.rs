@@ -576,7 +576,7 @@ fn cleanup_sharded(batch_size: i32) -> i64 {
             if left <= 0 {
                 break;
             }
-            let shard = crate::shards::keys_in(client, &group[..1])[0];
+            let shard = crate::shards::keys_in(client, &group[..1]).of(group[0]);
             // The delete is one shard's statement (Citus runs it there whole).
             let rows = crate::plans::execute(
                 client,

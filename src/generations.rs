@@ -248,28 +248,16 @@ pub fn drop_retired() {
         if retired.is_empty() {
             return;
         }
-        let table = evolve_relation(c"entity_embeddings");
-        // SAFETY: tries the table's lock without waiting; held to the end of the transaction,
-        // as DROP TABLE of a partition would hold it.
-        let locked = unsafe {
-            pg_sys::ConditionalLockRelationOid(
-                table,
-                pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
-            )
-        };
-        if !locked {
-            return;
-        }
-        // Distributed, each node drops the partition's shards under its own locks, taken after
-        // this one's, and Citus locks the tables colocated with it: the entities (which the
-        // shards' foreign keys name), the queue and the partitions are locked here the same
-        // way, so that the drop waits on no transaction that could be waiting on this batch
-        // (every other one reaches the shards through these tables).
+        // The table's lock first, as DROP TABLE of a partition would take it. Distributed, each
+        // node drops the partition's shards under its own locks, taken after this one's, and
+        // Citus locks the tables colocated with it: the entities (which the shards' foreign keys
+        // name), the queue and the partitions are locked here the same way, so that the drop
+        // waits on no transaction that could be waiting on this batch (every other one reaches
+        // the shards through these tables).
+        let mut tables = vec![evolve_relation(c"entity_embeddings")];
         if crate::shards::distributed() {
-            let mut tables = vec![
-                evolve_relation(c"entities"),
-                evolve_relation(c"embedding_queue"),
-            ];
+            tables.push(evolve_relation(c"entities"));
+            tables.push(evolve_relation(c"embedding_queue"));
             for (generation, _, retired) in &retired {
                 if *retired {
                     let name =
@@ -280,17 +268,18 @@ pub fn drop_retired() {
                     }
                 }
             }
-            for table in tables {
-                // SAFETY: as above.
-                let locked = unsafe {
-                    pg_sys::ConditionalLockRelationOid(
-                        table,
-                        pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
-                    )
-                };
-                if !locked {
-                    return;
-                }
+        }
+        for table in tables {
+            // SAFETY: tries the table's lock without waiting; held to the end of the
+            // transaction.
+            let locked = unsafe {
+                pg_sys::ConditionalLockRelationOid(
+                    table,
+                    pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+                )
+            };
+            if !locked {
+                return;
             }
         }
         for (generation, entity_type, retired) in retired {

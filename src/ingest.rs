@@ -512,6 +512,14 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         );
     }
 
+    // The shards of the batch's entities, looked up once (only where entities are distributed):
+    // the parts of their counts and of their fragments' aggregates are those shards'.
+    let shard_keys = if !created.is_empty() || !fragments.is_empty() {
+        Spi::connect_mut(|c| crate::shards::keys_in(c, &ids))
+    } else {
+        Spi::connect_mut(|c| crate::shards::keys_in(c, &[]))
+    };
+
     // Where entities are distributed, the count triggers do nothing on the shards: the
     // entities this statement created are counted here, in the parts of their shards.
     if derived && !created.is_empty() {
@@ -526,11 +534,13 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
             )
             .collect();
         Spi::connect_mut(|c| {
-            let ids: Vec<i64> = scopes.iter().map(|s| s.0).collect();
-            let keys = crate::shards::keys_in(c, &ids);
             let mut counts: BTreeMap<i64, BTreeMap<(&str, Option<&str>), i64>> = BTreeMap::new();
-            for (&(_, t, u), shard) in scopes.iter().zip(keys) {
-                *counts.entry(shard).or_default().entry((t, u)).or_default() += 1;
+            for &(id, t, u) in &scopes {
+                *counts
+                    .entry(shard_keys.of(id))
+                    .or_default()
+                    .entry((t, u))
+                    .or_default() += 1;
             }
             for (shard, counts) in counts {
                 let (types, users): (Vec<&str>, Vec<Option<&str>>) = counts.keys().copied().unzip();
@@ -577,7 +587,7 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
         crate::metrics::Counter::FragmentsWritten,
         fragments.len() as u64,
     );
-    upsert_fragments(fragments, &created);
+    upsert_fragments(fragments, &created, &shard_keys);
     let results: Vec<Result<i64, Reject>> = results
         .into_iter()
         .map(|r| r.map(|ordinal| ids[ordinal]))
@@ -879,7 +889,11 @@ impl FragmentColumns {
 
 /// Writes the batch's fragments and adds their aggregate deltas to this backend's parts.
 /// `created`: entities this batch inserted (no fragment of theirs can exist yet).
-fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
+fn upsert_fragments(
+    fragments: Vec<Fragment>,
+    created: &HashSet<i64>,
+    shard_keys: &crate::shards::ShardKeys,
+) {
     if fragments.is_empty() {
         return;
     }
@@ -929,18 +943,12 @@ fn upsert_fragments(fragments: Vec<Fragment>, created: &HashSet<i64>) {
         // The deltas, as the statement triggers would derive them: a rewritten row leaves with
         // its old values and comes back with the new ones. By shard: each goes to the parts of
         // the shard holding its row (one shard, 0, on a single node).
-        let ids: Vec<i64> = fragments.iter().map(|f| f.entity_id).collect();
-        let shards = if parts {
-            crate::shards::keys_in(c, &ids)
-        } else {
-            Vec::new()
-        };
         let mut deltas: BTreeMap<i64, KeyDeltas> = BTreeMap::new();
         let value_types: Vec<&'static str> =
             fragments.iter().map(|f| value_type(&f.value)).collect();
-        for ((f, vt), shard) in fragments.iter().zip(&value_types).zip(&shards) {
+        for (f, vt) in fragments.iter().zip(&value_types) {
             let d = deltas
-                .entry(*shard)
+                .entry(shard_keys.of(f.entity_id))
                 .or_default()
                 .entry((&f.entity_type, f.user_id.as_deref(), &f.key))
                 .or_default();

@@ -79,23 +79,39 @@ thread_local! {
     static KEYS: RefCell<HashMap<i64, i64>> = RefCell::new(HashMap::new());
 }
 
-/// The key of the shard holding each of `ids` (in their order): the `shard` of the parts
-/// counting its rows. 0 for every id on a single node.
-pub fn keys_in(client: &mut SpiClient<'_>, ids: &[i64]) -> Vec<i64> {
-    if !distributed() || ids.is_empty() {
-        return vec![0; ids.len()];
+/// The keys of the shards holding some entities: the `shard` of the parts counting their rows.
+/// On a single node every entity's is 0 (and nothing is looked up).
+pub struct ShardKeys(Option<HashMap<i64, i64>>);
+
+impl ShardKeys {
+    /// The key of the shard holding entity `id` (one of those looked up).
+    pub fn of(&self, id: i64) -> i64 {
+        self.0
+            .as_ref()
+            .map_or(0, |keys| keys.get(&id).copied().unwrap_or(0))
     }
-    let shards: Vec<i64> = crate::plans::execute(
+}
+
+/// The keys of the shards holding `ids`: one statement for them all, the keys of the shards
+/// cached per backend.
+pub fn keys_in(client: &mut SpiClient<'_>, ids: &[i64]) -> ShardKeys {
+    if !distributed() || ids.is_empty() {
+        return ShardKeys(None);
+    }
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let shards: Vec<(i64, i64)> = crate::plans::execute(
         client,
-        "SELECT pg_catalog.get_shard_id_for_distribution_column('evolve.entities', id) \
-         FROM unnest($1::bigint[]) WITH ORDINALITY AS x(id, n) ORDER BY n",
-        &[ids.to_vec().into()],
+        "SELECT id, pg_catalog.get_shard_id_for_distribution_column('evolve.entities', id) \
+         FROM unnest($1::bigint[]) AS id",
+        &[ids.into()],
     )
-    .map(|r| r.required::<i64>(1))
+    .map(|r| (r.required::<i64>(1), r.required::<i64>(2)))
     .collect();
     if shards
         .iter()
-        .any(|s| KEYS.with(|k| !k.borrow().contains_key(s)))
+        .any(|(_, s)| KEYS.with(|k| !k.borrow().contains_key(s)))
     {
         let loaded: Vec<(i64, i64)> = crate::plans::execute(
             client,
@@ -108,13 +124,21 @@ pub fn keys_in(client: &mut SpiClient<'_>, ids: &[i64]) -> Vec<i64> {
     }
     KEYS.with(|k| {
         let k = k.borrow();
-        shards
-            .iter()
-            .map(|s| {
-                *k.get(s).unwrap_or_else(|| {
-                    pgrx::error!("pg_evolve found no key for shard {s} of evolve.entities")
+        ShardKeys(Some(
+            shards
+                .into_iter()
+                .map(|(id, s)| {
+                    let key = k.get(&s).copied().unwrap_or_else(|| {
+                        crate::error::raise(
+                            evolve_core::SqlState::ObjectNotInPrerequisiteState,
+                            format!("shard {s} of evolve.entities has no key in evolve._shard_keys()"),
+                            None,
+                            Some("The shards of evolve.entities changed during the statement: retry it.".into()),
+                        )
+                    });
+                    (id, key)
                 })
-            })
-            .collect()
+                .collect(),
+        ))
     })
 }

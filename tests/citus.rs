@@ -129,6 +129,27 @@ fn shard_local(c: &mut Client, when: &str) {
     );
 }
 
+/// Four writers, each in a session of its own on `coordinator`, running `sql(writer, round)` for
+/// `rounds` rounds; a failed statement fails the test (through the thread's join).
+fn spawn_writers(
+    coordinator: &Cluster,
+    rounds: usize,
+    sql: impl Fn(usize, usize) -> String + Send + Copy + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..4)
+        .map(|w| {
+            let mut session = coordinator.connect_to(DB);
+            std::thread::spawn(move || {
+                for round in 0..rounds {
+                    session
+                        .batch_execute(&sql(w, round))
+                        .unwrap_or_else(|e| panic!("writer {w}, round {round}: {}", code(e)));
+                }
+            })
+        })
+        .collect()
+}
+
 fn code(e: postgres::Error) -> String {
     e.as_db_error()
         .map(|d| format!("{}: {}", d.code().code(), d.message()))
@@ -311,24 +332,15 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
     // Writers of one set of keys in four sessions, each adding to parts of its own on every
     // shard, while the parts are folded: no deadlock (Citus detects distributed ones), and the
     // sums stay exact.
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let mut session = nodes[0].connect_to(DB);
-            std::thread::spawn(move || {
-                for round in 0..8 {
-                    session
-                        .batch_execute(&format!(
-                            "INSERT INTO evolve.inbox (entity_type, payload, entity_key) \
-                             SELECT 'quake', jsonb_build_object('mag', i, 'depth', i + {round}, 'tsunami', i % 2, \
-                                                                'w{w}', true), 'k' || ((i * {} + {round}) % 50) \
-                             FROM generate_series(1, 40) i",
-                            w + 1
-                        ))
-                        .unwrap_or_else(|e| panic!("writer {w}, round {round}: {}", code(e)));
-                }
-            })
-        })
-        .collect();
+    let writers = spawn_writers(&nodes[0], 8, |w, round| {
+        format!(
+            "INSERT INTO evolve.inbox (entity_type, payload, entity_key) \
+             SELECT 'quake', jsonb_build_object('mag', i, 'depth', i + {round}, 'tsunami', i % 2, \
+                                                'w{w}', true), 'k' || ((i * {} + {round}) % 50) \
+             FROM generate_series(1, 40) i",
+            w + 1
+        )
+    });
     let mut folded = 0;
     for _ in 0..6 {
         folded += count(&mut c, "SELECT evolve.fold_aggregates()");
@@ -527,24 +539,15 @@ fn a_distributed_database_runs_the_workload_on_single_shard_statements() {
          WHERE fragment_key IN ('w0', 'w1', 'w2', 'w3')",
     )
     .unwrap();
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let mut session = nodes[0].connect_to(DB);
-            std::thread::spawn(move || {
-                for round in 0..6 {
-                    session
-                        .batch_execute(&format!(
-                            "INSERT INTO evolve.inbox (entity_type, payload, entity_key) \
-                             SELECT 'quake', jsonb_build_object('mag', i, 'w{w}', round(i / 3.0, 2), 'w{}', i), \
-                                    'k' || ((i * 7 + {round}) % 50) \
-                             FROM generate_series(1, 30) i",
-                            (w + 1) % 4
-                        ))
-                        .unwrap_or_else(|e| panic!("writer {w}, round {round}: {}", code(e)));
-                }
-            })
-        })
-        .collect();
+    let writers = spawn_writers(&nodes[0], 6, |w, round| {
+        format!(
+            "INSERT INTO evolve.inbox (entity_type, payload, entity_key) \
+             SELECT 'quake', jsonb_build_object('mag', i, 'w{w}', round(i / 3.0, 2), 'w{}', i), \
+                    'k' || ((i * 7 + {round}) % 50) \
+             FROM generate_series(1, 30) i",
+            (w + 1) % 4
+        )
+    });
     let mut cleaned = 0;
     loop {
         let n = count(&mut c, "SELECT evolve.cleanup_expired_fragments(20)");

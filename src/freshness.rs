@@ -145,7 +145,7 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
         crate::plans::execute(
             client,
             "INSERT INTO evolve.embedding_queue (entity_id, priority_rank, tenant) \
-             SELECT u.id, $2, u.t FROM unnest($1::bigint[], $3::text[]) AS u(id, t) ORDER BY u.id",
+             SELECT unnest($1::bigint[]), $2, unnest($3::text[]) ORDER BY 1",
             &[new_ids.into(), FRESH_RANK.into(), new_tenants.into()],
         );
     }

@@ -691,8 +691,8 @@ fn create_entities(
                      INSERT INTO evolve.entities \
                          (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
                           last_computed_observation_id, entity_id) OVERRIDING SYSTEM VALUE \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], \
-                                          $6::bigint[], $7::bigint[], $8::bigint[]) \
+                     SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::jsonb[]), \
+                            unnest($5::jsonb[]), unnest($6::bigint[]), unnest($7::bigint[]), unnest($8::bigint[]) \
                      ON CONFLICT (entity_id) DO NOTHING \
                      RETURNING entity_id, entity_type, user_id, entity_key) \
                  SELECT * FROM created"
@@ -700,8 +700,8 @@ fn create_entities(
                 "INSERT INTO evolve.entities \
                      (entity_type, user_id, entity_key, snapshot, snapshot_cells, snapshot_schema_hash, \
                       last_computed_observation_id) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], \
-                                      $6::bigint[], $7::bigint[]) \
+                 SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::jsonb[]), \
+                        unnest($5::jsonb[]), unnest($6::bigint[]), unnest($7::bigint[]) \
                  ON CONFLICT ON CONSTRAINT entities_key DO NOTHING \
                  RETURNING entity_id, entity_type, user_id, entity_key"
             },
@@ -981,7 +981,8 @@ fn upsert_fragments(
 
         // Fragments of entities this batch created cannot exist yet: a plain insert, without
         // the speculative insertion of ON CONFLICT, in the order they come (by entity and key,
-        // from the map they were gathered in), so no sort. The others are upserted.
+        // from the map they were gathered in), so no sort. The others are upserted. (The
+        // arrays are unnested in the select list: a function in FROM is materialized first.)
         let (mut fresh, mut seen) = (FragmentColumns::default(), FragmentColumns::default());
         for (f, vt) in fragments.into_iter().zip(value_types) {
             if created.contains(&f.entity_id) {
@@ -997,8 +998,8 @@ fn upsert_fragments(
                     c,
                     "INSERT INTO evolve.raw_fragments \
                          (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
-                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
-                                          $6::text[], $7::text[], $8::int[])",
+                     SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]), \
+                            unnest($5::jsonb[]), unnest($6::text[]), unnest($7::text[]), unnest($8::int[])",
                     &fresh.into_args(),
                 );
             }
@@ -1009,8 +1010,9 @@ fn upsert_fragments(
                     c,
                     "INSERT INTO evolve.raw_fragments AS f \
                          (entity_id, entity_type, user_id, fragment_key, value, value_type, source, frequency) \
-                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
-                                          $6::text[], $7::text[], $8::int[]) ORDER BY 1, 4 \
+                     SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]), \
+                            unnest($5::jsonb[]), unnest($6::text[]), unnest($7::text[]), unnest($8::int[]) \
+                     ORDER BY 1, 4 \
                      ON CONFLICT ON CONSTRAINT raw_fragments_entity_key DO UPDATE SET \
                          value = EXCLUDED.value, value_type = EXCLUDED.value_type, source = EXCLUDED.source, \
                          frequency = f.frequency + EXCLUDED.frequency, \

@@ -149,8 +149,8 @@ pub fn record_canonical(
                 "INSERT INTO evolve.observations \
                      (observation_id, entity_id, attribute, value, source, schema_version, user_id) \
                  OVERRIDING SYSTEM VALUE \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], \
-                                      $6::int[], $7::text[])",
+                 SELECT unnest($1::bigint[]), unnest($2::bigint[]), unnest($3::text[]), unnest($4::jsonb[]), \
+                        unnest($5::text[]), unnest($6::int[]), unnest($7::text[])",
                 &args,
             );
             ids
@@ -423,12 +423,13 @@ pub fn record_born(
                 "INSERT INTO evolve.observations \
                      (observation_id, entity_id, attribute, value, source, schema_version, user_id) \
                  OVERRIDING SYSTEM VALUE \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], \
-                                      $6::int[], $7::text[])"
+                 SELECT unnest($1::bigint[]), unnest($2::bigint[]), unnest($3::text[]), unnest($4::jsonb[]), \
+                        unnest($5::text[]), unnest($6::int[]), unnest($7::text[])"
             } else {
                 "INSERT INTO evolve.observations \
                      (observation_id, entity_id, attribute, value, source, schema_version) OVERRIDING SYSTEM VALUE \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[])"
+                 SELECT unnest($1::bigint[]), unnest($2::bigint[]), unnest($3::text[]), unnest($4::jsonb[]), \
+                        unnest($5::text[]), unnest($6::int[])"
             },
             &columns,
         );

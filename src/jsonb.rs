@@ -154,11 +154,15 @@ unsafe impl SqlTranslatable for Json {
         Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
 }
 
-/// Builds a jsonb datum from a JSON value without going through text: the value is pushed into
-/// PostgreSQL's own jsonb builder (`pushJsonbValue`, as `jsonb_in` does after lexing), strings as
-/// they are, numbers through `numeric_in` with their exact digits (the values are read with
-/// arbitrary precision). The datum is palloc'd in the current memory context.
+/// Builds a jsonb datum from a JSON value without going through text: a container is pushed
+/// into PostgreSQL's own jsonb builder (`pushJsonbValue`, as `jsonb_in` does after lexing), a
+/// scalar is laid out directly ([`scalar_datum`]); strings as they are, numbers through
+/// `numeric_in` with their exact digits (the values are read with arbitrary precision). The
+/// datum is palloc'd in the current memory context.
 pub fn datum(value: &serde_json::Value) -> pg_sys::Datum {
+    if let Some(d) = scalar_datum(value) {
+        return d;
+    }
     // SAFETY: every JsonbValue pushed points into `value`, which outlives the call, or at a
     // numeric palloc'd here; JsonbValueToJsonb copies all of it into the new datum before
     // returning, and pushJsonbValue only reads its argument.
@@ -170,6 +174,103 @@ pub fn datum(value: &serde_json::Value) -> pg_sys::Datum {
         let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
         let result = push(&mut state, value);
         pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(result))
+    }
+}
+
+// The layout of a jsonb scalar (src/include/utils/jsonb.h): a one-element array container
+// flagged scalar, its one JEntry (the first of a container stores its end offset), the data.
+const JB_FSCALAR: u32 = 0x1000_0000;
+const JB_FARRAY: u32 = 0x4000_0000;
+const JENTRY_HAS_OFF: u32 = 0x8000_0000;
+const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
+const JENTRY_ISSTRING: u32 = 0x0000_0000;
+const JENTRY_ISNUMERIC: u32 = 0x1000_0000;
+const JENTRY_ISBOOL_FALSE: u32 = 0x2000_0000;
+const JENTRY_ISBOOL_TRUE: u32 = 0x3000_0000;
+const JENTRY_ISNULL: u32 = 0x4000_0000;
+
+/// A scalar's jsonb datum, byte for byte what `JsonbValueToJsonb` makes of it (the in-backend
+/// tests compare the two), without its builder's parse state and intermediate copies: one palloc
+/// (and `numeric_in` for a number). None for a container, or a string too long for a JEntry
+/// (left to PostgreSQL's builder and its error).
+pub fn scalar_datum(value: &serde_json::Value) -> Option<pg_sys::Datum> {
+    use serde_json::Value;
+    // The data: a string's bytes, or a number's numeric varlena (at offset 12, int-aligned
+    // already, so with no padding); none for a boolean or null.
+    let (entry, data, numeric): (u32, &[u8], *mut pg_sys::varlena) = match value {
+        Value::Null => (JENTRY_ISNULL, &[], std::ptr::null_mut()),
+        Value::Bool(false) => (JENTRY_ISBOOL_FALSE, &[], std::ptr::null_mut()),
+        Value::Bool(true) => (JENTRY_ISBOOL_TRUE, &[], std::ptr::null_mut()),
+        Value::String(s) if s.len() <= JENTRY_OFFLENMASK as usize => {
+            (JENTRY_ISSTRING, s.as_bytes(), std::ptr::null_mut())
+        }
+        Value::Number(n) => {
+            let numeric = numeric(n.as_str());
+            // SAFETY: numeric_in returns a complete numeric varlena, palloc'd.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    numeric as *const u8,
+                    pgrx::varlena::varsize_any(numeric),
+                )
+            };
+            (JENTRY_ISNUMERIC, bytes, numeric)
+        }
+        _ => return None,
+    };
+    let total = 12 + data.len();
+    let container: [u32; 2] = [
+        1 | JB_FARRAY | JB_FSCALAR,
+        entry | data.len() as u32 | JENTRY_HAS_OFF,
+    ];
+    // SAFETY: a fresh palloc of `total` bytes, written whole: the varlena header, the container
+    // header and JEntry, then the data; the numeric (if any) was palloc'd above and is copied
+    // before it is freed.
+    unsafe {
+        let dst = pg_sys::palloc(total) as *mut u8;
+        pgrx::varlena::set_varsize_4b(dst.cast(), total as i32);
+        std::ptr::copy_nonoverlapping(container.as_ptr() as *const u8, dst.add(4), 8);
+        std::ptr::copy_nonoverlapping(data.as_ptr(), dst.add(12), data.len());
+        if !numeric.is_null() {
+            pg_sys::pfree(numeric.cast());
+        }
+        Some(pg_sys::Datum::from(dst))
+    }
+}
+
+/// A scalar's jsonb by PostgreSQL's own builder: the oracle of [`scalar_datum`]'s tests.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn built_by_postgres(value: &serde_json::Value) -> pg_sys::Datum {
+    // SAFETY: as in `datum`: the JsonbValue points into `value`, copied by the builder.
+    unsafe {
+        let mut v = scalar(value);
+        pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(&mut v))
+    }
+}
+
+/// A number's numeric, by `numeric_in` on its exact digits (NUL-terminated on the stack when
+/// short, as nearly all are).
+fn numeric(digits: &str) -> *mut pg_sys::varlena {
+    // SAFETY: `cstr` is a NUL-terminated string that outlives the call; numeric_in takes
+    // (cstring, typioparam, typmod) and returns a palloc'd numeric or raises.
+    let call = |cstr: *const std::ffi::c_char| unsafe {
+        pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::numeric_in,
+            &[
+                Some(pg_sys::Datum::from(cstr)),
+                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                Some(pg_sys::Datum::from(-1i32)),
+            ],
+        )
+        .expect("numeric_in returns a value")
+        .cast_mut_ptr::<pg_sys::varlena>()
+    };
+    let mut buf = [0u8; 64];
+    if digits.len() < buf.len() {
+        buf[..digits.len()].copy_from_slice(digits.as_bytes());
+        call(buf.as_ptr() as *const std::ffi::c_char)
+    } else {
+        let owned = std::ffi::CString::new(digits).expect("no NUL in a number");
+        call(owned.as_ptr())
     }
 }
 
@@ -217,18 +318,8 @@ unsafe fn scalar(value: &serde_json::Value) -> pg_sys::JsonbValue {
                 v.val.boolean = *b;
             }
             Value::Number(n) => {
-                let digits = std::ffi::CString::new(n.to_string()).expect("no NUL in a number");
-                let numeric = pgrx::fcinfo::direct_function_call_as_datum(
-                    pg_sys::numeric_in,
-                    &[
-                        Some(pg_sys::Datum::from(digits.as_ptr())),
-                        Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
-                        Some(pg_sys::Datum::from(-1i32)),
-                    ],
-                )
-                .expect("numeric_in returns a value");
                 v.type_ = pg_sys::jbvType::jbvNumeric;
-                v.val.numeric = numeric.cast_mut_ptr();
+                v.val.numeric = numeric(n.as_str()).cast();
             }
             Value::String(s) => {
                 v.type_ = pg_sys::jbvType::jbvString;

@@ -275,3 +275,39 @@ fn column_reads_do_not_pile_up_in_the_transaction() {
         "the transaction's context grew by {grown} bytes over 2000 ingests"
     );
 }
+
+#[pg_test]
+fn scalar_jsonb_is_laid_out_as_postgres_builds_it() {
+    // Each scalar, encoded directly, is byte for byte what PostgreSQL's builder makes of it, and
+    // equals the jsonb its text reads as.
+    let cases = [
+        "null", "true", "false", "0", "-1", "1e3", "0.10", "-0.0", "123456789012345678901234567890",
+        "1.5e-7", "\"\"", "\"a\"", r#""\u00e9 \u2713 ok""#, r#""tab\there""#, "\"é ✓\"",
+    ];
+    let long = format!("\"{}\"", "x".repeat(3000));
+    let digits = format!("{}.{}", "9".repeat(70), "1".repeat(40));
+    for text in cases.iter().copied().chain([long.as_str(), digits.as_str()]) {
+        let value = evolve_core::number::parse_exact(text).unwrap();
+        let ours = crate::jsonb::scalar_datum(&value).expect("a scalar");
+        let theirs = crate::jsonb::built_by_postgres(&value);
+        // SAFETY: both are plain jsonb varlenas just palloc'd in this context.
+        let (a, b) = unsafe {
+            let bytes = |d: pg_sys::Datum| {
+                let p = d.cast_mut_ptr::<pg_sys::varlena>();
+                std::slice::from_raw_parts(p as *const u8, pgrx::varlena::varsize_any(p)).to_vec()
+            };
+            (bytes(ours), bytes(theirs))
+        };
+        assert_eq!(a, b, "{text}");
+        let same = Spi::get_one_with_args::<bool>(
+            "SELECT $1::text::jsonb = $2",
+            &[
+                text.into(),
+                // SAFETY: a jsonb datum built above, in this context.
+                unsafe { pgrx::datum::DatumWithOid::new(ours, pg_sys::JSONBOID) },
+            ],
+        )
+        .unwrap();
+        assert_eq!(same, Some(true), "{text}");
+    }
+}

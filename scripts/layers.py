@@ -14,8 +14,8 @@ SKIP = {"lib", "tests"}
 
 # Each module's layer; a module may call its own layer and the ones below.
 LAYERS = {
-    # L0: errors, settings, argument checks, SPI helpers, jsonb, access, user functions, cache
-    "error": 0, "gucs": 0, "args": 0, "plans": 0, "jsonb": 0, "access": 0, "userfn": 0,
+    # L0: errors, settings, argument checks, SPI helpers, jsonb, arrays, access, user functions, cache
+    "error": 0, "gucs": 0, "args": 0, "plans": 0, "jsonb": 0, "arrays": 0, "access": 0, "userfn": 0,
     "cache": 0, "metrics": 0, "wakeup": 0, "model": 0, "shards": 0,
     # L1: the schema store; the embedders (profiles)
     "store": 1, "embedders": 1,

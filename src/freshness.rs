@@ -146,7 +146,11 @@ pub fn queue_changed(client: &mut pgrx::spi::SpiClient<'_>, written: &[Written<'
             client,
             "INSERT INTO evolve.embedding_queue (entity_id, priority_rank, tenant) \
              SELECT unnest($1::bigint[]), $2, unnest($3::text[]) ORDER BY 1",
-            &[new_ids.into(), FRESH_RANK.into(), new_tenants.into()],
+            &[
+                new_ids.into(),
+                FRESH_RANK.into(),
+                crate::arrays::text(&new_tenants),
+            ],
         );
     }
     // A parked fresh row (no job counts it) is queued again: new data may embed where the old

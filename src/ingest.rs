@@ -706,9 +706,9 @@ fn create_entities(
                  RETURNING entity_id, entity_type, user_id, entity_key"
             },
             &[
-                types.into(),
-                users.into(),
-                keys.into(),
+                crate::arrays::text(&types),
+                crate::arrays::text(&users),
+                crate::arrays::text(&keys),
                 crate::jsonb::array(snapshots.iter()),
                 crate::jsonb::array(cells.iter()),
                 hashes.into(),
@@ -856,19 +856,19 @@ struct FragmentColumns {
     users: Vec<Option<String>>,
     keys: Vec<String>,
     values: Vec<Value>,
-    value_types: Vec<String>,
+    value_types: Vec<&'static str>,
     sources: Vec<Option<String>>,
     frequencies: Vec<i32>,
 }
 
 impl FragmentColumns {
-    fn push(&mut self, f: Fragment, value_type: &str) {
+    fn push(&mut self, f: Fragment, value_type: &'static str) {
         self.ids.push(f.entity_id);
         self.types.push(f.entity_type);
         self.users.push(f.user_id);
         self.keys.push(f.key);
         self.values.push(f.value);
-        self.value_types.push(value_type.to_string());
+        self.value_types.push(value_type);
         self.sources.push(f.source);
         self.frequencies.push(f.frequency);
     }
@@ -876,12 +876,12 @@ impl FragmentColumns {
     fn into_args(self) -> [pgrx::datum::DatumWithOid<'static>; 8] {
         [
             self.ids.into(),
-            self.types.into(),
-            self.users.into(),
-            self.keys.into(),
+            crate::arrays::text(&self.types),
+            crate::arrays::text(&self.users),
+            crate::arrays::text(&self.keys),
             crate::jsonb::array(self.values.iter()),
-            self.value_types.into(),
-            self.sources.into(),
+            crate::arrays::text(&self.value_types),
+            crate::arrays::text(&self.sources),
             self.frequencies.into(),
         ]
     }

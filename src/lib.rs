@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod access;
 mod args;
+mod arrays;
 mod cache;
 mod embedders;
 mod error;

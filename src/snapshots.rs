@@ -355,13 +355,13 @@ fn observation_columns<'a, 'u>(
     }
     let mut columns = vec![
         e.into(),
-        a.into(),
+        crate::arrays::text(&a),
         crate::jsonb::array(v.into_iter()),
-        s.into(),
+        crate::arrays::text(&s),
         sv.into(),
     ];
     if scoped {
-        columns.push(u.into());
+        columns.push(crate::arrays::text(&u));
     }
     columns
 }

@@ -311,3 +311,41 @@ fn scalar_jsonb_is_laid_out_as_postgres_builds_it() {
         assert_eq!(same, Some(true), "{text}");
     }
 }
+
+#[pg_test]
+fn text_arrays_are_laid_out_as_postgres_builds_them() {
+    // Each array, laid out directly, is byte for byte what construct_md_array makes of the same
+    // elements (NULLs, empty and long strings, a bitmap of more than one byte), and reads back.
+    let long = "ü".repeat(1500);
+    let cases: Vec<Vec<Option<&str>>> = vec![
+        vec![],
+        vec![Some("a")],
+        vec![None],
+        vec![Some(""), Some("ab"), Some("abc"), Some("abcd"), Some("abcde")],
+        vec![Some("x"), None, Some("é ✓"), None, None, Some(""), Some(&long), None, Some("9")],
+        (0..40).map(|i| if i % 3 == 0 { None } else { Some("k") }).collect(),
+    ];
+    for items in &cases {
+        let ours = crate::arrays::text(items);
+        let theirs: pgrx::datum::DatumWithOid<'static> = items.clone().into();
+        // SAFETY: both are plain text[] varlenas just palloc'd in this context.
+        let (a, b) = unsafe {
+            let bytes = |d: &pgrx::datum::DatumWithOid<'_>| {
+                let p = d
+                    .datum()
+                    .expect("not NULL")
+                    .sans_lifetime()
+                    .cast_mut_ptr::<pg_sys::varlena>();
+                std::slice::from_raw_parts(p as *const u8, pgrx::varlena::varsize_any(p)).to_vec()
+            };
+            (bytes(&ours), bytes(&theirs))
+        };
+        assert_eq!(a, b, "{items:?}");
+        let back = Spi::get_one_with_args::<Vec<Option<String>>>("SELECT $1::text[]", &[ours])
+            .unwrap()
+            .unwrap();
+        let expected: Vec<Option<String>> =
+            items.iter().map(|i| i.map(str::to_string)).collect();
+        assert_eq!(back, expected);
+    }
+}

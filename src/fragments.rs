@@ -606,13 +606,9 @@ fn cleanup_sharded(batch_size: i32) -> i64 {
         }
         // Their shards' parts, each written there, in the parts' lock order (by shard key, as
         // ingestion writes them); the latest sightings read once.
-        let mut order: Vec<usize> = (0..shards.len()).collect();
-        order.sort_by_key(|&i| shards[i]);
-        let shards: Vec<i64> = order.iter().map(|&i| shards[i]).collect();
-        let deleted: Vec<pgrx::JsonB> = order
-            .into_iter()
-            .map(|i| std::mem::replace(&mut deleted[i], pgrx::JsonB(serde_json::Value::Null)))
-            .collect();
+        let mut by_shard: Vec<(i64, pgrx::JsonB)> = shards.into_iter().zip(deleted).collect();
+        by_shard.sort_by_key(|(shard, _)| *shard);
+        let (shards, deleted): (Vec<i64>, Vec<pgrx::JsonB>) = by_shard.into_iter().unzip();
         crate::plans::execute(
             client,
             "SELECT evolve._fragments_deleted($1, $2)",

@@ -514,10 +514,10 @@ pub fn ingest_batch(inputs: &[Input]) -> Vec<Result<i64, Reject>> {
 
     // The shards of the batch's entities, looked up once (only where entities are distributed):
     // the parts of their counts and of their fragments' aggregates are those shards'.
-    let shard_keys = if !created.is_empty() || !fragments.is_empty() {
+    let shard_keys = if derived && (!created.is_empty() || !fragments.is_empty()) {
         Spi::connect_mut(|c| crate::shards::keys_in(c, &ids))
     } else {
-        Spi::connect_mut(|c| crate::shards::keys_in(c, &[]))
+        crate::shards::ShardKeys::default()
     };
 
     // Where entities are distributed, the count triggers do nothing on the shards: the

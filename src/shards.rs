@@ -80,7 +80,8 @@ thread_local! {
 }
 
 /// The keys of the shards holding some entities: the `shard` of the parts counting their rows.
-/// On a single node every entity's is 0 (and nothing is looked up).
+/// On a single node every entity's is 0 (the default: nothing looked up).
+#[derive(Default)]
 pub struct ShardKeys(Option<HashMap<i64, i64>>);
 
 impl ShardKeys {
